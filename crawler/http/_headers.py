@@ -1,0 +1,165 @@
+"""Case-insensitive, multi-valued, order-preserving HTTP headers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import TypeAlias, Union
+
+from ._exceptions import LocalProtocolError
+
+__all__ = ["HeaderTypes", "Headers", "check_header"]
+
+HeaderTypes: TypeAlias = Union[
+    "Headers",
+    Mapping[str, str],
+    Mapping[bytes, bytes],
+    Sequence[tuple[str, str]],
+    Sequence[tuple[bytes, bytes]],
+]
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse a header that would split or smuggle a message, before it is sent."""
+    if not _TOKEN.match(name):
+        raise LocalProtocolError(f"Invalid header name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise LocalProtocolError(f"Invalid character in the value of header {name!r}: {value!r}")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+class Headers(MutableMapping[str, str]):
+    """Headers as an ordered list of (name, value) pairs.
+
+    Lookup is case-insensitive; ``headers[name]`` joins repeated values with
+    ", " (as RFC 9110 allows) while ``get_list`` keeps them apart, which
+    Set-Cookie needs.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, headers: HeaderTypes | None = None) -> None:
+        if headers is None:
+            self._items: list[tuple[str, str]] = []
+        elif isinstance(headers, Headers):
+            self._items = list(headers._items)
+        elif isinstance(headers, Mapping):
+            self._items = [(_text(k), _text(v)) for k, v in headers.items()]
+        else:
+            self._items = [(_text(k), _text(v)) for k, v in headers]
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Build from protocol-library output without re-validating it."""
+        new = cls.__new__(cls)
+        new._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        return new
+
+    # -- reading ---------------------------------------------------------------
+
+    def get_list(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for k, v in self._items if k.lower() == lname]
+
+    def __getitem__(self, name: str) -> str:
+        values = self.get_list(name)
+        if not values:
+            raise KeyError(name)
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lname = name.lower()
+        return any(k.lower() == lname for k, _ in self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for k, _ in self._items:
+            lk = k.lower()
+            if lk not in seen:
+                seen.add(lk)
+                yield k
+
+    def __len__(self) -> int:
+        return len({k.lower() for k, _ in self._items})
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._items]
+
+    # -- writing ---------------------------------------------------------------
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` with one value, keeping its position."""
+        lname = name.lower()
+        out: list[tuple[str, str]] = []
+        placed = False
+        for k, v in self._items:
+            if k.lower() != lname:
+                out.append((k, v))
+            elif not placed:
+                out.append((name, value))
+                placed = True
+        if not placed:
+            out.append((name, value))
+        self._items = out
+
+    def __delitem__(self, name: str) -> None:
+        lname = name.lower()
+        kept = [(k, v) for k, v in self._items if k.lower() != lname]
+        if len(kept) == len(self._items):
+            raise KeyError(name)
+        self._items = kept
+
+    def add(self, name: str, value: str) -> None:
+        """Append a value without replacing existing ones."""
+        self._items.append((name, value))
+
+    def setdefault(self, name: str, default: str = "") -> str:
+        lname = name.lower()
+        for k, v in self._items:
+            if k.lower() == lname:
+                return v
+        self._items.append((name, default))
+        return default
+
+    def update_from(self, headers: HeaderTypes | None) -> None:
+        """Merge ``headers`` in, each name replacing the values it had."""
+        if headers:
+            for k, v in Headers(headers).multi_items():
+                self[k] = v
+
+    def copy(self) -> Headers:
+        return Headers(self)
+
+    def validate(self) -> None:
+        for k, v in self._items:
+            check_header(k, v)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers | Mapping | list):
+            return NotImplemented
+        mine = sorted((k.lower(), v) for k, v in self._items)
+        theirs = sorted((k.lower(), v) for k, v in Headers(other).multi_items())
+        return mine == theirs
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = [
+            (k, "[secure]" if k.lower() in _SECRET_HEADERS else v) for k, v in self._items
+        ]
+        return f"Headers({shown!r})"
+
+
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})

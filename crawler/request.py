@@ -1,0 +1,134 @@
+"""The crawl-level Request: what spiders yield and the frontier stores.
+
+It is deliberately small and made of plain data (the callback is kept by
+name, meta must be JSON-like) so that a durable frontier can store millions
+of them and a resumed crawl can rebuild them. The HTTP-level request is built
+from it only when a worker sends it.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+__all__ = ["Request"]
+
+Callback = Callable[..., Any] | str
+
+
+def _callback_name(callback: Callback | None) -> str | None:
+    if callback is None or isinstance(callback, str):
+        return callback
+    name = getattr(callback, "__name__", None)
+    if name is None or getattr(callback, "__self__", None) is None:
+        raise TypeError(
+            f"callback must be a spider method or its name, got {callback!r}: "
+            "requests are stored by callback name so that crawls can resume"
+        )
+    return str(name)
+
+
+class Request:
+    """A request to crawl: URL, HTTP fields and crawl bookkeeping."""
+
+    __slots__ = (
+        "body",
+        "callback",
+        "depth",
+        "dont_filter",
+        "errback",
+        "headers",
+        "meta",
+        "method",
+        "priority",
+        "session",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        callback: Callback | None = None,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+        *,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        priority: int = 0,
+        meta: dict[str, Any] | None = None,
+        dont_filter: bool = False,
+        session: str | None = None,
+        errback: Callback | None = None,
+        depth: int = 0,
+    ) -> None:
+        if not isinstance(url, str):
+            url = str(url)
+        self.url = url
+        self.callback = _callback_name(callback)
+        self.errback = _callback_name(errback)
+        self.method = method.upper()
+        self.headers: dict[str, str] | None = dict(headers) if headers else None
+        if data is not None:
+            body = urlencode(list(data.items()), doseq=True)
+            self._set_default_header("Content-Type", "application/x-www-form-urlencoded")
+        elif json is not None:
+            body = jsonlib.dumps(json, separators=(",", ":"))
+            self._set_default_header("Content-Type", "application/json")
+        self.body: bytes = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+        self.priority = priority
+        self.meta: dict[str, Any] = meta if meta is not None else {}
+        self.dont_filter = dont_filter
+        self.session = session
+        self.depth = depth
+
+    def _set_default_header(self, name: str, value: str) -> None:
+        headers = self.headers if self.headers is not None else {}
+        if not any(k.lower() == name.lower() for k in headers):
+            headers[name] = value
+        self.headers = headers
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for a durable frontier (body as latin-1 text to stay JSON-safe)."""
+        return {
+            "url": self.url,
+            "callback": self.callback,
+            "errback": self.errback,
+            "method": self.method,
+            "headers": self.headers,
+            "body": self.body.decode("latin-1"),
+            "priority": self.priority,
+            "meta": self.meta,
+            "dont_filter": self.dont_filter,
+            "session": self.session,
+            "depth": self.depth,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Request:
+        return cls(
+            data["url"],
+            callback=data.get("callback"),
+            errback=data.get("errback"),
+            method=data.get("method", "GET"),
+            headers=data.get("headers"),
+            body=data.get("body", "").encode("latin-1"),
+            priority=data.get("priority", 0),
+            meta=data.get("meta"),
+            dont_filter=data.get("dont_filter", False),
+            session=data.get("session"),
+            depth=data.get("depth", 0),
+        )
+
+    def replace(self, **changes: Any) -> Request:
+        data = self.to_dict()
+        data["body"] = self.body.decode("latin-1")
+        data.update(changes)
+        if isinstance(data.get("body"), bytes):
+            data["body"] = data["body"].decode("latin-1")
+        return Request.from_dict(data)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
