@@ -1,0 +1,367 @@
+"""Item pipelines: the protocol, the runner that drives a chain of them, and name resolution.
+
+Every item a spider yields goes through the chain in order. A stage returns the
+item (or a changed one) to pass it on, or raises :class:`DropItem` to drop it.
+Any other exception is a bug in that stage: it is logged and counted, the item
+is dropped, and the crawl goes on, because one bad item must not end a crawl of
+millions. Whether a stage is sync or async is decided once at set-up, so the
+per-item cost of the chain is one call per stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .spider import Spider
+
+__all__ = [
+    "BUILTIN_PIPELINES",
+    "FEED_EXTENSIONS",
+    "DropItem",
+    "Pipeline",
+    "PipelineConfigError",
+    "PipelineRunner",
+    "PipelineSettings",
+    "feed_exporter_for",
+    "load_pipeline",
+    "load_pipelines",
+]
+
+logger = logging.getLogger("crawler.pipeline")
+
+#: Built-in pipeline names and where they live. User pipelines are named by import path.
+BUILTIN_PIPELINES: Mapping[str, str] = {
+    "validate": "pipelines.validate:ValidatePipeline",
+    "jsonl": "pipelines.jsonl:JsonLinesExporter",
+    "csv": "pipelines.csv_export:CsvExporter",
+    "json": "pipelines.json_export:JsonArrayExporter",
+    "sqlite": "pipelines.sqlite:SqliteExporter",
+}
+
+#: File extensions that ``crawl -o FILE`` understands, and the built-in exporter for each.
+FEED_EXTENSIONS: Mapping[str, str] = {
+    ".jsonl": "jsonl",
+    ".jl": "jsonl",
+    ".csv": "csv",
+    ".json": "json",
+}
+
+# A misbehaving stage that puts item data into its drop reasons must not grow the
+# counter without bound; past this many distinct reasons the rest are lumped together.
+_MAX_DROP_REASONS = 1000
+_OTHER_REASONS = "(other reasons)"
+
+
+class DropItem(Exception):
+    """Raised by a stage to drop the item; the message is the reason counted in the stats.
+
+    Keep reasons short and stable (``missing field 'author'``, not the item's URL):
+    items are counted by reason.
+    """
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline named in the settings cannot be found or built from its options."""
+
+
+class Pipeline(Protocol):
+    """One stage of the item chain. Each method may be sync or ``async``.
+
+    ``process_item`` is required; the runner also accepts stages without ``open``
+    or ``close``. Exporters may add ``checkpoint()`` (or ``flush()``), called by
+    the engine at checkpoints to make everything processed so far durable.
+    """
+
+    def open(self, spider: Spider) -> Awaitable[None] | None: ...
+
+    def process_item(self, item: Any, spider: Spider) -> Any | Awaitable[Any]: ...
+
+    def close(self, spider: Spider) -> Awaitable[None] | None: ...
+
+
+class PipelineSettings(Protocol):
+    """What :func:`load_pipelines` needs from the settings: the options of one pipeline."""
+
+    def pipeline_options(self, name: str) -> Mapping[str, Any]: ...
+
+
+class _Hook:
+    """A bound method and whether it must be awaited, decided once."""
+
+    __slots__ = ("call", "is_async")
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        self.call = call
+        self.is_async = inspect.iscoroutinefunction(call)
+
+    async def __call__(self, *args: Any) -> Any:
+        if self.is_async:
+            return await self.call(*args)
+        return self.call(*args)
+
+
+class _Stage:
+    """One pipeline's optional lifecycle hooks, looked up once."""
+
+    __slots__ = ("checkpoint", "close", "label", "open", "process")
+
+    def __init__(self, pipeline: object) -> None:
+        self.label = type(pipeline).__name__
+        process = self._hook(pipeline, "process_item")
+        if process is None:
+            raise TypeError(f"pipeline {self.label} has no process_item(item, spider) method")
+        self.process = process
+        self.open = self._hook(pipeline, "open")
+        self.close = self._hook(pipeline, "close")
+        # checkpoint() is preferred: it may return the state a resumed crawl needs.
+        self.checkpoint = self._hook(pipeline, "checkpoint") or self._hook(pipeline, "flush")
+
+    def _hook(self, pipeline: object, name: str) -> _Hook | None:
+        method = getattr(pipeline, name, None)
+        if method is None:
+            return None
+        if not callable(method):
+            raise TypeError(f"pipeline {self.label}: {name} is not a method")
+        return _Hook(method)
+
+
+class PipelineRunner:
+    """Drives items through a chain of pipelines and counts what happened to them.
+
+    Counters: ``items_scraped`` (items that passed the whole chain),
+    ``items_dropped`` (by reason) and ``errors`` (stages that raised something
+    other than :class:`DropItem`; the item is dropped for the rest of the chain).
+    """
+
+    def __init__(self, pipelines: Sequence[Pipeline]) -> None:
+        self.pipelines: tuple[Pipeline, ...] = tuple(pipelines)
+        self.items_scraped = 0
+        self.items_dropped: dict[str, int] = {}
+        self.errors = 0
+        self._stages = tuple(_Stage(p) for p in self.pipelines)
+        self._chain = tuple((s.label, s.process.call, s.process.is_async) for s in self._stages)
+        self._opened: list[_Stage] = []
+
+    async def open(self, spider: Spider) -> None:
+        """Open every stage in order; if one fails, close those already open and re-raise."""
+        for stage in self._stages:
+            try:
+                if stage.open is not None:
+                    await stage.open(spider)
+            except BaseException:
+                opened, self._opened = self._opened, []
+                await self._close_all(spider, opened)
+                raise
+            self._opened.append(stage)
+
+    async def process(self, item: Any, spider: Spider) -> Any | None:
+        """Run ``item`` through the chain; the final item, or ``None`` if it was dropped."""
+        for label, call, is_async in self._chain:
+            try:
+                result = (await call(item, spider)) if is_async else call(item, spider)
+            except DropItem as exc:
+                self._count_drop(str(exc) or label)
+                return None
+            except Exception:
+                self.errors += 1
+                logger.exception(
+                    "spider %s: pipeline %s failed on a %s item; the item is dropped",
+                    spider.name,
+                    label,
+                    type(item).__name__,
+                )
+                return None
+            if result is None:
+                self.errors += 1
+                logger.error(
+                    "spider %s: pipeline %s returned None for a %s item; "
+                    "return the item to keep it or raise DropItem to drop it",
+                    spider.name,
+                    label,
+                    type(item).__name__,
+                )
+                return None
+            item = result
+        self.items_scraped += 1
+        return item
+
+    def _count_drop(self, reason: str) -> None:
+        counts = self.items_dropped
+        if reason not in counts and len(counts) >= _MAX_DROP_REASONS:
+            reason = _OTHER_REASONS
+        counts[reason] = counts.get(reason, 0) + 1
+
+    async def checkpoint(self) -> list[Any]:
+        """Make every stage durable; one state per pipeline, in chain order (None if none).
+
+        The states (for exporters: the committed byte offset and record count) are
+        what a resumed crawl hands back to cut files back to the last checkpoint.
+        """
+        states: list[Any] = []
+        for stage in self._stages:
+            states.append(None if stage.checkpoint is None else await stage.checkpoint())
+        return states
+
+    async def close(self, spider: Spider) -> None:
+        """Close every open stage, last first, even if some fail; re-raise the first failure."""
+        opened, self._opened = self._opened, []
+        first = await self._close_all(spider, opened)
+        if first is not None:
+            raise first
+
+    async def _close_all(self, spider: Spider, opened: Sequence[_Stage]) -> BaseException | None:
+        first: BaseException | None = None
+        for stage in reversed(opened):
+            if stage.close is None:
+                continue
+            try:
+                await stage.close(spider)
+            except BaseException as exc:
+                logger.error(
+                    "spider %s: pipeline %s failed to close", spider.name, stage.label, exc_info=exc
+                )
+                if first is None:
+                    first = exc
+        return first
+
+    def __repr__(self) -> str:
+        names = ", ".join(stage.label for stage in self._stages)
+        return f"<PipelineRunner [{names}] scraped={self.items_scraped} errors={self.errors}>"
+
+
+# The shipped pipelines live in the top-level ``pipelines`` package, next to ``crawler``.
+# A project may have a ``pipelines`` package of its own, and the project directory
+# comes first on sys.path, so the built-ins are imported from this directory under a
+# private name when the name ``pipelines`` belongs to the project.
+_SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+_SHIPPED_ALIAS = "_crawler_shipped_pipelines"
+
+
+def _shipped_package() -> str:
+    """The importable name of the shipped pipelines package."""
+    try:
+        package = importlib.import_module("pipelines")
+    except ImportError:
+        package = None
+    location = getattr(package, "__file__", None)
+    if location is not None and Path(location).resolve().parent == _SHIPPED_DIR:
+        return "pipelines"
+    if _SHIPPED_ALIAS not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            _SHIPPED_ALIAS,
+            _SHIPPED_DIR / "__init__.py",
+            submodule_search_locations=[str(_SHIPPED_DIR)],
+        )
+        if spec is None or spec.loader is None:
+            raise PipelineConfigError(f"the shipped pipelines are missing from {_SHIPPED_DIR}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_SHIPPED_ALIAS] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[_SHIPPED_ALIAS]
+            raise
+    return _SHIPPED_ALIAS
+
+
+def _import_object(name: str, spec: str, *, shipped: bool = False) -> Any:
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise PipelineConfigError(_unknown_message(name))
+    if shipped:
+        module_name = _shipped_package() + module_name.removeprefix("pipelines")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PipelineConfigError(
+            f"pipeline {name!r}: cannot import module {module_name!r}: {exc}"
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise PipelineConfigError(
+            f"pipeline {name!r}: module {module_name!r} has no attribute {attr!r}"
+        ) from None
+
+
+def _unknown_message(name: str) -> str:
+    known = ", ".join(sorted(BUILTIN_PIPELINES))
+    return (
+        f"unknown pipeline {name!r}: built-in pipelines are {known}; "
+        "name your own as 'module:ClassName' or 'module.ClassName'"
+    )
+
+
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def load_pipeline(name: str, options: Mapping[str, Any] | None = None) -> Pipeline:
+    """Build one pipeline from its name and options (passed to the constructor as keywords)."""
+    spec = BUILTIN_PIPELINES.get(name)
+    shipped = spec is not None
+    if spec is None:
+        if ":" not in name and "." not in name:
+            raise PipelineConfigError(_unknown_message(name))
+        spec = name
+    factory = _import_object(name, spec, shipped=shipped)
+    if not callable(factory):
+        raise PipelineConfigError(f"pipeline {name!r}: {spec} is not a class")
+    kwargs = dict(options or {})
+    try:
+        signature = inspect.signature(factory)
+    except ValueError:  # no signature to check (a builtin): let the call speak
+        pass
+    else:
+        try:
+            signature.bind(**kwargs)
+        except TypeError as exc:
+            accepted = ", ".join(
+                p.name for p in signature.parameters.values() if p.kind in _KEYWORD_KINDS
+            )
+            raise PipelineConfigError(
+                f"pipeline {name!r}: {exc} (its options are: {accepted or 'none'})"
+            ) from exc
+    try:
+        pipeline = factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise PipelineConfigError(f"pipeline {name!r}: {exc}") from exc
+    if not callable(getattr(pipeline, "process_item", None)):
+        raise PipelineConfigError(f"pipeline {name!r}: {spec} has no process_item(item, spider)")
+    return pipeline  # type: ignore[no-any-return]
+
+
+def load_pipelines(
+    names: Sequence[str], settings: PipelineSettings | None = None
+) -> list[Pipeline]:
+    """Build the chain named in the settings, each with ``settings.pipeline_options(name)``."""
+    if isinstance(names, str):
+        raise PipelineConfigError(f"pipelines must be a list of names, got the string {names!r}")
+    return [
+        load_pipeline(name, settings.pipeline_options(name) if settings is not None else None)
+        for name in names
+    ]
+
+
+def feed_exporter_for(path: str | Path, **options: Any) -> Pipeline:
+    """The built-in exporter for ``crawl -o PATH``, chosen by PATH's extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    name = FEED_EXTENSIONS.get(suffix)
+    if name is None:
+        supported = ", ".join(sorted(FEED_EXTENSIONS))
+        shown = f"extension {suffix!r}" if suffix else "no extension"
+        raise PipelineConfigError(
+            f"cannot export items to {str(path)!r}: {shown} is not supported; "
+            f"use one of {supported}"
+        )
+    return load_pipeline(name, {**options, "path": path})

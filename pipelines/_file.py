@@ -1,0 +1,216 @@
+"""The machinery shared by file exporters: batching, whole-record appends and recovery.
+
+The guarantee every file exporter gives is that a crash, even SIGKILL, leaves
+whole records only. Records are buffered and appended in batches, one
+``write()`` per batch of whole records, through an ``O_APPEND`` descriptor. A
+write cut short by a kill can still leave a partial record at the end, so on
+open the file is cut back to the end of its last whole record (each format
+says where that is). A resumed crawl may instead ask to cut back to the offset
+recorded at its last checkpoint, which also drops records written after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from crawler.spider import Spider
+
+__all__ = ["AppendFile", "FileExporter", "resolve_path"]
+
+logger = logging.getLogger("crawler.pipeline")
+
+#: Where the last whole record of a file ends, given its descriptor and size.
+FindWholeEnd = Callable[[int, int], int]
+
+
+def resolve_path(path: str | os.PathLike[str], spider: Spider) -> Path:
+    """Fill ``{spider}`` in the configured path, so one setting serves every spider."""
+    return Path(os.fspath(path).replace("{spider}", spider.name or type(spider).__name__))
+
+
+class AppendFile:
+    """An append-only file that grows by whole batches and knows how much of it is durable.
+
+    ``offset`` is how many bytes have been handed to the OS (they survive a
+    killed process); ``committed`` how many have been fsynced (they survive a
+    power cut too). The committed offset is what a checkpoint records.
+    """
+
+    __slots__ = ("committed", "fd", "offset", "path")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+        self.offset = 0
+        self.committed = 0
+
+    def open(
+        self, find_whole_end: FindWholeEnd, *, overwrite: bool, resume_offset: int | None
+    ) -> int:
+        """Open for appending, cut off any partial tail; return the size kept."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite else 0)
+        fd = os.open(self.path, flags, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if resume_offset is not None:
+                if resume_offset > size:
+                    raise ValueError(
+                        f"{self.path} has {size} bytes, fewer than the {resume_offset} recorded "
+                        "at the last checkpoint: it was changed outside the crawl"
+                    )
+                keep = resume_offset
+            else:
+                keep = find_whole_end(fd, size)
+            if keep < size:
+                logger.warning(
+                    "%s: cut %d bytes after the last whole record (left by an interrupted run)",
+                    self.path,
+                    size - keep,
+                )
+                os.ftruncate(fd, keep)
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.offset = self.committed = keep
+        return keep
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` with as few ``write()`` calls as the OS allows (one, normally)."""
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        self.offset += len(data)
+
+    async def sync(self) -> int:
+        """fsync in a worker thread, so a slow disk does not stall the crawl; the committed size."""
+        offset = self.offset
+        await trio.to_thread.run_sync(os.fsync, self.fd)
+        self.committed = offset
+        return offset
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def read(self, start: int, size: int) -> bytes:
+        return os.pread(self.fd, size, start)
+
+
+class FileExporter:
+    """Base of the file exporters: buffers encoded records and appends them in batches.
+
+    A batch is written when it holds ``batch_size`` records, or when a record
+    arrives ``batch_seconds`` or more after the previous write, and always at
+    ``flush()``, ``checkpoint()`` and ``close()``. Subclasses encode records into
+    their pending buffer and say where a file's last whole record ends.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 1000,
+        batch_seconds: float = 1.0,
+        overwrite: bool = False,
+        resume_offset: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_seconds < 0:
+            raise ValueError(f"batch_seconds must not be negative, got {batch_seconds}")
+        self.path_template = path
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.overwrite = overwrite
+        self.resume_offset = resume_offset
+        self.path: Path = Path(path)
+        self.records_written = 0
+        self.records_committed = 0
+        self._file: AppendFile | None = None
+        self._pending = 0
+        self._deadline = 0.0
+
+    # -- what subclasses provide -------------------------------------------------
+
+    def _find_whole_end(self, fd: int, size: int) -> int:
+        raise NotImplementedError
+
+    def _add(self, item: Any) -> None:
+        """Encode one record into the pending buffer (raise to refuse the item)."""
+        raise NotImplementedError
+
+    def _take(self) -> str:
+        """The pending records as text, emptying the buffer."""
+        raise NotImplementedError
+
+    def _opened(self, kept: int) -> None:
+        """Called after open with the size of the existing file that was kept."""
+
+    def _write_path(self) -> Path:
+        return self.path
+
+    # -- the pipeline protocol ----------------------------------------------------
+
+    def open(self, spider: Spider) -> None:
+        self.path = resolve_path(self.path_template, spider)
+        self._file = AppendFile(self._write_path())
+        kept = self._file.open(
+            self._find_whole_end, overwrite=self.overwrite, resume_offset=self.resume_offset
+        )
+        self._deadline = time.monotonic() + self.batch_seconds
+        self._opened(kept)
+
+    def process_item(self, item: Any, spider: Spider) -> Any:
+        self._add(item)
+        self._pending += 1
+        if self._pending >= self.batch_size or time.monotonic() >= self._deadline:
+            self.flush()
+        return item
+
+    def flush(self) -> None:
+        """Hand every pending record to the OS: from now on they survive a killed process."""
+        if self._file is None:
+            raise RuntimeError(f"{type(self).__name__} for {self.path} is not open")
+        if self._pending:
+            # backslashreplace turns a lone surrogate (from badly decoded pages) into the
+            # \\uXXXX escape JSON would have used, instead of failing the whole batch.
+            self._file.write(self._take().encode("utf-8", "backslashreplace"))
+            self.records_written += self._pending
+            self._pending = 0
+        self._deadline = time.monotonic() + self.batch_seconds
+
+    async def checkpoint(self) -> dict[str, Any]:
+        """Write and fsync everything so far; the state a resumed crawl cuts the file back to."""
+        self.flush()
+        assert self._file is not None
+        records = self.records_written
+        offset = await self._file.sync()
+        self.records_committed = records
+        return {"path": str(self.path), "offset": offset, "records": records}
+
+    async def close(self, spider: Spider) -> None:
+        if self._file is None:
+            return
+        try:
+            self.flush()
+            await self._file.sync()
+            self.records_committed = self.records_written
+        finally:
+            self._file.close()
+            self._file = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path} records={self.records_written}>"
