@@ -1,0 +1,288 @@
+"""The Settings object: one frozen, typed value per setting, resolved per spider.
+
+Each engine setting is a dataclass field declared with ``setting()``, which
+carries its documentation and limits; validation, docs/settings.md and the
+settings.toml template are all derived from these declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ._settings_schema import Spec, setting, specs_of
+
+if TYPE_CHECKING:
+    from .http._config import Limits, Timeout
+
+__all__ = ["ENGINE_SPECS", "SETTINGS_FILE", "DomainSettings", "Settings"]
+
+SETTINGS_FILE = "settings.toml"
+MiB = 1024 * 1024
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def empty_mapping() -> Mapping[str, Any]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSettings:
+    """Politeness for one host, resolved from ``[domains."HOST"]`` and the global settings."""
+
+    max_connections: int
+    download_delay: float
+
+
+DOMAIN_SPECS = {
+    "max_connections": Spec(
+        "max_connections",
+        int,
+        None,
+        "Open connections to this host (default: max_connections_per_host).",
+        minimum=1,
+    ),
+    "download_delay": Spec(
+        "download_delay",
+        float,
+        None,
+        "Seconds between two requests to this host (default: download_delay).",
+        minimum=0,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved settings of one spider (or of the project, outside any spider).
+
+    Engine settings are typed attributes; ``settings["key"]`` also reaches the
+    spider's own options. Build one with ``load_settings()``; constructing it
+    directly (handy in tests) skips validation.
+    """
+
+    concurrency: int = setting(64, "Requests in flight at once, across all hosts.", minimum=1)
+    max_connections: int = setting(
+        100, "Open connections in the shared pool, across all hosts.", minimum=1
+    )
+    max_connections_per_host: int = setting(
+        8,
+        "Open connections to one host: the politeness cap, enforced by the pool. "
+        '`[domains."HOST"] max_connections` overrides it for one host.',
+        minimum=1,
+    )
+    max_keepalive_connections: int = setting(
+        100, "Idle connections kept open for reuse, across all hosts.", minimum=0
+    )
+    keepalive_expiry: float = setting(
+        5.0, "Seconds an idle connection is kept before it is closed.", minimum=0
+    )
+    connect_timeout: float = setting(
+        10.0, "Seconds to open a connection, TLS included; 0 waits forever.", minimum=0
+    )
+    read_timeout: float = setting(
+        30.0, "Seconds to wait for the next bytes of a response; 0 waits forever.", minimum=0
+    )
+    write_timeout: float = setting(
+        30.0, "Seconds to wait while sending a request; 0 waits forever.", minimum=0
+    )
+    pool_timeout: float = setting(
+        60.0, "Seconds a request may wait for a free connection; 0 waits forever.", minimum=0
+    )
+    download_delay: float = setting(
+        0.0,
+        'Seconds between two requests to one host. `[domains."HOST"] download_delay` '
+        "overrides it for one host.",
+        minimum=0,
+    )
+    download_delay_jitter: float = setting(
+        0.5,
+        "The delay is multiplied by a random factor between 1 - jitter and 1 + jitter, "
+        "so requests do not arrive in lockstep; 0 keeps it exact.",
+        minimum=0,
+        maximum=1,
+    )
+    obey_robots: bool = setting(
+        True, "Fetch each host's robots.txt first and skip the URLs it disallows."
+    )
+    user_agent: str = setting(
+        "crawler/0.1",
+        "The User-Agent header of every request; robots.txt rules are matched against it.",
+    )
+    retry_times: int = setting(
+        2,
+        "Retries of a request that failed to connect, timed out or got one of "
+        "retry_http_codes; 0 disables retrying.",
+        minimum=0,
+    )
+    retry_http_codes: tuple[int, ...] = setting(
+        (429, 500, 502, 503, 504),
+        "HTTP status codes that are retried.",
+        item_range=(100, 599),
+    )
+    retry_backoff: float = setting(
+        0.5,
+        "Seconds before the first retry; each further retry of the same request waits "
+        "twice as long as the one before.",
+        minimum=0,
+    )
+    retry_backoff_max: float = setting(30.0, "The longest wait between two retries.", minimum=0)
+    depth_limit: int = setting(
+        0, "Deepest link depth followed from the start requests; 0 = unlimited.", minimum=0
+    )
+    max_pages: int = setting(
+        0, "Stop the crawl after this many responses; 0 = unlimited.", minimum=0
+    )
+    max_items: int = setting(0, "Stop the crawl after this many items; 0 = unlimited.", minimum=0)
+    max_seconds: float = setting(
+        0.0, "Stop the crawl after this many seconds; 0 = unlimited.", minimum=0
+    )
+    http2: bool = setting(
+        False, "Offer HTTP/2 on TLS connections; servers that decline it get HTTP/1.1."
+    )
+    max_response_size: int = setting(
+        64 * MiB, "The largest response body in bytes; a larger one fails its request.", minimum=1
+    )
+    pipelines: tuple[str, ...] = setting(
+        (),
+        "Item pipelines, by name, in the order items pass through them. Options of "
+        'each go in a `[pipeline.NAME]` table, e.g. `[pipeline.jsonl] path = "items.jsonl"`.',
+    )
+    spider_modules: tuple[str, ...] = setting(
+        ("spiders",),
+        "Modules or packages holding the spiders, importable from the directory of "
+        "settings.toml; a directory without `__init__.py` works too.",
+        project_wide=True,
+    )
+    log_level: str = setting(
+        "INFO",
+        "Level of the log written to stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+        choices=_LOG_LEVELS,
+        project_wide=True,
+    )
+    shutdown_grace: float = setting(
+        10.0,
+        "Seconds the requests in flight may take to finish after SIGINT or SIGTERM "
+        "before they are cancelled.",
+        minimum=0,
+    )
+    serve_demo_site: bool = setting(
+        False, "Start the bundled demo site on a free loopback port before crawling."
+    )
+
+    # Tables and spider options: not engine settings of their own.
+    domains: Mapping[str, Mapping[str, Any]] = field(default_factory=empty_mapping)
+    pipeline: Mapping[str, Mapping[str, Any]] = field(default_factory=empty_mapping)
+    options: Mapping[str, Any] = field(default_factory=empty_mapping)
+    project_dir: Path = field(default_factory=Path.cwd)
+    sources: Mapping[str, str] = field(default_factory=empty_mapping, repr=False, compare=False)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ENGINE_SPECS:
+            return getattr(self, key)
+        try:
+            return self.options[key]
+        except KeyError:
+            raise KeyError(f"no setting named {key!r}") from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in ENGINE_SPECS or key in self.options
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def for_domain(self, host: str) -> DomainSettings:
+        """The politeness of ``host``: its own table, then its parent domains', then global.
+
+        Each field is taken from the nearest table that sets it, so
+        ``[domains."example.com"] download_delay = 2`` also slows ``www.example.com``.
+        """
+        connections: int | None = None
+        delay: float | None = None
+        if self.domains:
+            for name in _domain_chain(host):
+                entry = self.domains.get(name)
+                if entry is None:
+                    continue
+                if connections is None:
+                    connections = entry.get("max_connections")
+                if delay is None:
+                    delay = entry.get("download_delay")
+        return DomainSettings(
+            self.max_connections_per_host if connections is None else connections,
+            self.download_delay if delay is None else delay,
+        )
+
+    def pipeline_options(self, name: str) -> dict[str, Any]:
+        """The ``[pipeline.NAME]`` table (a copy; empty when there is none)."""
+        return dict(self.pipeline.get(name, _EMPTY))
+
+    def source_of(self, key: str) -> str:
+        """Where a value came from: "default", "settings.toml", "-s", ...
+
+        Table entries use their dotted key: ``'domains."example.com".download_delay'``.
+        """
+        try:
+            return self.sources[key]
+        except KeyError:
+            if key in self:
+                return "default"
+            raise KeyError(f"no setting named {key!r}") from None
+
+    def timeout(self) -> Timeout:
+        """The HTTP client's timeouts (a 0 setting means no timeout)."""
+        from .http._config import Timeout
+
+        return Timeout(
+            connect=self.connect_timeout or None,
+            read=self.read_timeout or None,
+            write=self.write_timeout or None,
+            pool=self.pool_timeout or None,
+        )
+
+    def limits(self) -> Limits:
+        """The connection pool's limits."""
+        from .http._config import Limits
+
+        return Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_keepalive_connections,
+            keepalive_expiry=self.keepalive_expiry,
+            max_connections_per_host=self.max_connections_per_host,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain TOML/JSON-like data: every setting, the tables and the spider options."""
+        data: dict[str, Any] = {}
+        for name in ENGINE_SPECS:
+            value = getattr(self, name)
+            data[name] = list(value) if isinstance(value, tuple) else value
+        data["domains"] = {host: dict(entry) for host, entry in self.domains.items()}
+        data["pipeline"] = {name: dict(opts) for name, opts in self.pipeline.items()}
+        data.update(self.options)
+        return data
+
+
+ENGINE_SPECS: dict[str, Spec] = specs_of(Settings)
+
+
+def _domain_chain(host: str) -> Iterator[str]:
+    """``a.b.com``, ``b.com``, ``com``; an IP address is only itself."""
+    name = host.lower().rstrip(".")
+    if name.startswith("["):
+        name = name[1:-1]
+    yield name
+    if ":" in name or name.replace(".", "").isdigit():
+        return
+    dot = name.find(".")
+    while dot >= 0:
+        name = name[dot + 1 :]
+        yield name
+        dot = name.find(".")

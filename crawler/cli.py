@@ -1,0 +1,217 @@
+"""The ``crawl`` command: ``crawl NAME...``, ``crawl list``, ``crawl settings [NAME]``.
+
+Settings and spiders are loaded and checked before anything is fetched, so a
+mistake costs one line on stderr and exit status 2. The engine is imported
+only when there is something to crawl, which keeps ``crawl list`` quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._settings_schema import format_key
+from ._spider_loader import SpiderLoader, SpiderLoadError, load_spiders
+from .settings import Settings, SettingsError, SettingsSources, load_sources
+from .spider import Spider
+
+__all__ = ["main"]
+
+FEED_FORMATS = (".jsonl", ".csv", ".json")
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_EPILOG = """\
+commands:
+  crawl NAME [NAME ...]    run the named spiders
+  crawl list               list the spiders of the project
+  crawl settings [NAME]    print the resolved settings (of spider NAME) and their sources
+
+See docs/cli.md and docs/settings.md."""
+
+
+class CommandError(Exception):
+    """A bad command line that argparse cannot see, such as an unknown export format."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crawl",
+        usage="crawl [options] NAME [NAME ...] | crawl list | crawl settings [NAME]",
+        description="Run and inspect the spiders of a crawl project.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("names", nargs="+", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "-s",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting; VALUE is TOML (repeatable)",
+    )
+    parser.add_argument(
+        "-o",
+        dest="feeds",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="export items to FILE: .jsonl, .csv or .json (repeatable)",
+    )
+    parser.add_argument(
+        "--settings", type=Path, metavar="PATH", help="settings.toml to use instead of searching"
+    )
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR or CRITICAL"
+    )
+    parser.add_argument(
+        "--stats-json", type=Path, metavar="FILE", help="write the final stats to FILE as JSON"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (SettingsError, SpiderLoadError, CommandError) as exc:
+        print(f"crawl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("crawl: error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
+    sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
+    # spider_modules and log_level are needed before the spiders (and so their
+    # options) are known: read them leniently, check everything after.
+    project = sources.resolve(lenient=True)
+    _configure_logging(project.log_level)
+    loader = load_spiders(project.spider_modules, project.project_dir)
+    command, *rest = args.names
+    if command == "list" and not rest:
+        return _list(sources, loader)
+    if command == "settings" and len(rest) <= 1:
+        return _show_settings(sources, loader, rest[0] if rest else None)
+    return _crawl(args, sources, loader)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _all_options(classes: Sequence[type[Spider]]) -> set[str]:
+    return {key for cls in classes for key in cls.options}
+
+
+def _list(sources: SettingsSources, loader: SpiderLoader) -> int:
+    sources.resolve(also_known=_all_options(list(loader.spiders.values())))
+    sources.check_spider_tables(loader.spiders)
+    if not loader.spiders:
+        print(f"No spiders found in spider_modules {list(loader.modules)}", file=sys.stderr)
+        return 0
+    width = max(len(name) for name in loader.spiders)
+    for name in loader.names():
+        print(f"{name:<{width}}  {loader.spiders[name].__module__}")
+    return 0
+
+
+def _resolve_all(
+    sources: SettingsSources, loader: SpiderLoader, names: Sequence[str]
+) -> dict[type[Spider], Settings]:
+    classes = [loader.get(name) for name in dict.fromkeys(names)]
+    sources.check_spider_tables(loader.spiders)
+    options = _all_options(classes)
+    return {cls: sources.resolve(cls, also_known=options) for cls in classes}
+
+
+def _feed(path: Path) -> Path:
+    if path.suffix.lower() not in FEED_FORMATS:
+        raise CommandError(
+            f"Cannot export to {str(path)!r}: unknown format {path.suffix or '(no extension)'!r}"
+            f" (use {', '.join(FEED_FORMATS)})"
+        )
+    return path
+
+
+def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoader) -> int:
+    resolved = _resolve_all(sources, loader, args.names)
+    feeds = [_feed(path) for path in args.feeds]
+    if len(resolved) > 1:
+        for path in feeds:
+            if "{spider}" not in str(path):
+                raise CommandError(
+                    f"-o {path}: several spiders would write the same file; put {{spider}} "
+                    "in the path (e.g. items-{spider}.jsonl)"
+                )
+    from . import engine  # heavy: only when crawling
+    from .pipeline import PipelineConfigError
+
+    try:
+        status = engine.run_crawl(
+            list(resolved), resolved.__getitem__, feeds=feeds, stats_json=args.stats_json
+        )
+    except (PipelineConfigError, SettingsError, BaseExceptionGroup) as exc:
+        cause = _config_error(exc, (PipelineConfigError, SettingsError))
+        if cause is None:
+            raise
+        raise CommandError(str(cause)) from exc
+    if status == EXIT_INTERRUPTED:
+        print("crawl: error: the crawl was stopped by a signal", file=sys.stderr)
+    elif status != 0:
+        print(f"crawl: error: the crawl ended with exit status {status}", file=sys.stderr)
+    return status
+
+
+def _config_error(exc: BaseException, kinds: tuple[type[Exception], ...]) -> BaseException | None:
+    """The configuration error behind ``exc``, also when a nursery wrapped it in a group."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, kinds) else None
+
+
+def _show_settings(sources: SettingsSources, loader: SpiderLoader, name: str | None) -> int:
+    if name is None:
+        settings = sources.resolve(also_known=_all_options(list(loader.spiders.values())))
+    else:
+        settings = _resolve_all(sources, loader, [name])[loader.get(name)]
+    for key, value in _flatten(settings.to_dict()):
+        source = settings.source_of(key)
+        print(f"{key} = {_toml(value)}  # {source}")
+    return 0
+
+
+def _flatten(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Settings as dotted keys, one row per value that has a source."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if key in ("domains", "pipeline"):
+            for name, table in value.items():
+                rows.extend((format_key((key, name, k)), v) for k, v in table.items())
+        else:
+            rows.append((key, value))
+    return rows
+
+
+def _toml(value: Any) -> str:
+    from ._settings_docs import toml_value
+
+    return toml_value(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
