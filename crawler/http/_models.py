@@ -243,8 +243,9 @@ class Response:
             raise StreamClosed()
         self.is_stream_consumed = True
         size, limit = 0, self.max_size
+        chunks = aiter(self.stream)
         try:
-            async for chunk in self.stream:
+            async for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise ResponseTooLarge(
@@ -253,6 +254,9 @@ class Response:
                     )
                 yield chunk
         finally:
+            closer = getattr(chunks, "aclose", None)
+            if closer is not None:
+                await closer()
             await self.aclose()
 
     async def aclose(self) -> None:

@@ -161,7 +161,11 @@ class URL:
     # -- operations ----------------------------------------------------------
 
     def join(self, url: str | URL) -> URL:
-        return URL(urljoin(self._str, str(url)))
+        try:
+            joined = urljoin(self._str, str(url))
+        except ValueError as exc:
+            raise InvalidURL(f"Cannot resolve {str(url)!r} against {self._str!r}: {exc}") from None
+        return URL(joined)
 
     def copy_with(self, **changes: str | int | None) -> URL:
         unknown = set(changes) - {"scheme", "userinfo", "host", "port", "path", "query", "fragment"}
