@@ -1,6 +1,75 @@
-"""A concurrent web-crawl and scraping engine on trio, and the HTTP client under it."""
+"""A concurrent web-crawl and scraping engine on trio, and the HTTP client under it.
 
-from .http import *  # noqa: F403
+``crawler.Request`` and ``crawler.Response`` are the crawl-level ones that
+spiders use; the HTTP-level ones stay ``crawler.http.Request`` and
+``crawler.http.Response``. Every other public name of ``crawler.http`` is
+re-exported here by name (a star import would hand type checkers the
+HTTP-level Request and Response).
+"""
+
+from .engine import Crawler as Crawler
+from .engine import Engine as Engine
+from .engine import crawl as crawl
+from .engine import run_crawl as run_crawl
+from .http import URL as URL
+from .http import AsyncByteStream as AsyncByteStream
+from .http import BasicAuth as BasicAuth
+from .http import BearerAuth as BearerAuth
+from .http import ByteStream as ByteStream
+from .http import Client as Client
+from .http import CloseError as CloseError
+from .http import ConnectError as ConnectError
+from .http import ConnectTimeout as ConnectTimeout
+from .http import Cookie as Cookie
+from .http import CookieError as CookieError
+from .http import CookieMiddleware as CookieMiddleware
+from .http import Cookies as Cookies
+from .http import DecodingError as DecodingError
+from .http import DecompressMiddleware as DecompressMiddleware
+from .http import Headers as Headers
+from .http import HTTPError as HTTPError
+from .http import HTTPStatusError as HTTPStatusError
+from .http import InvalidURL as InvalidURL
+from .http import Limits as Limits
+from .http import LocalProtocolError as LocalProtocolError
+from .http import MockTransport as MockTransport
+from .http import NetworkError as NetworkError
+from .http import PoolTimeout as PoolTimeout
+from .http import ProtocolError as ProtocolError
+from .http import ReadError as ReadError
+from .http import ReadTimeout as ReadTimeout
+from .http import RedirectMiddleware as RedirectMiddleware
+from .http import RemoteProtocolError as RemoteProtocolError
+from .http import RequestError as RequestError
+from .http import ResponseNotRead as ResponseNotRead
+from .http import ResponseTooLarge as ResponseTooLarge
+from .http import StreamClosed as StreamClosed
+from .http import StreamConsumed as StreamConsumed
+from .http import StreamError as StreamError
+from .http import Timeout as Timeout
+from .http import TimeoutException as TimeoutException
+from .http import TooManyRedirects as TooManyRedirects
+from .http import Transport as Transport
+from .http import TransportError as TransportError
+from .http import UnsupportedProtocol as UnsupportedProtocol
+from .http import WriteError as WriteError
+from .http import WriteTimeout as WriteTimeout
 from .http import __all__ as _http_names
+from .request import Request as Request
+from .response import Response as Response
+from .settings import Settings as Settings
+from .spider import Spider as Spider
+from .stats import Stats as Stats
 
-__all__ = [*_http_names]
+__all__ = [
+    *(name for name in _http_names if name not in ("Request", "Response")),
+    "Crawler",
+    "Engine",
+    "Request",
+    "Response",
+    "Settings",
+    "Spider",
+    "Stats",
+    "crawl",
+    "run_crawl",
+]

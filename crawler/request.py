@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections.abc import Callable, Mapping
+from types import MethodType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -64,12 +65,16 @@ class Request:
         errback: Callback | None = None,
         depth: int = 0,
     ) -> None:
-        if not isinstance(url, str):
-            url = str(url)
-        self.url = url
-        self.callback = _callback_name(callback)
-        self.errback = _callback_name(errback)
-        self.method = method.upper()
+        # The fast path matters: a page yields a Request per link, and most
+        # are duplicates dropped a microsecond later.
+        self.url = url if type(url) is str else str(url)
+        cb_type = type(callback)
+        if cb_type is MethodType:
+            self.callback = callback.__name__  # type: ignore[union-attr]
+        else:
+            self.callback = _callback_name(callback)
+        self.errback = None if errback is None else _callback_name(errback)
+        self.method = method if method == "GET" else method.upper()
         self.headers: dict[str, str] | None = dict(headers) if headers else None
         if data is not None:
             body = urlencode(list(data.items()), doseq=True)
@@ -77,7 +82,10 @@ class Request:
         elif json is not None:
             body = jsonlib.dumps(json, separators=(",", ":"))
             self._set_default_header("Content-Type", "application/json")
-        self.body: bytes = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+        if body is None:
+            self.body: bytes = b""
+        else:
+            self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.priority = priority
         self.meta: dict[str, Any] = meta if meta is not None else {}
         self.dont_filter = dont_filter

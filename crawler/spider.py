@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .request import Request
@@ -28,15 +28,27 @@ class Spider:
     custom_settings: ClassVar[dict[str, Any]] = {}
     options: ClassVar[dict[str, Any]] = {}
 
+    #: Error statuses (>= 400) that still reach the callback instead of counting as failures.
+    handle_httpstatus_list: ClassVar[tuple[int, ...]] = ()
+
     settings: Settings
     logger: logging.Logger
+    #: Base URL of the bundled demo site, set when ``serve_demo_site`` is on.
+    demo_url: str = ""
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"crawler.spider.{self.name or type(self).__name__}")
 
     def start_requests(self) -> Iterable[Request] | AsyncIterator[Request]:
-        for url in self.start_urls:
-            yield Request(url, callback=self.parse)
+        return (Request(url, callback=self.parse) for url in self.start_urls)
 
     def parse(self, response: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.parse() is not defined")
+
+    def closed(self, reason: str) -> Awaitable[None] | None:
+        """Called once when this spider's crawl ends, before its pipelines close.
+
+        ``reason`` is the stats' ``finish_reason`` (finished, max_pages,
+        shutdown, ...). May be ``async``; what it raises is logged, not fatal.
+        """
+        return None

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# crawl_bench.sh [--pages N] [--with-scrapy] -- crawl the shared benchmark site with
+# this engine (and, with --with-scrapy, with Scrapy's default variant in the same
+# run), through /work/shared/bench/run_all.sh, which serves the site with nginx on
+# 127.0.0.1:8081, checks every export against the site's manifest and prints the
+# table (pages/s, CPU s, peak RSS, ok = every page exported exactly once).
+#
+# --pages N other than the current site size regenerates the shared site.
+# run_all.sh stops nginx when it ends (also an nginx it did not start).
+# Env: BENCH_DIR (default /work/shared/bench), CRAWL_TIMEOUT (default 900).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_DIR="${BENCH_DIR:-/work/shared/bench}"
+PAGES=10000
+WITH_SCRAPY=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --pages) PAGES="$2"; shift 2 ;;
+    --with-scrapy) WITH_SCRAPY=1; shift ;;
+    *) echo "usage: $0 [--pages N] [--with-scrapy]" >&2; exit 2 ;;
+  esac
+done
+
+# run_all.sh gives BENCH_START_URL, BENCH_OUT, BENCH_CONCURRENCY and BENCH_STATS.
+ENGINE_CMD="cd '$ROOT' && exec '$ROOT/.venv/bin/crawl' bench \
+  -s 'spider_modules=[\"bench\"]' \
+  -s concurrency=\"\$BENCH_CONCURRENCY\" -s max_connections_per_host=\"\$BENCH_CONCURRENCY\" \
+  -o \"\$BENCH_OUT\" --stats-json \"\$BENCH_STATS\""
+export ENGINE_CMD ENGINE_NAME="${ENGINE_NAME:-crawler}"
+
+if [[ "$WITH_SCRAPY" == 1 ]]; then
+  SCRAPY_VARIANTS=scrapy CLIENTS="" SKIP_LIMIT=1 exec "$BENCH_DIR/run_all.sh" --pages "$PAGES"
+else
+  ENGINE_ONLY=1 exec "$BENCH_DIR/run_all.sh" --pages "$PAGES"
+fi

@@ -1,0 +1,102 @@
+"""Calling spider callbacks, whatever their shape, and routing what they produce.
+
+A callback may be a plain function (returning nothing, one object or an
+iterable of them), a generator, a coroutine function or an async generator.
+Its kind is found once per callback name, so each call costs one dictionary
+lookup and no introspection. Requests it yields go back to the scheduler one
+level deeper; anything else is an item for the pipelines.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from .request import Request
+from .stats import Stats
+
+__all__ = ["Callbacks"]
+
+log = logging.getLogger("crawler.engine")
+
+_PLAIN, _GEN, _ASYNC, _ASYNC_GEN = range(4)
+
+
+def _kind(method: Callable[..., Any]) -> int:
+    if inspect.isasyncgenfunction(method):
+        return _ASYNC_GEN
+    if inspect.iscoroutinefunction(method):
+        return _ASYNC
+    if inspect.isgeneratorfunction(method):
+        return _GEN
+    return _PLAIN
+
+
+def _is_many(value: Any) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, str | bytes | dict)
+
+
+class Callbacks:
+    """Runs a spider's callbacks by name; their exceptions are logged, counted and contained."""
+
+    def __init__(
+        self,
+        spider: object,
+        spider_name: str,
+        *,
+        enqueue: Callable[[Request], object],
+        item: Callable[[Any], Awaitable[None]],
+        stats: Stats,
+    ) -> None:
+        self.spider = spider
+        self.spider_name = spider_name
+        self._enqueue = enqueue
+        self._item = item
+        self._stats = stats
+        self._methods: dict[str, tuple[Callable[..., Any], int]] = {}
+
+    def _lookup(self, name: str) -> tuple[Callable[..., Any], int]:
+        entry = self._methods.get(name)
+        if entry is None:
+            method = getattr(self.spider, name, None)
+            if method is None or not callable(method):
+                raise AttributeError(f"spider {self.spider_name} has no callback method {name!r}")
+            entry = self._methods[name] = (method, _kind(method))
+        return entry
+
+    async def invoke(self, request: Request, name: str, args: tuple[Any, ...]) -> None:
+        """Call ``name(*args)`` for ``request`` and route its output."""
+        route = self._route
+        try:
+            method, kind = self._lookup(name)
+            if kind == _GEN:
+                for result in method(*args):
+                    await route(request, result)
+            elif kind == _ASYNC_GEN:
+                async for result in method(*args):
+                    await route(request, result)
+            else:
+                out = method(*args)
+                if kind == _ASYNC:
+                    out = await out
+                if out is None:
+                    return
+                if isinstance(out, Request) or not _is_many(out):
+                    await route(request, out)
+                else:
+                    for result in out:
+                        await route(request, result)
+        except Exception:
+            self._stats.callback_errors += 1
+            log.exception(
+                "spider %s: callback %s failed on %s", self.spider_name, name, request.url
+            )
+
+    async def _route(self, parent: Request, result: Any) -> None:
+        if isinstance(result, Request):
+            result.depth = parent.depth + 1
+            self._enqueue(result)
+        elif result is not None:
+            await self._item(result)

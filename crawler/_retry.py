@@ -1,0 +1,85 @@
+"""When to retry a request, and how long to wait first: tenacity's strategies, our loop.
+
+tenacity decides (stop after N attempts, which failures count, exponential
+backoff with jitter capped at a maximum); the engine does the waiting, by
+re-queueing the request with a not-before time, so a backing-off request
+never holds a worker the way ``tenacity.retry`` around a coroutine would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import tenacity
+
+from .http import HTTPError, ResponseTooLarge, TransportError
+from .request import Request
+
+__all__ = ["IDEMPOTENT_METHODS", "RetryPolicy"]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class _StatusFailure(Exception):
+    """Stands for a retryable status code where tenacity expects an outcome."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, _StatusFailure):
+        return True
+    return isinstance(exc, TransportError) and not isinstance(exc, ResponseTooLarge)
+
+
+class RetryPolicy:
+    """``delay_for(request, attempt, ...)``: seconds to wait before retrying, or None to give up.
+
+    ``attempt`` counts the attempts made so far (1 after the first failure);
+    ``retry_times`` is the number of retries allowed on top of the first try.
+    """
+
+    def __init__(
+        self,
+        *,
+        retry_times: int,
+        retry_http_codes: Iterable[int],
+        backoff: float,
+        backoff_max: float,
+    ) -> None:
+        self.retry_http_codes = frozenset(retry_http_codes)
+        self.backoff_max = backoff_max
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(retry_times + 1),
+            wait=tenacity.wait_exponential_jitter(
+                multiplier=backoff, max=backoff_max, jitter=backoff
+            ),
+            retry=tenacity.retry_if_exception(_is_retryable),
+        )
+
+    def should_retry_status(self, status: int) -> bool:
+        return status in self.retry_http_codes
+
+    def delay_for(
+        self,
+        request: Request,
+        attempt: int,
+        *,
+        error: HTTPError | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> float | None:
+        if request.method not in IDEMPOTENT_METHODS and not request.meta.get("retry"):
+            return None
+        state = tenacity.RetryCallState(self._retrying, None, (), {})
+        state.attempt_number = attempt
+        failure: BaseException = error if error is not None else _StatusFailure(status or 0)
+        state.set_exception((type(failure), failure, None))
+        if not self._retrying.retry(state) or self._retrying.stop(state):
+            return None
+        delay = float(self._retrying.wait(state))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max))
+        return delay

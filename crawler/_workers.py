@@ -1,0 +1,477 @@
+"""One spider's crawl: workers that take requests, send them and run callbacks.
+
+Each worker loops: take the next request the scheduler allows, send it through
+the spider's client (its own cookies, over the engine's shared pool), read the
+body, free the host slot, then run the callback and route what it yields:
+Requests back to the scheduler, anything else through the item pipelines.
+
+Everything that can go wrong with one request (network error, bad status, a
+callback that raises, a pipeline that fails) is counted and logged with the
+URL and spider, and the crawl goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._callbacks import Callbacks
+from ._links import host_of, make_host_filter, resolve_url
+from ._retry import RetryPolicy
+from .frontier import Frontier
+from .frontier.memory import MemoryFrontier
+from .http import URL, Client, Headers, HTTPError, HTTPStatusError
+from .http import Request as HTTPRequest
+from .http import Response as HTTPResponse
+from .http._pool import ConnectionPool
+from .pipeline import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
+from .politeness import THROTTLE_STATUSES, Politeness, RobotsCache, parse_retry_after
+from .request import Request
+from .response import Response
+from .scheduler import Scheduler
+from .spider import Spider
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["Crawler", "SharedTransport", "build_pool"]
+
+log = logging.getLogger("crawler.engine")
+
+
+def build_pool(settings: Settings) -> ConnectionPool:
+    """The engine's one pool, from the settings' connection limits and timeouts."""
+    return ConnectionPool(
+        limits=settings.limits(), timeout=settings.timeout(), http2=settings.http2
+    )
+
+
+class SharedTransport:
+    """Lends the shared pool to one spider's client; closing the client leaves it open."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    async def handle_request(self, request: HTTPRequest) -> HTTPResponse:
+        return await self._pool.handle_request(request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _retry_after(response: HTTPResponse) -> float | None:
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+class Crawler:
+    """Runs one spider to completion on a shared pool: ``await crawler.run()``.
+
+    ``stop(reason)`` ends it gracefully (nothing new is sent, what is in flight
+    finishes); ``abort()`` cancels the requests in flight too. Pipelines are
+    closed in both cases, so exports stay valid.
+    """
+
+    def __init__(
+        self,
+        spider_cls: type[Spider],
+        settings: Settings,
+        pool: ConnectionPool,
+        *,
+        feeds: Sequence[Path] = (),
+        frontier: Frontier | None = None,
+        pipelines: Sequence[Pipeline] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        spider = spider_cls()
+        spider.settings = settings
+        self.spider = spider
+        self.name = spider.name or spider_cls.__name__
+        self.stats = Stats(self.name)
+        self.frontier: Frontier = frontier if frontier is not None else MemoryFrontier()
+        self.politeness = Politeness(
+            settings.download_delay,
+            delay_for=lambda host: settings.for_domain(host).download_delay,
+            jitter=settings.download_delay_jitter,
+        )
+        self.scheduler = Scheduler(
+            self.frontier,
+            self.politeness,
+            host_cap=self._host_cap,
+            stats=self.stats,
+            depth_limit=settings.depth_limit,
+            max_pages=settings.max_pages,
+            host_filter=make_host_filter(list(spider.allowed_domains))
+            if spider.allowed_domains
+            else None,
+        )
+        chain = (
+            list(pipelines)
+            if pipelines is not None
+            else load_pipelines(settings.pipelines, settings)
+        )
+        chain.extend(feed_exporter_for(path) for path in feeds)
+        self.pipelines = PipelineRunner(chain)
+        self.retry = RetryPolicy(
+            retry_times=settings.retry_times,
+            retry_http_codes=settings.retry_http_codes,
+            backoff=settings.retry_backoff,
+            backoff_max=settings.retry_backoff_max,
+        )
+        self._timeout = settings.timeout()
+        self._sessions: dict[str | None, tuple[Client, list[tuple[str, str]]]] = {}
+        self.callbacks = Callbacks(
+            spider, self.name, enqueue=self.scheduler.enqueue, item=self._item, stats=self.stats
+        )
+        self._handle_status = frozenset(getattr(spider, "handle_httpstatus_list", ()))
+        self._max_size = settings.max_response_size or None
+        self._max_redirects = 20
+        self._max_items = settings.max_items
+        self.robots: RobotsCache | None = (
+            RobotsCache(
+                self._fetch_robots, user_agent=settings.user_agent, politeness=self.politeness
+            )
+            if settings.obey_robots
+            else None
+        )
+        self._workers_scope = trio.CancelScope()
+        # Start requests may be endless: a stop must end their feeder too.
+        self._feeder_scope = trio.CancelScope()
+        self.scheduler.on_stop = self._feeder_scope.cancel
+        self.aborted = False
+        self.interrupted = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _host_cap(self, host: str) -> int:
+        cap = self.settings.for_domain(host).max_connections
+        if cap != self.settings.max_connections_per_host:
+            self.pool.set_host_limit(host, cap)
+        return int(cap)
+
+    def client(self, session: str | None = None) -> Client:
+        """The spider's client for ``session`` (its own cookie jar), made on first use."""
+        return self._session(session)[0]
+
+    def _session(self, session: str | None) -> tuple[Client, list[tuple[str, str]]]:
+        entry = self._sessions.get(session)
+        if entry is None:
+            client = Client(
+                headers={"User-Agent": self.settings.user_agent},
+                timeout=self._timeout,
+                # Redirects go back through the scheduler (see _redirect).
+                follow_redirects=False,
+                transport=SharedTransport(self.pool),
+                max_response_size=self._max_size,
+            )
+            # The client's default headers, computed once: requests are built
+            # here directly rather than through build_request, on the hot path.
+            entry = self._sessions[session] = (client, client.headers.multi_items())
+        return entry
+
+    def stop(self, reason: str) -> None:
+        if not self.scheduler.stopping:
+            log.info("spider %s: stopping (%s)", self.name, reason)
+        self.scheduler.stop(reason)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._workers_scope.cancel()
+
+    async def run(self) -> Stats:
+        """Crawl until the frontier is exhausted or a stop condition is met."""
+        settings = self.settings
+        await self.pipelines.open(self.spider)
+        try:
+            async with trio.open_nursery() as services:
+                if settings.serve_demo_site:
+                    from .demo import serve_demo_site
+
+                    url = await services.start(serve_demo_site)
+                    self.spider.demo_url = url
+                with self._workers_scope:
+                    async with trio.open_nursery() as workers:
+                        if settings.max_seconds:
+                            services.start_soon(self._deadline, settings.max_seconds)
+                        self.scheduler.hold()
+                        workers.start_soon(self._feed_start_requests)
+                        workers.start_soon(self.scheduler.run_timer)
+                        for _ in range(max(1, settings.concurrency)):
+                            workers.start_soon(self._worker)
+                services.cancel_scope.cancel()
+        finally:
+            self.stats.finish(
+                "aborted" if self.aborted else (self.scheduler.stop_reason or "finished")
+            )
+            with trio.CancelScope(shield=True):
+                await self._close()
+        return self.stats
+
+    async def _close(self) -> None:
+        try:
+            outcome = self.spider.closed(self.stats.finish_reason)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            log.exception("spider %s: closed() failed", self.name)
+        try:
+            await self.pipelines.close(self.spider)
+        finally:
+            self._sync_stats()
+            for client, _ in self._sessions.values():
+                await client.aclose()
+            self.frontier.close()
+
+    async def _deadline(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        self.stop("max_seconds")
+
+    def _sync_stats(self) -> None:
+        stats = self.stats
+        stats.items = self.pipelines.items_scraped
+        stats.items_dropped = sum(self.pipelines.items_dropped.values())
+        stats.queued = self.scheduler.queued
+        stats.in_flight = self.scheduler.active
+        stats.connections = self.pool.connection_counts()
+        stats.errors["pipeline"] = self.pipelines.errors
+        if not self.pipelines.errors:
+            del stats.errors["pipeline"]
+
+    def refresh_stats(self) -> Stats:
+        self._sync_stats()
+        return self.stats
+
+    async def _feed_start_requests(self) -> None:
+        """Queue the start requests, yielding to workers now and then (they may be many)."""
+        try:
+            with self._feeder_scope:
+                starts = self.spider.start_requests()
+                enqueue = self.scheduler.enqueue
+                if isinstance(starts, AsyncIterator):
+                    async for request in starts:
+                        enqueue(request)
+                else:
+                    for n, request in enumerate(starts, 1):
+                        enqueue(request)
+                        if n % 256 == 0:
+                            await trio.lowlevel.checkpoint()
+        except Exception:
+            self.stats.errors["start_requests"] += 1
+            log.exception("spider %s: start_requests() failed", self.name)
+        finally:
+            self.scheduler.task_done()
+
+    # -- the worker loop ---------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        get = self.scheduler.get
+        done = self.scheduler.task_done
+        while True:
+            request = await get()
+            if request is None:
+                return
+            try:
+                await self._handle(request)
+            except Exception:
+                # A bug here must not end a crawl of millions: count it, say where, go on.
+                self.stats.errors["internal"] += 1
+                log.exception("spider %s: internal error on %s", self.name, request.url)
+            finally:
+                done()
+
+    async def _handle(self, request: Request) -> None:
+        stats = self.stats
+        response: HTTPResponse | None = None
+        error: HTTPError | None = None
+        try:
+            if self.robots is not None and not await self._robots_allow(request):
+                stats.dropped["robots"] += 1
+                return
+            response = await self._fetch(request)
+        except HTTPError as exc:
+            error = exc
+        finally:
+            # The host slot is free as soon as the exchange is over, not after the callback.
+            self.scheduler.release_host(request)
+        if response is None:
+            await self._failed(request, error, None)
+            return
+        status = response.status_code
+        stats.status[status] += 1
+        self.politeness.record_response(
+            host_of(request.url),
+            status,
+            response.headers.get("retry-after") if status in THROTTLE_STATUSES else None,
+        )
+        if status >= 300:
+            if status in _REDIRECTS and not request.meta.get("dont_redirect"):
+                location = response.headers.get("location")
+                if location:
+                    await self._redirect(request, response, location)
+                    return
+            if status >= 400 or status in self.retry.retry_http_codes:
+                if self._maybe_retry(request, status=status, response=response):
+                    return
+                if status not in self._handle_status and not request.meta.get(
+                    "handle_httpstatus_all"
+                ):
+                    await self._failed(request, None, response)
+                    return
+        stats.pages += 1
+        await self.callbacks.invoke(
+            request,
+            request.callback or "parse",
+            (Response.from_http(response, request, self.scheduler.unseen),),
+        )
+
+    async def _redirect(self, request: Request, response: HTTPResponse, location: str) -> None:
+        """Follow a redirect through the scheduler, so the target is deduplicated,
+        checked against allowed_domains and robots.txt, and politely scheduled."""
+        hops = int(request.meta.get("redirect_times", 0)) + 1
+        url = resolve_url(request.url, location)
+        if url is None or hops > self._max_redirects:
+            why = "too many redirects" if url is not None else f"bad Location {location!r}"
+            await self._failed(request, None, response, cause=why)
+            return
+        status = response.status_code
+        changes: dict[str, Any] = {"url": url, "meta": {**request.meta, "redirect_times": hops}}
+        if status == 303 or (status in (301, 302) and request.method == "POST"):
+            changes.update(method="GET", body=b"", headers=_without_body_headers(request.headers))
+        self.stats.redirects += 1
+        self.scheduler.enqueue(request.replace(**changes))
+
+    async def _fetch(self, request: Request) -> HTTPResponse:
+        client, headers = self._sessions.get(request.session) or self._session(request.session)
+        if request.headers is not None:
+            merged = Headers(headers)
+            merged.update_from(request.headers)
+            headers = merged.multi_items()
+        http_request = HTTPRequest(
+            request.method,
+            URL(request.url),
+            headers=headers,
+            content=request.body or None,
+            timeout=self._timeout,
+        )
+        self.stats.requests += 1
+        response = await client.send(http_request)
+        self.stats.bytes += len(response.content)
+        return response
+
+    # -- failures and retries -------------------------------------------------------
+
+    def _maybe_retry(
+        self,
+        request: Request,
+        *,
+        error: HTTPError | None = None,
+        status: int | None = None,
+        response: HTTPResponse | None = None,
+    ) -> bool:
+        if request.meta.get("dont_retry"):
+            return False
+        if status is not None and not self.retry.should_retry_status(status):
+            return False
+        attempt = int(request.meta.get("retry_times", 0)) + 1
+        delay = self.retry.delay_for(
+            request,
+            attempt,
+            error=error,
+            status=status,
+            retry_after=_retry_after(response) if response is not None else None,
+        )
+        if delay is None:
+            return False
+        request.meta["retry_times"] = attempt
+        self.stats.retries += 1
+        log.debug(
+            "spider %s: retrying %s in %.2fs (attempt %d): %s",
+            self.name,
+            request.url,
+            delay,
+            attempt + 1,
+            error if error is not None else f"HTTP {status}",
+        )
+        self.scheduler.retry_later(request, delay)
+        return True
+
+    async def _failed(
+        self,
+        request: Request,
+        error: HTTPError | None,
+        response: HTTPResponse | None,
+        *,
+        cause: str | None = None,
+    ) -> None:
+        if error is not None:
+            if self._maybe_retry(request, error=error):
+                return
+            kind = type(error).__name__
+            cause = str(error) or kind
+        else:
+            assert response is not None
+            kind = f"http_{response.status_code}"
+            cause = f"HTTP {response.status_code} {response.reason_phrase}" + (
+                f" ({cause})" if cause else ""
+            )
+        self.stats.errors[kind] += 1
+        self.stats.failed += 1
+        retries = request.meta.get("retry_times", 0)
+        log.warning(
+            "spider %s: giving up on %s %s after %d retries: %s",
+            self.name,
+            request.method,
+            request.url,
+            retries,
+            cause,
+        )
+        if request.errback is not None:
+            failure: HTTPError
+            if error is not None:
+                failure = error
+            else:
+                assert response is not None and response.request is not None
+                failure = HTTPStatusError(
+                    f"{cause} for {request.url}", request=response.request, response=response
+                )
+            await self.callbacks.invoke(request, request.errback, (request, failure))
+
+    async def _item(self, item: Any) -> None:
+        await self.pipelines.process(item, self.spider)
+        if self._max_items and self.pipelines.items_scraped >= self._max_items:
+            self.stop("max_items")
+
+    # -- robots.txt ------------------------------------------------------------------
+
+    async def _robots_allow(self, request: Request) -> bool:
+        assert self.robots is not None
+        allowed: bool = await self.robots.allowed(request.url)
+        return allowed
+
+    async def _fetch_robots(self, url: str) -> tuple[int, bytes]:
+        """Fetch one robots.txt over the shared pool (counted as a request, not a page)."""
+        client, headers = self._session(None)
+        self.stats.requests += 1
+        response = await client.send(
+            HTTPRequest("GET", URL(url), headers=headers, timeout=self._timeout),
+            follow_redirects=True,
+        )
+        return response.status_code, response.content
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _without_body_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    if not headers:
+        return headers
+    drop = ("content-type", "content-length", "transfer-encoding")
+    return {k: v for k, v in headers.items() if k.lower() not in drop}

@@ -1,0 +1,212 @@
+"""The crawl engine: one connection pool, one or more spiders, clean stops on signals.
+
+``Engine`` owns the pool every spider shares (so connections are reused across
+spiders and the per-host cap holds across all of them); each spider runs as a
+:class:`Crawler` with its own scheduler, cookie jar and pipelines. From Python::
+
+    stats = await crawl(MySpider, settings)
+
+From the command line, ``run_crawl`` does the same inside ``trio.run`` and
+handles SIGINT/SIGTERM: the first signal stops sending new requests and lets
+those in flight finish (up to ``shutdown_grace`` seconds); a second one
+cancels them at once. Pipelines are closed either way, so exports are valid.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._workers import Crawler, SharedTransport, build_pool
+from .stats import Stats, log_summary, run_progress, write_stats_json
+
+if TYPE_CHECKING:
+    from .http._pool import ConnectionPool
+    from .pipeline import Pipeline
+    from .settings import Settings
+    from .spider import Spider
+
+__all__ = ["Crawler", "Engine", "SharedTransport", "crawl", "run_crawl"]
+
+log = logging.getLogger("crawler.engine")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+class Engine:
+    """Holds the shared pool; ``async with Engine(settings) as engine: await engine.crawl(...)``."""
+
+    def __init__(self, settings: Settings, *, pool: ConnectionPool | None = None) -> None:
+        self.settings = settings
+        self._owns_pool = pool is None
+        self.pool = pool if pool is not None else build_pool(settings)
+        self.crawlers: list[Crawler] = []
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._owns_pool:
+            with trio.CancelScope(shield=True):
+                await self.pool.aclose()
+
+    def crawler(
+        self,
+        spider_cls: type[Spider],
+        settings: Settings | None = None,
+        *,
+        feeds: Sequence[Path] = (),
+        pipelines: Sequence[Pipeline] | None = None,
+    ) -> Crawler:
+        """A Crawler for ``spider_cls`` on this engine's pool (``pipelines`` replaces the
+        settings' chain; ``feeds`` add exporters)."""
+        crawler = Crawler(
+            spider_cls, settings or self.settings, self.pool, feeds=feeds, pipelines=pipelines
+        )
+        self.crawlers.append(crawler)
+        return crawler
+
+    async def crawl(
+        self,
+        spider_cls: type[Spider],
+        settings: Settings | None = None,
+        *,
+        feeds: Sequence[Path] = (),
+    ) -> Stats:
+        return await self.crawler(spider_cls, settings or self.settings, feeds=feeds).run()
+
+    def stop(self, reason: str = "shutdown") -> None:
+        for crawler in self.crawlers:
+            crawler.interrupted = True
+            crawler.stop(reason)
+
+    def abort(self) -> None:
+        for crawler in self.crawlers:
+            crawler.interrupted = True
+            crawler.abort()
+
+
+async def crawl(
+    spider_cls: type[Spider], settings: Settings | None = None, *, feeds: Sequence[Path] = ()
+) -> Stats:
+    """Run one spider to completion on a pool of its own; return its stats.
+
+    Without ``settings``, the spider's settings are resolved as the ``crawl``
+    command would: defaults, settings.toml (searched from the current
+    directory), ``[spiders.NAME]`` and the spider's ``custom_settings``.
+    """
+    if settings is None:
+        from .settings import load_settings
+
+        settings = load_settings(spider=spider_cls)
+    async with Engine(settings) as engine:
+        return await engine.crawl(spider_cls, settings, feeds=feeds)
+
+
+def _feeds_for(feeds: Sequence[Path], spider: type[Spider], many: bool) -> list[Path]:
+    """With several spiders, each feed path must say where each spider's items go."""
+    if not many:
+        return list(feeds)
+    out = []
+    for path in feeds:
+        if "{spider}" not in str(path):
+            raise ValueError(
+                f"-o {path}: several spiders would write the same file; "
+                "put {spider} in the path (e.g. items-{spider}.jsonl)"
+            )
+        out.append(Path(str(path).replace("{spider}", spider.name or spider.__name__)))
+    return out
+
+
+async def _watch_signals(engine: Engine, grace: float, nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            if count == 1:
+                log.warning(
+                    "%s received: finishing requests in flight (up to %.0fs); "
+                    "press Ctrl-C again to stop at once",
+                    signal.Signals(signum).name,
+                    grace,
+                )
+                engine.stop("shutdown")
+
+                async def _grace() -> None:
+                    await trio.sleep(grace)
+                    log.warning("shutdown grace of %.0fs is over: cancelling the rest", grace)
+                    engine.abort()
+
+                nursery.start_soon(_grace)
+            else:
+                log.warning("second signal: stopping at once")
+                engine.abort()
+
+
+async def _main(
+    spider_classes: Sequence[type[Spider]],
+    settings_for: Callable[[type[Spider]], Settings],
+    feeds: Sequence[Path],
+    stats_json: Path | None,
+) -> int:
+    settings = [settings_for(cls) for cls in spider_classes]
+    many = len(spider_classes) > 1
+    async with Engine(settings[0]) as engine:
+        crawlers = [
+            engine.crawler(cls, s, feeds=_feeds_for(feeds, cls, many))
+            for cls, s in zip(spider_classes, settings, strict=True)
+        ]
+        failed = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, engine, settings[0].shutdown_grace, nursery)
+            nursery.start_soon(
+                run_progress,
+                lambda: [c.refresh_stats() for c in crawlers],
+                engine.pool.connection_counts,
+            )
+            async with trio.open_nursery() as runs:
+                for crawler in crawlers:
+                    runs.start_soon(crawler.run)
+            nursery.cancel_scope.cancel()
+    all_stats = [c.stats for c in crawlers]
+    for crawler in crawlers:
+        log_summary(crawler.stats)
+        failed = failed or crawler.aborted
+    if stats_json is not None:
+        write_stats_json(stats_json, all_stats)
+    if any(c.interrupted for c in crawlers):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run_crawl(
+    spider_classes: list[type[Spider]],
+    settings_for: Callable[[type[Spider]], Settings],
+    *,
+    feeds: list[Path],
+    stats_json: Path | None,
+) -> int:
+    """Crawl with every spider in ``spider_classes`` (concurrently, one pool); the exit status.
+
+    0: every crawl ended normally (exhausted, or a max_* limit reached);
+    130: stopped by SIGINT/SIGTERM; 1: a crawl failed.
+    """
+    try:
+        return trio.run(_main, spider_classes, settings_for, feeds, stats_json)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,51 @@
+"""The Frontier protocol: where requests wait, grouped by host.
+
+The scheduler owns the live, in-memory state (in-flight counts, delays, retry
+timers); the frontier owns only what must survive a restart: the queued
+requests and the seen set. Keeping the interface this small is what lets a
+durable SQLite frontier, and later a shared multi-machine one, drop in.
+
+Requests are grouped by host because the scheduler asks "give me the next
+request for this host" once it knows the host may be contacted; priority
+(higher first, FIFO within a priority) holds within a host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
+
+from ..request import Request
+
+__all__ = ["Frontier"]
+
+
+@runtime_checkable
+class Frontier(Protocol):
+    def push(self, request: Request, host: str) -> None:
+        """Queue ``request`` under ``host`` (already deduplicated by the caller)."""
+        ...
+
+    def pop(self, host: str) -> Request | None:
+        """The next request for ``host`` (highest priority, oldest first), or None."""
+        ...
+
+    def pending(self, host: str) -> int:
+        """How many requests wait for ``host``."""
+        ...
+
+    def hosts(self) -> Iterable[str]:
+        """Hosts that have requests waiting (used to rebuild state on resume)."""
+        ...
+
+    def add_seen(self, method: str, url: str, body: bytes = b"") -> bool:
+        """Record a request as seen; True if it was new."""
+        ...
+
+    def __len__(self) -> int:
+        """Requests waiting, over all hosts."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (files, connections); the frontier is unusable after."""
+        ...

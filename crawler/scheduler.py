@@ -1,0 +1,313 @@
+"""The scheduler: which request goes out next, so that the crawl stays polite and busy.
+
+Requests wait in the frontier, grouped by host. The scheduler keeps one small
+slot per host (requests in flight, its cap) and sorts hosts into three places:
+
+* ``_ready``: a round-robin deque of hosts that have work, a free slot and
+  whose politeness delay has passed: a worker takes from the front;
+* ``_waiting``: a heap of hosts by the time their delay ends;
+* nowhere: hosts with no work, or at their connection cap; a host re-enters
+  when a request is added or one of its exchanges ends.
+
+So a slow or capped host never holds up the others: it simply is not in the
+ready deque while it cannot be served. Workers that find nothing ready park
+until something changes (a push, a slot freed, a delay ending, a retry timer
+expiring), so an idle crawl costs no CPU.
+
+Retries wait in their own heap with a not-before time instead of sleeping in
+a worker, so a backoff never ties up a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from heapq import heappop, heappush
+from itertools import count
+from typing import Protocol
+
+import trio
+
+from ._links import host_of
+from .frontier import Frontier
+from .request import Request
+from .stats import Stats
+
+__all__ = ["PolitenessPolicy", "Scheduler"]
+
+log = logging.getLogger("crawler.scheduler")
+
+_IDLE, _READY, _WAITING = 0, 1, 2
+
+
+class PolitenessPolicy(Protocol):
+    """What the scheduler asks of the politeness policy (times on the trio clock)."""
+
+    def next_allowed_time(self, host: str) -> float: ...
+
+    def record_request(self, host: str) -> None: ...
+
+
+class _Slot:
+    __slots__ = ("cap", "host", "in_flight", "state")
+
+    def __init__(self, host: str, cap: int) -> None:
+        self.host = host
+        self.cap = cap
+        self.in_flight = 0
+        self.state = _IDLE
+
+
+class Scheduler:
+    """Dedup, depth and offsite filters in front of a frontier; per-host readiness behind it."""
+
+    def __init__(
+        self,
+        frontier: Frontier,
+        politeness: PolitenessPolicy,
+        *,
+        host_cap: Callable[[str], int],
+        stats: Stats,
+        depth_limit: int = 0,
+        max_pages: int = 0,
+        host_filter: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = trio.current_time,
+        recent_urls: int = 100_000,
+    ) -> None:
+        self.frontier = frontier
+        self.politeness = politeness
+        self._host_cap = host_cap
+        self.stats = stats
+        self.depth_limit = depth_limit
+        self.max_pages = max_pages
+        self.host_filter = host_filter
+        self._clock = clock
+        self._slots: dict[str, _Slot] = {}
+        self._ready: deque[_Slot] = deque()
+        self._waiting: list[tuple[float, int, _Slot]] = []
+        self._delayed: list[tuple[float, int, Request]] = []
+        self._seq = count()
+        # Raw URLs recently enqueued, in two generations so memory stays bounded.
+        self._recent: set[str] = set()
+        self._recent_old: set[str] = set()
+        self._recent_size = recent_urls
+        self._lot = trio.lowlevel.ParkingLot()  # idle workers
+        self._timer_lot = trio.lowlevel.ParkingLot()  # the timekeeper, between deadlines
+        self._timer_at = math.inf  # the deadline the timekeeper sleeps until
+        self.active = 0  # requests handed out and not yet done, plus open feeders
+        self.dispatched = 0  # first attempts handed out (what max_pages counts)
+        self.stopping = False
+        self.stop_reason = ""
+        self.on_stop: Callable[[], None] | None = None  # e.g. to cancel a start-requests feeder
+        self.closed = False
+        for host in frontier.hosts():
+            self._place(self._slot(host), clock())
+
+    # -- adding -------------------------------------------------------------------
+
+    def enqueue(self, request: Request) -> bool:
+        """Add a request unless a filter drops it (counted by reason); True if queued."""
+        if not request.dont_filter:
+            if self.depth_limit and request.depth > self.depth_limit:
+                self.stats.dropped["depth"] += 1
+                return False
+            try:
+                new = self.frontier.add_seen(request.method, request.url, request.body)
+            except ValueError:
+                self.stats.dropped["invalid_url"] += 1
+                log.debug("dropped %s: not an absolute http(s) URL", request.url)
+                return False
+            if request.method == "GET" and not request.body:
+                self._remember(request.url)
+            if not new:
+                self.stats.dropped["duplicate"] += 1
+                return False
+            if self.host_filter is not None and not self.host_filter(request.url):
+                self.stats.dropped["offsite"] += 1
+                return False
+        self._push(request, host_of(request.url))
+        return True
+
+    def _remember(self, url: str) -> None:
+        recent = self._recent
+        if len(recent) >= self._recent_size:
+            self._recent_old = recent
+            recent = self._recent = set()
+        recent.add(url)
+
+    def unseen(self, urls: list[str]) -> list[str]:
+        """``urls`` without those a plain GET of which was already enqueued.
+
+        A cheap raw-string check (no canonicalisation) that lets link following
+        skip building Requests that would only be dropped as duplicates (and
+        are counted as such); a URL it keeps may still be one, the seen set
+        decides.
+        """
+        recent, old = self._recent, self._recent_old
+        kept = [url for url in urls if url not in recent and url not in old]
+        if len(kept) != len(urls):
+            self.stats.dropped["duplicate"] += len(urls) - len(kept)
+        return kept
+
+    def _push(self, request: Request, host: str) -> None:
+        self.frontier.push(request, host)
+        slot = self._slots.get(host) or self._slot(host)
+        if slot.state == _IDLE and slot.in_flight < slot.cap:
+            self._place(slot, self._clock())
+        self._lot.unpark()
+
+    def retry_later(self, request: Request, delay: float) -> None:
+        """Queue ``request`` again once ``delay`` seconds have passed (no dedup)."""
+        at = self._clock() + delay
+        heappush(self._delayed, (at, next(self._seq), request))
+        if at < self._timer_at:
+            self._timer_lot.unpark()
+
+    def _slot(self, host: str) -> _Slot:
+        slot = self._slots[host] = _Slot(host, max(1, self._host_cap(host)))
+        return slot
+
+    def set_host_cap(self, host: str, cap: int) -> None:
+        slot = self._slots.get(host) or self._slot(host)
+        slot.cap = max(1, cap)
+        if slot.state == _IDLE:
+            self._place(slot, self._clock())
+            self._lot.unpark_all()
+
+    # -- taking -------------------------------------------------------------------
+
+    def _place(self, slot: _Slot, now: float) -> None:
+        """Put an idle slot where it belongs: ready, waiting on its delay, or nowhere."""
+        if slot.in_flight >= slot.cap or not self.frontier.pending(slot.host):
+            return
+        at = self.politeness.next_allowed_time(slot.host)
+        if at <= now:
+            slot.state = _READY
+            self._ready.append(slot)
+        else:
+            slot.state = _WAITING
+            heappush(self._waiting, (at, next(self._seq), slot))
+            if at < self._timer_at:
+                self._timer_lot.unpark()
+
+    def _promote(self, now: float) -> None:
+        """Move what became due (hosts past their delay, retries past their wait) forward."""
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            again = heappop(delayed)[2]
+            self._push(again, host_of(again.url))
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            slot = heappop(waiting)[2]
+            slot.state = _IDLE
+            self._place(slot, now)
+
+    def _pop_ready(self) -> Request | None:
+        now = self._clock()
+        if (self._waiting and self._waiting[0][0] <= now) or (
+            self._delayed and self._delayed[0][0] <= now
+        ):
+            self._promote(now)
+        ready = self._ready
+        while ready:
+            slot = ready.popleft()
+            slot.state = _IDLE
+            host = slot.host
+            if self.politeness.next_allowed_time(host) > now:
+                self._place(slot, now)
+                continue
+            request = self.frontier.pop(host)
+            if request is None:
+                continue
+            slot.in_flight += 1
+            self.active += 1
+            if "retry_times" not in request.meta:
+                self.dispatched += 1
+            self.politeness.record_request(host)
+            self._place(slot, now)
+            return request
+        return None
+
+    async def get(self) -> Request | None:
+        """The next request to send, or None once the crawl is over or stopping."""
+        while True:
+            if self.stopping or self.closed:
+                return None
+            if self.max_pages and self.dispatched >= self.max_pages:
+                self.stop("max_pages")
+                return None
+            request = self._pop_ready()
+            if request is not None:
+                return request
+            if self.active == 0 and not self._delayed and not len(self.frontier):
+                self._close()
+                return None
+            await self._lot.park()
+
+    async def run_timer(self) -> None:
+        """The timekeeper: one task sleeps until the next delay or retry ends, then wakes
+        as many workers as there are newly ready hosts. Workers themselves never
+        wait on a clock, so a deadline wakes one task, not every idle worker.
+        Returns once the crawl is over or stopping."""
+        lot = self._lot
+        while not (self.closed or self.stopping):
+            deadline = math.inf
+            if self._waiting:
+                deadline = self._waiting[0][0]
+            if self._delayed:
+                deadline = min(deadline, self._delayed[0][0])
+            self._timer_at = deadline
+            with trio.move_on_at(deadline):
+                await self._timer_lot.park()
+            self._timer_at = math.inf
+            ready_before = len(self._ready)
+            self._promote(self._clock())
+            woken = len(self._ready) - ready_before
+            if woken > 0:
+                lot.unpark(count=woken)
+
+    def _close(self) -> None:
+        self.closed = True
+        self._lot.unpark_all()
+        self._timer_lot.unpark_all()
+
+    # -- finishing ----------------------------------------------------------------
+
+    def release_host(self, request: Request) -> None:
+        """The HTTP exchange for ``request`` is over: its host slot is free again."""
+        slot = self._slots[host_of(request.url)]
+        slot.in_flight -= 1
+        if slot.state == _IDLE:
+            self._place(slot, self._clock())
+            if slot.state != _IDLE:
+                self._lot.unpark()
+
+    def task_done(self) -> None:
+        """A handed-out request (or a feeder) is fully processed."""
+        self.active -= 1
+        if self.active == 0:
+            # Maybe the end: let the workers look (the last one to find nothing closes).
+            self._lot.unpark_all()
+
+    def hold(self) -> None:
+        """Keep the crawl open while something outside the workers may still add requests."""
+        self.active += 1
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Hand out nothing more; requests in flight finish normally."""
+        if not self.stopping:
+            self.stop_reason = reason
+            self.stopping = True
+            if self.on_stop is not None:
+                self.on_stop()
+        self._lot.unpark_all()
+        self._timer_lot.unpark_all()
+
+    @property
+    def queued(self) -> int:
+        return len(self.frontier) + len(self._delayed)
+
+    def host_in_flight(self) -> dict[str, int]:
+        return {h: s.in_flight for h, s in self._slots.items() if s.in_flight}

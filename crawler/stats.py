@@ -1,0 +1,185 @@
+"""Crawl counters, the live progress line and the final summary.
+
+Counters are plain attributes bumped on the hot path (an attribute increment
+costs nanoseconds; a dict-of-strings or a metrics library would not), and are
+turned into a dict only when someone looks: the progress line twice a second,
+the summary and ``--stats-json`` once at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+__all__ = ["Stats", "progress_line", "run_progress", "write_stats_json"]
+
+log = logging.getLogger("crawler.stats")
+
+ConnectionCounts = Callable[[], Mapping[str, tuple[int, int]]]
+
+
+class Stats:
+    """Everything a crawl counts. ``dropped`` and ``errors`` are keyed by reason / kind."""
+
+    def __init__(self, spider: str = "") -> None:
+        self.spider = spider
+        self.start_time = time.time()
+        self._start_mono = time.monotonic()
+        self.end_time: float | None = None
+        self.end_time_mono = 0.0
+        self.finish_reason = ""
+        self.requests = 0  # HTTP exchanges sent (retries and robots.txt included)
+        self.pages = 0  # responses handed to callbacks
+        self.bytes = 0
+        self.items = 0
+        self.items_dropped = 0
+        self.retries = 0
+        self.redirects = 0
+        self.failed = 0  # requests given up on after retries
+        self.callback_errors = 0
+        self.status: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()  # offsite, duplicate, robots, depth
+        self.queued = 0  # kept current by the scheduler
+        self.in_flight = 0
+        self.connections: dict[str, tuple[int, int]] = {}
+
+    @property
+    def elapsed(self) -> float:
+        end = self.end_time_mono if self.end_time is not None else time.monotonic()
+        return max(end - self._start_mono, 1e-9)
+
+    def finish(self, reason: str) -> None:
+        if self.end_time is None:
+            self.end_time = time.time()
+            self.end_time_mono = time.monotonic()
+            self.finish_reason = reason
+
+    def to_dict(self) -> dict[str, Any]:
+        elapsed = self.elapsed
+        return {
+            "spider": self.spider,
+            "finish_reason": self.finish_reason,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "elapsed_seconds": round(elapsed, 3),
+            "requests": self.requests,
+            "pages": self.pages,
+            "pages_per_second": round(self.pages / elapsed, 1),
+            "bytes": self.bytes,
+            "items": self.items,
+            "items_dropped": self.items_dropped,
+            "retries": self.retries,
+            "redirects": self.redirects,
+            "failed": self.failed,
+            "callback_errors": self.callback_errors,
+            "status": {str(k): v for k, v in sorted(self.status.items())},
+            "errors": dict(self.errors),
+            "dropped": dict(self.dropped),
+            "queued": self.queued,
+            "in_flight": self.in_flight,
+            "connections": {k: list(v) for k, v in self.connections.items()},
+        }
+
+
+def progress_line(
+    stats: list[Stats], connections: Mapping[str, tuple[int, int]], rate: float | None = None
+) -> str:
+    """One line for the terminal: totals, the current rate, the busiest hosts' connections."""
+    pages = sum(s.pages for s in stats)
+    items = sum(s.items for s in stats)
+    elapsed = max(s.elapsed for s in stats) if stats else 1e-9
+    queued = sum(s.queued for s in stats)
+    in_flight = sum(s.in_flight for s in stats)
+    errors = sum(sum(s.errors.values()) + s.callback_errors + s.failed for s in stats)
+    retries = sum(s.retries for s in stats)
+    dropped = sum(sum(s.dropped.values()) for s in stats)
+    busiest = sorted(connections.items(), key=lambda kv: -kv[1][0])[:3]
+    conns = " ".join(f"{origin.split('://')[-1]}={a}/{i}" for origin, (a, i) in busiest)
+    shown_rate = pages / elapsed if rate is None else rate
+    return (
+        f"{elapsed:6.0f}s pages {pages} ({shown_rate:.0f}/s) items {items} "
+        f"queue {queued} active {in_flight} retries {retries} errors {errors} "
+        f"dropped {dropped} conns[active/idle] {conns}"
+    )
+
+
+async def run_progress(
+    stats: Callable[[], list[Stats]],
+    connections: ConnectionCounts,
+    stream: TextIO | None = None,
+    interval: float = 0.5,
+) -> None:
+    """Redraw the progress line until cancelled; does nothing unless ``stream`` is a TTY."""
+    out = stream if stream is not None else sys.stderr
+    if not out.isatty():
+        return
+    last_pages, last_time = 0, trio.current_time()
+    # Log lines written meanwhile must not be glued to the progress line: clear it first.
+    clear = _ClearLine(out)
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is out]
+    for handler in handlers:
+        handler.addFilter(clear)
+    try:
+        while True:
+            await trio.sleep(interval)
+            current = stats()
+            now = trio.current_time()
+            pages = sum(s.pages for s in current)
+            rate = (pages - last_pages) / max(now - last_time, 1e-9)
+            last_pages, last_time = pages, now
+            line = progress_line(current, connections(), rate)
+            out.write("\r\x1b[2K" + line[:200])
+            out.flush()
+    finally:
+        for handler in handlers:
+            handler.removeFilter(clear)
+        out.write("\r\x1b[2K")
+        out.flush()
+
+
+class _ClearLine(logging.Filter):
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.stream.write("\r\x1b[2K")
+        return True
+
+
+def log_summary(stats: Stats) -> None:
+    d = stats.to_dict()
+    log.info(
+        "spider %s finished (%s) in %.1fs: %d pages (%.1f/s), %d items, %d requests, "
+        "%d retries, %d failed, %d callback errors, errors %s, dropped %s, status %s",
+        d["spider"],
+        d["finish_reason"],
+        d["elapsed_seconds"],
+        d["pages"],
+        d["pages_per_second"],
+        d["items"],
+        d["requests"],
+        d["retries"],
+        d["failed"],
+        d["callback_errors"],
+        d["errors"],
+        d["dropped"],
+        d["status"],
+    )
+
+
+def write_stats_json(path: Path, stats: list[Stats]) -> None:
+    """One spider: its dict; several: {"spiders": [...]}. Written atomically."""
+    data: Any = stats[0].to_dict() if len(stats) == 1 else {"spiders": [s.to_dict() for s in stats]}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,259 @@
+"""Scheduler and MemoryFrontier: ordering, filters, per-host readiness, stop conditions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+import trio.testing
+
+from crawler._links import make_host_filter
+from crawler.frontier import Frontier
+from crawler.frontier.memory import MemoryFrontier
+from crawler.politeness import Politeness
+from crawler.request import Request
+from crawler.scheduler import Scheduler
+from crawler.stats import Stats
+
+
+def make(
+    *,
+    caps: dict[str, int] | None = None,
+    delays: dict[str, float] | None = None,
+    **kwargs: object,
+) -> Scheduler:
+    caps = caps or {}
+    delays = delays or {}
+    politeness = Politeness(delay_for=lambda host: delays.get(host, 0.0))
+    return Scheduler(
+        MemoryFrontier(),
+        politeness,
+        host_cap=lambda host: caps.get(host, 8),
+        stats=Stats("t"),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_memory_frontier_is_a_frontier() -> None:
+    assert isinstance(MemoryFrontier(), Frontier)
+
+
+def test_memory_frontier_priority_then_fifo() -> None:
+    f = MemoryFrontier()
+    for i, prio in enumerate([0, 5, 0, 5, -1]):
+        f.push(Request(f"http://a.test/{i}", priority=prio), "a.test")
+    f.push(Request("http://b.test/x"), "b.test")
+    assert len(f) == 6
+    assert f.pending("a.test") == 5
+    assert sorted(f.hosts()) == ["a.test", "b.test"]
+    order = []
+    while (r := f.pop("a.test")) is not None:
+        order.append(r.url.rsplit("/", 1)[1])
+    assert order == ["1", "3", "0", "2", "4"]
+    assert len(f) == 1
+    assert list(f.hosts()) == ["b.test"]
+
+
+async def test_dedup_query_order_and_dont_filter() -> None:
+    s = make()
+    assert s.enqueue(Request("http://a.test/p?x=1&y=2"))
+    assert not s.enqueue(Request("http://a.test/p?y=2&x=1"))
+    assert not s.enqueue(Request("http://a.test/p?x=1&y=2#frag"))
+    assert s.enqueue(Request("http://a.test/p?x=1&y=2", dont_filter=True))
+    assert not s.enqueue(Request("mailto:someone@a.test"))
+    assert s.stats.dropped == {"duplicate": 2, "invalid_url": 1}
+    assert s.queued == 2
+
+
+async def test_depth_limit_and_offsite() -> None:
+    s = make(depth_limit=2, host_filter=make_host_filter(["a.test"]))
+    assert s.enqueue(Request("http://a.test/2", depth=2))
+    assert not s.enqueue(Request("http://a.test/3", depth=3))
+    assert not s.enqueue(Request("http://b.test/1"))
+    assert s.enqueue(Request("http://sub.a.test/1"))
+    assert s.stats.dropped == {"depth": 1, "offsite": 1}
+
+
+async def test_unseen_filters_raw_urls_already_enqueued() -> None:
+    s = make()
+    s.enqueue(Request("http://a.test/1"))
+    assert s.unseen(["http://a.test/1", "http://a.test/2"]) == ["http://a.test/2"]
+    assert s.stats.dropped["duplicate"] == 1
+
+
+async def test_parked_workers_get_delayed_requests_in_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Idle workers park without a timeout; the timekeeper hands out what falls due."""
+    s = make(delays={"polite.test": 10.0})
+    for i in range(3):
+        s.enqueue(Request(f"http://polite.test/{i}"))
+    first = await s.get()
+    assert first is not None
+    s.release_host(first)
+    got: list[Request | None] = []
+
+    async def worker() -> None:
+        got.append(await s.get())
+
+    async with trio.open_nursery() as nursery, timekeeper(s):
+        for _ in range(8):
+            nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        await trio.sleep(25)  # virtual time (MockClock)
+        # 10 s after the first request the second was due; 10 s later the third.
+        assert [r.url for r in got if r] == ["http://polite.test/1", "http://polite.test/2"]
+        s.stop()
+    assert got[2:] == [None] * 6
+
+
+async def test_priority_within_host() -> None:
+    s = make()
+    s.enqueue(Request("http://a.test/low", priority=-1))
+    s.enqueue(Request("http://a.test/mid"))
+    s.enqueue(Request("http://a.test/high", priority=3))
+    got = [(await s.get()) for _ in range(3)]
+    assert [r.url.rsplit("/", 1)[1] for r in got if r] == ["high", "mid", "low"]
+
+
+async def test_capped_host_does_not_block_others() -> None:
+    s = make(caps={"slow.test": 1})
+    for i in range(3):
+        s.enqueue(Request(f"http://slow.test/{i}"))
+    for i in range(3):
+        s.enqueue(Request(f"http://fast.test/{i}"))
+    first = [await s.get() for _ in range(4)]
+    urls = [r.url for r in first if r]
+    # One request to the capped host is in flight; every other one went to the other host.
+    assert sum("slow.test" in u for u in urls) == 1
+    assert sum("fast.test" in u for u in urls) == 3
+    slow = next(r for r in first if r and "slow.test" in r.url)
+    # Nothing more is ready until the capped host's exchange ends.
+    got: list[Request | None] = []
+
+    async def worker() -> None:
+        got.append(await s.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        s.release_host(slow)
+    assert got[0] is not None and got[0].url == "http://slow.test/1"
+
+
+@asynccontextmanager
+async def timekeeper(s: Scheduler) -> AsyncIterator[None]:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(s.run_timer)
+        yield
+        nursery.cancel_scope.cancel()
+
+
+async def test_delayed_host_does_not_block_others(autojump_clock: trio.testing.MockClock) -> None:
+    s = make(delays={"polite.test": 10.0})
+    s.enqueue(Request("http://polite.test/0"))
+    s.enqueue(Request("http://polite.test/1"))
+    s.enqueue(Request("http://other.test/0"))
+    s.enqueue(Request("http://other.test/1"))
+    start = trio.current_time()
+    a = await s.get()
+    b = await s.get()
+    c = await s.get()
+    assert a and b and c
+    assert [a.url, b.url, c.url] == [
+        "http://polite.test/0",
+        "http://other.test/0",
+        "http://other.test/1",
+    ]
+    assert trio.current_time() == start
+    for r in (a, b, c):
+        s.release_host(r)
+        s.task_done()
+    async with timekeeper(s):
+        d = await s.get()
+    assert d is not None and d.url == "http://polite.test/1"
+    assert trio.current_time() - start >= 10.0
+
+
+async def test_retry_later_waits_without_a_worker(autojump_clock: trio.testing.MockClock) -> None:
+    s = make()
+    s.enqueue(Request("http://a.test/x"))
+    r = await s.get()
+    assert r is not None
+    s.release_host(r)
+    t0 = trio.current_time()
+    r.meta["retry_times"] = 1
+    s.retry_later(r, 5.0)
+    s.task_done()
+    async with timekeeper(s):
+        again = await s.get()
+    assert again is r
+    assert trio.current_time() - t0 >= 5.0
+    s.release_host(again)
+    s.task_done()
+    assert await s.get() is None
+    assert s.closed
+
+
+async def test_get_returns_none_when_exhausted_and_wakes_all() -> None:
+    s = make()
+    s.enqueue(Request("http://a.test/x"))
+    r = await s.get()
+    assert r is not None
+    results: list[object] = []
+
+    async def waiter() -> None:
+        results.append(await s.get())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        s.release_host(r)
+        s.task_done()
+    assert results == [None, None, None]
+
+
+async def test_new_request_wakes_a_parked_worker() -> None:
+    s = make()
+    s.hold()  # like a start-requests feeder that is still running
+    got: list[Request | None] = []
+
+    async def worker() -> None:
+        got.append(await s.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        s.enqueue(Request("http://a.test/late"))
+    assert got[0] is not None and got[0].url == "http://a.test/late"
+
+
+async def test_max_pages_stops_handing_out() -> None:
+    s = make(max_pages=2)
+    for i in range(5):
+        s.enqueue(Request(f"http://a.test/{i}"))
+    assert await s.get() is not None
+    assert await s.get() is not None
+    assert await s.get() is None
+    assert s.stopping
+    assert s.queued == 3
+
+
+async def test_stop_wakes_parked_workers() -> None:
+    s = make()
+    s.hold()
+    got: list[Request | None] = []
+
+    async def worker() -> None:
+        got.append(await s.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker)
+        nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        s.stop()
+    assert got == [None, None]
