@@ -1,0 +1,482 @@
+"""The connection pool: origin -> connections, global and per-host caps, keep-alive.
+
+Bookkeeping is synchronous and O(1) per request. Each origin (scheme, host,
+port) keeps a deque of its idle connections; each host (the name, whatever the
+port) keeps a count of its connections, its cap and a FIFO queue of requests
+waiting for it. Reuse takes the most recently used idle connection (the one
+least likely to have been closed by the server). A finished connection goes
+straight to the first waiter of its host if there is one, so nobody rescans
+the pool and nobody jumps the queue.
+
+A host that has room under its own cap but waits because the global cap is
+full joins ``_blocked``; a slot freed anywhere (or an idle connection of
+another host, which is closed to make room) goes to the first blocked host.
+So a slow or capped host never holds up others.
+
+Connections are closed synchronously (closing the socket needs no await), so
+no bookkeeping step can be interrupted by cancellation half-way and nothing
+needs a shield. The only awaits are the wait for a slot, connecting, and the
+exchange itself; each is wrapped so that cancellation or a timeout gives back
+what was taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import Callable, Mapping
+
+import trio
+
+from ._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Limits, Timeout
+from ._exceptions import (
+    PoolTimeout,
+    ReadError,
+    RemoteProtocolError,
+    UnsupportedProtocol,
+    WriteError,
+)
+from ._http11 import HTTP11Connection
+from ._models import Request, Response
+from ._network import IOWatchdog, open_stream
+from ._tls import VerifyTypes, create_ssl_context
+
+__all__ = ["ConnectionPool"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_RETRYABLE = (ReadError, WriteError, RemoteProtocolError)
+
+OriginKey = tuple[str, str, int | None]
+
+
+class _Host:
+    """Connections to one host name, whatever the scheme or port."""
+
+    __slots__ = ("blocked", "cap", "count", "name", "origins", "waiters")
+
+    def __init__(self, name: str, cap: int) -> None:
+        self.name = name
+        self.cap = cap
+        self.count = 0  # open or opening connections, active and idle
+        self.waiters: deque[_Waiter] = deque()
+        self.origins: list[_Origin] = []
+        self.blocked = False  # queued in ConnectionPool._blocked
+
+
+class _Origin:
+    __slots__ = ("active", "host", "host_header", "idle", "key", "label", "port")
+
+    def __init__(self, key: OriginKey, host: _Host) -> None:
+        scheme, hostname, port = key
+        self.key = key
+        self.host = host
+        self.port = port if port is not None else _DEFAULT_PORTS[scheme]
+        name = f"[{hostname}]" if ":" in hostname else hostname
+        self.label = f"{scheme}://{name}:{self.port}"
+        self.host_header = (name if port is None else f"{name}:{port}").encode("ascii")
+        self.idle: deque[HTTP11Connection] = deque()
+        self.active = 0  # checked out or being opened
+
+
+class _Waiter:
+    """A request waiting for a connection: given either an idle one or a new slot."""
+
+    __slots__ = ("assigned", "conn", "event", "fresh", "origin")
+
+    def __init__(self, origin: _Origin, fresh: bool) -> None:
+        self.origin = origin
+        self.fresh = fresh
+        self.event = trio.Event()
+        self.assigned = False
+        self.conn: HTTP11Connection | None = None
+
+
+class ConnectionPool:
+    """Sends requests over pooled keep-alive connections (the Transport protocol).
+
+    ``limits.max_connections`` caps the whole pool; ``max_connections_per_host``
+    (or a per-host override from ``host_limits`` / ``set_host_limit``) caps
+    each host name: the politeness guarantee no code path can bypass.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        verify: VerifyTypes = True,
+        http2: bool = False,
+        host_limits: Mapping[str, int] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if http2:
+            raise NotImplementedError("HTTP/2 is not supported by ConnectionPool yet")
+        self._limits = limits
+        self._max = limits.max_connections
+        self._max_idle = limits.max_keepalive_connections
+        self._expiry = limits.keepalive_expiry
+        self._timeout = timeout
+        self._verify = verify
+        self._ssl_context: ssl.SSLContext | None = None
+        self._clock = clock or trio.current_time
+        self._host_limits: dict[str, int] = {}
+        for name, cap in (host_limits or {}).items():
+            self._check_cap(name, cap)
+            self._host_limits[name.lower()] = cap
+        self._origins: dict[OriginKey, _Origin] = {}
+        self._hosts: dict[str, _Host] = {}
+        self._blocked: deque[_Host] = deque()
+        self._idle_all: dict[HTTP11Connection, None] = {}  # insertion order = oldest first
+        self._conns: set[HTTP11Connection] = set()
+        self._watchdog = IOWatchdog(self._conns)
+        self._total = 0  # open or opening connections
+        self._closed = False
+
+    # -- public API --------------------------------------------------------------
+
+    async def handle_request(self, request: Request) -> Response:
+        if self._closed:
+            raise RuntimeError(
+                f"Cannot send {request.method} {request.url}: the ConnectionPool is closed"
+            )
+        url = request.url
+        key = (url.scheme, url.host, url.port)
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._new_origin(request)
+        timeouts = request.timeout or self._timeout
+        conn = self._take_idle(origin) if not origin.host.waiters else None
+        if conn is None:
+            conn = await self._acquire_slow(origin, request, timeouts, fresh=False)
+        try:
+            return await conn.handle_request(request, timeouts)
+        except _RETRYABLE:
+            # A keep-alive connection the server had already dropped: nothing
+            # of the response arrived, so a safe request can go out again.
+            if conn.requests_served == 1 or conn.response_started:
+                raise
+            if request.method not in _IDEMPOTENT:
+                raise
+        conn = await self._acquire_slow(origin, request, timeouts, fresh=True)
+        return await conn.handle_request(request, timeouts)
+
+    async def aclose(self) -> None:
+        """Close every connection; waiting and later requests fail with RuntimeError."""
+        self._closed = True
+        while self._idle_all:
+            conn = next(iter(self._idle_all))
+            self._remove_idle(conn)
+            self._forget(conn)
+        # Active connections are closed under their users, whose pending I/O
+        # fails and checks them in (which forgets them, the pool being closed).
+        for conn in list(self._conns):
+            conn.close()
+        self._watchdog.close()
+        for host in self._hosts.values():
+            while host.waiters:
+                host.waiters.popleft().event.set()
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> ConnectionPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def set_host_limit(self, host: str, max_connections: int) -> None:
+        """Cap connections to ``host`` (a host name, all ports) from now on."""
+        self._check_cap(host, max_connections)
+        name = host.lower()
+        self._host_limits[name] = max_connections
+        state = self._hosts.get(name)
+        if state is not None:
+            state.cap = max_connections
+            self._serve_host(state)
+
+    def connection_counts(self) -> dict[str, tuple[int, int]]:
+        """``"scheme://host:port"`` -> (active, idle), for progress displays."""
+        return {
+            o.label: (o.active, len(o.idle)) for o in self._origins.values() if o.active or o.idle
+        }
+
+    @property
+    def num_idle(self) -> int:
+        return len(self._idle_all)
+
+    @property
+    def num_active(self) -> int:
+        return self._total - len(self._idle_all)
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool [{self.num_active} active, {self.num_idle} idle]>"
+
+    # -- checkout ----------------------------------------------------------------
+
+    def _take_idle(self, origin: _Origin) -> HTTP11Connection | None:
+        """Pop a live idle connection of ``origin``, dropping dead ones on the way."""
+        idle = origin.idle
+        if not idle:
+            return None
+        now = self._clock()
+        expiry = self._expiry
+        idle_all = self._idle_all
+        while idle:
+            conn = idle.pop()
+            del idle_all[conn]
+            if conn.is_readable() or conn.has_expired(now, expiry):
+                self._forget(conn)
+                continue
+            origin.active += 1
+            if self._blocked:
+                self._serve_blocked()
+            return conn
+        if self._blocked:
+            self._serve_blocked()
+        return None
+
+    async def _acquire_slow(
+        self, origin: _Origin, request: Request, timeouts: Timeout, *, fresh: bool
+    ) -> HTTP11Connection:
+        """Get a slot for ``origin`` (waiting if need be) and open a connection in it."""
+        host = origin.host
+        reserved = False
+        if not host.waiters:
+            if host.count >= host.cap:
+                self._make_room_in_host(host)
+            if host.count < host.cap and self._make_global_room():
+                self._reserve(origin)
+                reserved = True
+        if not reserved:
+            conn = await self._wait(origin, request, timeouts, fresh)
+            if conn is not None:
+                return conn
+        try:
+            return await self._connect(origin, request, timeouts)
+        except BaseException:
+            self._unreserve(origin)
+            raise
+
+    async def _wait(
+        self, origin: _Origin, request: Request, timeouts: Timeout, fresh: bool
+    ) -> HTTP11Connection | None:
+        """Queue for ``origin``'s host; return an idle connection, or None for a new slot."""
+        host = origin.host
+        waiter = _Waiter(origin, fresh)
+        host.waiters.append(waiter)
+        if host.count < host.cap:
+            self._serve_host(host)
+        pool_t = timeouts.pool
+        try:
+            with trio.move_on_after(float("inf") if pool_t is None else pool_t):
+                await waiter.event.wait()
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        if self._closed:
+            self._abandon(waiter)
+            raise RuntimeError(
+                f"Cannot send {request.method} {request.url}: the ConnectionPool was closed"
+            )
+        if not waiter.assigned:
+            self._abandon(waiter)
+            raise PoolTimeout(
+                f"Timed out after {pool_t} s waiting for a connection to {origin.label} "
+                f"for {request.url} ({host.count} of at most {host.cap} open to {host.name}, "
+                f"{self._total} open in the pool)",
+                request=request,
+            )
+        return waiter.conn
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """A waiter gave up (timeout, cancellation): give back whatever it was given."""
+        if not waiter.assigned:
+            with contextlib.suppress(ValueError):
+                waiter.origin.host.waiters.remove(waiter)
+            return
+        waiter.assigned = False
+        conn = waiter.conn
+        if conn is not None:
+            waiter.conn = None
+            self._checkin(conn)
+        else:
+            self._unreserve(waiter.origin)
+
+    async def _connect(
+        self, origin: _Origin, request: Request, timeouts: Timeout
+    ) -> HTTP11Connection:
+        scheme, hostname, _ = origin.key
+        context = None
+        if scheme == "https":
+            context = self._ssl_context
+            if context is None:
+                context = self._ssl_context = create_ssl_context(self._verify)
+        stream = await open_stream(request, hostname, origin.port, context, timeouts.connect)
+        if self._closed:
+            await trio.aclose_forcefully(stream)
+            raise RuntimeError(
+                f"Cannot send {request.method} {request.url}: the ConnectionPool was closed"
+            )
+        conn = HTTP11Connection(
+            origin.key,
+            stream,
+            self._checkin,
+            host_header=origin.host_header,
+            watchdog=self._watchdog,
+        )
+        conn.pool_origin = origin
+        self._conns.add(conn)
+        return conn
+
+    # -- slot bookkeeping (all synchronous) ----------------------------------------
+
+    def _reserve(self, origin: _Origin) -> None:
+        origin.active += 1
+        origin.host.count += 1
+        self._total += 1
+
+    def _unreserve(self, origin: _Origin) -> None:
+        origin.active -= 1
+        host = origin.host
+        host.count -= 1
+        self._total -= 1
+        self._slot_freed(host)
+
+    def _checkin(self, conn: HTTP11Connection) -> None:
+        """A connection comes back from a request: reuse, hand over, keep or close it."""
+        origin: _Origin = conn.pool_origin
+        origin.active -= 1
+        host = origin.host
+        if conn.is_closed or self._closed:
+            self._forget(conn)
+            self._slot_freed(host)
+            return
+        if host.waiters:
+            waiter = host.waiters[0]
+            if waiter.origin is origin and not waiter.fresh:
+                host.waiters.popleft()
+                origin.active += 1
+                waiter.conn = conn
+                waiter.assigned = True
+                waiter.event.set()
+                return
+            self._forget(conn)
+            self._slot_freed(host)
+            return
+        if self._blocked or (self._max_idle is not None and len(self._idle_all) >= self._max_idle):
+            self._forget(conn)
+            if self._blocked:
+                self._serve_blocked()
+            return
+        now = self._clock()
+        conn.idle_since = now
+        origin.idle.append(conn)
+        self._idle_all[conn] = None
+        if self._expiry is not None:
+            self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        """Close idle connections past keep-alive expiry, oldest first."""
+        expiry = self._expiry
+        idle_all = self._idle_all
+        while idle_all:
+            conn = next(iter(idle_all))
+            if not conn.has_expired(now, expiry):
+                return
+            self._remove_idle(conn)
+            self._forget(conn)
+
+    def _remove_idle(self, conn: HTTP11Connection) -> None:
+        del self._idle_all[conn]
+        idle = conn.pool_origin.idle
+        if idle[0] is conn:
+            idle.popleft()
+        else:
+            idle.remove(conn)
+
+    def _forget(self, conn: HTTP11Connection) -> None:
+        """Close ``conn`` (already out of the idle lists) and free its slot."""
+        conn.close()
+        self._conns.discard(conn)
+        conn.pool_origin.host.count -= 1
+        self._total -= 1
+
+    def _make_global_room(self) -> bool:
+        """True if one more connection fits, closing the oldest idle one if need be."""
+        if self._max is None or self._total < self._max:
+            return True
+        if not self._idle_all:
+            return False
+        oldest = next(iter(self._idle_all))
+        self._remove_idle(oldest)
+        self._forget(oldest)
+        return True
+
+    def _make_room_in_host(self, host: _Host) -> None:
+        """Close idle connections of ``host`` (other ports, or stale ones passed over
+        for a retry) until a new one fits under its cap."""
+        while host.count >= host.cap:
+            for origin in host.origins:
+                if origin.idle:
+                    conn = origin.idle[0]
+                    self._remove_idle(conn)
+                    self._forget(conn)
+                    break
+            else:
+                return
+
+    def _slot_freed(self, host: _Host) -> None:
+        if self._closed:
+            return
+        if host.waiters:
+            self._serve_host(host)
+        if self._blocked:
+            self._serve_blocked()
+
+    def _serve_host(self, host: _Host) -> None:
+        """Grant new-connection slots to ``host``'s waiters while both caps allow."""
+        waiters = host.waiters
+        while waiters and host.count < host.cap:
+            if not self._make_global_room():
+                if not host.blocked:
+                    host.blocked = True
+                    self._blocked.append(host)
+                return
+            waiter = waiters.popleft()
+            self._reserve(waiter.origin)
+            waiter.assigned = True
+            waiter.event.set()
+
+    def _serve_blocked(self) -> None:
+        blocked = self._blocked
+        while blocked and (self._max is None or self._total < self._max):
+            host = blocked.popleft()
+            host.blocked = False
+            self._serve_host(host)
+
+    # -- setup -------------------------------------------------------------------
+
+    def _new_origin(self, request: Request) -> _Origin:
+        url = request.url
+        if url.scheme not in _DEFAULT_PORTS:
+            if not url.scheme:
+                message = f"Request URL {url} is missing an 'http://' or 'https://' scheme"
+            else:
+                message = f"Unsupported URL scheme {url.scheme!r} in {url}: use http or https"
+            raise UnsupportedProtocol(message, request=request)
+        if not url.host:
+            raise UnsupportedProtocol(f"Request URL {url} has no host", request=request)
+        host = self._hosts.get(url.host)
+        if host is None:
+            cap = self._host_limits.get(url.host, self._limits.max_connections_per_host)
+            host = self._hosts[url.host] = _Host(url.host, cap)
+        origin = _Origin((url.scheme, url.host, url.port), host)
+        host.origins.append(origin)
+        self._origins[origin.key] = origin
+        return origin
+
+    @staticmethod
+    def _check_cap(host: str, cap: int) -> None:
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+            raise ValueError(f"max_connections for host {host!r} must be an int >= 1, got {cap!r}")
