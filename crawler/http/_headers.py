@@ -156,9 +156,7 @@ class Headers(MutableMapping[str, str]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        shown = [
-            (k, "[secure]" if k.lower() in _SECRET_HEADERS else v) for k, v in self._items
-        ]
+        shown = [(k, "[secure]" if k.lower() in _SECRET_HEADERS else v) for k, v in self._items]
         return f"Headers({shown!r})"
 
 

@@ -65,9 +65,7 @@ class ByteStream:
         pass
 
 
-def _encode_body(
-    content: bytes | str | None, data: Any, json: Any
-) -> tuple[bytes, str | None]:
+def _encode_body(content: bytes | str | None, data: Any, json: Any) -> tuple[bytes, str | None]:
     """Return the body bytes and the Content-Type it implies (if any)."""
     if content is not None:
         return (content.encode() if isinstance(content, str) else bytes(content)), None
