@@ -7,13 +7,16 @@ PYTHON="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
+extra=""
+[[ "${1:-run}" == test ]] && extra="[test]"
 stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${1:-run}"
 if [[ ! -f "$stamp" ]]; then
-  .venv/bin/python -m pip install -q -U pip
-  if [[ "${1:-run}" == test ]]; then
-    .venv/bin/python -m pip install -q -e '.[test]'
-  else
-    .venv/bin/python -m pip install -q -e .
+  echo "Installing the project into .venv (log: .venv/install.log)..." >&2
+  if ! { .venv/bin/python -m pip install -U pip && .venv/bin/python -m pip install -e ".$extra"; } \
+      > .venv/install.log 2>&1; then
+    tail -30 .venv/install.log >&2
+    echo "Installing failed; the whole log is in .venv/install.log" >&2
+    exit 1
   fi
   touch "$stamp"
 fi
