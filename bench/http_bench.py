@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/http_bench.py [--n 30000] [--concurrency 64] [--cpu 1]
         [--clients pool,client,trio_h11,aiohttp,httpx]
+    .venv/bin/python bench/http_bench.py --clients pool,pool_h2,client_h2,httpx_h2
 
 Each client runs in its own process pinned to one core (``taskset -c CPU``) and
 fetches the same N page URLs at concurrency C over keep-alive connections;
@@ -10,6 +11,10 @@ the table shows requests/s, CPU seconds (user+sys) and peak RSS of each.
 ``pool`` is our ConnectionPool used directly, ``client`` our Client;
 ``trio_h11``, ``aiohttp`` and ``httpx`` are run by the shared harness
 (/work/shared/bench/peer_clients.py) with the bench venv's Python.
+
+HTTP/2: ``pool_h2`` and ``client_h2`` are ours and ``httpx_h2`` is httpx with
+http2=True, all over cleartext HTTP/2 with prior knowledge (h2c) to the same
+nginx on 127.0.0.1:8082: one connection multiplexing C streams.
 
 nginx (127.0.0.1:8081) is started if it is not running, after generating the
 site if it is missing, and stopped at the end only if this script started it.
@@ -30,8 +35,9 @@ from pathlib import Path
 BENCH = Path(os.environ.get("BENCH_DIR", "/work/shared/bench"))
 BENCH_PY = BENCH / ".venv" / "bin" / "python"
 MANIFEST = BENCH / ".data" / "manifest.tsv"
-PEERS = ("trio_h11", "aiohttp", "httpx")
-OURS = ("pool", "client")
+PEERS = ("trio_h11", "aiohttp", "httpx", "httpx_h2")
+OURS = ("pool", "client", "pool_h2", "client_h2")
+H2_PORT = "127.0.0.1:8082"
 
 
 def load_urls(n: int) -> list[str]:
@@ -54,6 +60,9 @@ def run_ours(kind: str, n: int, concurrency: int, timeout: float) -> dict[str, o
     from crawler.http._pool import ConnectionPool
 
     urls = load_urls(n)
+    http2 = kind.endswith("_h2")
+    if http2:
+        urls = [u.replace("127.0.0.1:8081", H2_PORT, 1) for u in urls]
     limits = Limits(
         max_connections=concurrency,
         max_keepalive_connections=concurrency,
@@ -65,7 +74,7 @@ def run_ours(kind: str, n: int, concurrency: int, timeout: float) -> dict[str, o
     async def with_pool() -> None:
         nonlocal ok, errors, size
         it = iter(urls)
-        pool = ConnectionPool(limits=limits)
+        pool = ConnectionPool(limits=limits, http2_prior_knowledge=http2)
 
         async def worker() -> None:
             nonlocal ok, errors, size
@@ -94,7 +103,7 @@ def run_ours(kind: str, n: int, concurrency: int, timeout: float) -> dict[str, o
         from crawler.http import Client
 
         it = iter(urls)
-        async with Client(limits=limits) as client:
+        async with Client(limits=limits, http2_prior_knowledge=http2) as client:
 
             async def worker() -> None:
                 nonlocal ok, errors, size
@@ -118,7 +127,7 @@ def run_ours(kind: str, n: int, concurrency: int, timeout: float) -> dict[str, o
     async def bounded() -> None:
         nonlocal timed_out
         with trio.move_on_after(timeout) as scope:
-            await (with_pool() if kind == "pool" else with_client())
+            await (with_pool() if kind.startswith("pool") else with_client())
         timed_out = scope.cancelled_caught
 
     c0 = os.times()
@@ -200,31 +209,32 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, object]:
 def print_table(results: list[dict[str, object]], n: int, concurrency: int) -> None:
     print(
         f"\n{n} keep-alive GETs at concurrency {concurrency}, one process per client, "
-        f"pinned to one core; nginx on 127.0.0.1:8081\n"
+        f"pinned to one core; nginx on 127.0.0.1:8081 (HTTP/1.1) and {H2_PORT} (h2c)\n"
     )
     header = (
-        f"| {'client':<9} | {'req/s':>8} | {'CPU s':>6} | {'req/CPU-s':>9} | "
+        f"| {'client':<10} | {'req/s':>8} | {'CPU s':>6} | {'req/CPU-s':>9} | "
         f"{'peak RSS MiB':>12} | {'ok':>6} | {'errors':>6} |"
     )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in results:
         if "error" in r:
-            print(f"| {r['client']:<9} | failed: {r['error']}")
+            print(f"| {r['client']:<10} | failed: {r['error']}")
             continue
         cpu = float(r["cpu_s"])  # type: ignore[arg-type]
         ok = int(r["ok"])  # type: ignore[call-overload]
         print(
-            f"| {r['client']:<9} | {float(r['rps']):>8.0f} | {cpu:>6.2f} | "  # type: ignore[arg-type]
+            f"| {r['client']:<10} | {float(r['rps']):>8.0f} | {cpu:>6.2f} | "  # type: ignore[arg-type]
             f"{ok / cpu if cpu else 0:>9.0f} | {int(r['peak_rss_kb']) / 1024:>12.1f} | "  # type: ignore[call-overload]
             f"{ok:>6} | {r['errors']!s:>6} |"
         )
-    by = {str(r["client"]): r for r in results if "rps" in r}
+    by = {str(r["client"]): r for r in results if float(r.get("rps", 0) or 0)}  # type: ignore[arg-type]
     for ours in OURS:
         if ours not in by:
             continue
         mine = float(by[ours]["rps"])  # type: ignore[arg-type]
-        ratios = [f"{mine / float(by[p]['rps']):.2f}x {p}" for p in PEERS if p in by]  # type: ignore[arg-type]
+        others = [p for p in (*OURS, *PEERS) if p != ours]
+        ratios = [f"{mine / float(by[p]['rps']):.2f}x {p}" for p in others if p in by]  # type: ignore[arg-type]
         print(f"{ours}: " + ", ".join(ratios))
 
 

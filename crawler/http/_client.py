@@ -109,13 +109,10 @@ class Client:
         max_redirects: int = 20,
         verify: VerifyTypes = True,
         http2: bool = False,
+        http2_prior_knowledge: bool = False,
         transport: Transport | None = None,
         max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
-        if http2:
-            raise NotImplementedError(
-                "HTTP/2 is not supported yet: create the Client with http2=False"
-            )
         if max_response_size is not None and max_response_size < 0:
             raise ValueError(f"max_response_size must be >= 0 or None, got {max_response_size!r}")
         self._base_url = self._check_base_url(base_url)
@@ -127,7 +124,13 @@ class Client:
         self.follow_redirects = follow_redirects
         self.max_response_size = max_response_size
         if transport is None:
-            transport = ConnectionPool(limits=limits, timeout=self.timeout, verify=verify)
+            transport = ConnectionPool(
+                limits=limits,
+                timeout=self.timeout,
+                verify=verify,
+                http2=http2,
+                http2_prior_knowledge=http2_prior_knowledge,
+            )
         self._bottom = transport
         self._transport: Transport = RedirectMiddleware(
             CookieMiddleware(DecompressMiddleware(transport), self._cookies),

@@ -18,6 +18,12 @@ no bookkeeping step can be interrupted by cancellation half-way and nothing
 needs a shield. The only awaits are the wait for a slot, connecting, and the
 exchange itself; each is wrapped so that cancellation or a timeout gives back
 what was taken.
+
+HTTP/2 (``http2=True`` for TLS origins, ``http2_prior_knowledge=True`` for
+plain ones) lives beside this on its own path: an origin that may speak it has
+an ``_H2Origin`` with one shared connection, a stream count and a FIFO queue
+of requests waiting for a stream. HTTP/1.1 origins never touch it; the only
+cost to them is one attribute test per request.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from ._exceptions import (
     UnsupportedProtocol,
     WriteError,
 )
+from ._http2 import ConnectionLost, HTTP2Connection, StreamUnprocessed
 from ._http11 import HTTP11Connection
 from ._models import Request, Response
 from ._network import IOWatchdog, open_stream
@@ -47,6 +54,10 @@ __all__ = ["ConnectionPool"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRYABLE = (ReadError, WriteError, RemoteProtocolError)
+_ALPN = ("h2", "http/1.1")
+#: How many times one request may be sent again after HTTP/2 streams that the
+#: server did not process (GOAWAY, REFUSED_STREAM) or a connection that died.
+_H2_RETRIES = 3
 
 OriginKey = tuple[str, str, int | None]
 
@@ -66,7 +77,7 @@ class _Host:
 
 
 class _Origin:
-    __slots__ = ("active", "host", "host_header", "idle", "key", "label", "port")
+    __slots__ = ("active", "h2", "host", "host_header", "idle", "key", "label", "port")
 
     def __init__(self, key: OriginKey, host: _Host) -> None:
         scheme, hostname, port = key
@@ -78,6 +89,38 @@ class _Origin:
         self.host_header = (name if port is None else f"{name}:{port}").encode("ascii")
         self.idle: deque[HTTP11Connection] = deque()
         self.active = 0  # checked out or being opened
+        # Set while this origin may speak HTTP/2; None for HTTP/1.1 (the fast path).
+        self.h2: _H2Origin | None = None
+
+
+class _H2Origin:
+    """The HTTP/2 side of an origin: its connections and the requests waiting for a stream.
+
+    ``conn`` takes new streams; older ones (after GOAWAY or expiry) only
+    finish theirs. ``streams`` counts the origin's granted streams across all
+    of them: the per-host cap applies to it.
+    """
+
+    __slots__ = ("conn", "connecting", "conns", "origin", "streams", "waiters")
+
+    def __init__(self, origin: _Origin) -> None:
+        self.origin = origin
+        self.conn: HTTP2Connection | None = None
+        self.conns: list[HTTP2Connection] = []
+        self.connecting = False  # someone is opening a connection for this origin
+        self.streams = 0
+        self.waiters: deque[_StreamWaiter] = deque()
+
+
+class _StreamWaiter:
+    """A request waiting for a stream: given a connection, or the job of opening one."""
+
+    __slots__ = ("assigned", "conn", "event")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.assigned = False
+        self.conn: HTTP2Connection | None = None
 
 
 class _Waiter:
@@ -108,11 +151,15 @@ class ConnectionPool:
         timeout: Timeout = DEFAULT_TIMEOUT,
         verify: VerifyTypes = True,
         http2: bool = False,
+        http2_prior_knowledge: bool = False,
         host_limits: Mapping[str, int] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if http2:
-            raise NotImplementedError("HTTP/2 is not supported by ConnectionPool yet")
+        self._http2 = http2
+        self._h2_prior_knowledge = http2_prior_knowledge
+        self._h2_context: ssl.SSLContext | None = None
+        self._h2_conns: set[HTTP2Connection] = set()
+        self._making_room = False
         self._limits = limits
         self._max = limits.max_connections
         self._max_idle = limits.max_keepalive_connections
@@ -147,6 +194,8 @@ class ConnectionPool:
         if origin is None:
             origin = self._new_origin(request)
         timeouts = request.timeout or self._timeout
+        if origin.h2 is not None:
+            return await self._handle_h2(origin.h2, request, timeouts)
         conn = self._take_idle(origin) if not origin.host.waiters else None
         if conn is None:
             conn = await self._acquire_slow(origin, request, timeouts, fresh=False)
@@ -173,10 +222,16 @@ class ConnectionPool:
         # fails and checks them in (which forgets them, the pool being closed).
         for conn in list(self._conns):
             conn.close()
+        for h2conn in list(self._h2_conns):
+            h2conn.close()
         self._watchdog.close()
         for host in self._hosts.values():
             while host.waiters:
                 host.waiters.popleft().event.set()
+            for origin in host.origins:
+                if origin.h2 is not None:
+                    while origin.h2.waiters:
+                        origin.h2.waiters.popleft().event.set()
         await trio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> ConnectionPool:
@@ -194,12 +249,27 @@ class ConnectionPool:
         if state is not None:
             state.cap = max_connections
             self._serve_host(state)
+            for origin in state.origins:
+                if origin.h2 is not None:
+                    self._h2_serve(origin.h2)
 
     def connection_counts(self) -> dict[str, tuple[int, int]]:
-        """``"scheme://host:port"`` -> (active, idle), for progress displays."""
-        return {
+        """``"scheme://host:port"`` -> (active, idle) connections, for progress displays.
+
+        An origin on HTTP/2 appears as ``"scheme://host:port h2xN"`` (N connections)
+        -> (active streams, idle connections).
+        """
+        counts = {
             o.label: (o.active, len(o.idle)) for o in self._origins.values() if o.active or o.idle
         }
+        if self._h2_conns:
+            for conn in self._h2_conns:
+                state: _H2Origin = conn.pool_state
+                label = f"{state.origin.label} h2x{len(state.conns)}"
+                if label not in counts:
+                    idle = sum(1 for c in state.conns if c.active == 0)
+                    counts[label] = (state.streams, idle)
+        return counts
 
     @property
     def num_idle(self) -> int:
@@ -210,7 +280,11 @@ class ConnectionPool:
         return self._total - len(self._idle_all)
 
     def __repr__(self) -> str:
-        return f"<ConnectionPool [{self.num_active} active, {self.num_idle} idle]>"
+        text = f"<ConnectionPool [{self.num_active} active, {self.num_idle} idle"
+        if self._http2 or self._h2_prior_knowledge:
+            streams = sum(conn.active for conn in self._h2_conns)
+            text += f", HTTP/2: {len(self._h2_conns)} connections, {streams} streams"
+        return text + "]>"
 
     # -- checkout ----------------------------------------------------------------
 
@@ -306,18 +380,32 @@ class ConnectionPool:
     async def _connect(
         self, origin: _Origin, request: Request, timeouts: Timeout
     ) -> HTTP11Connection:
+        stream = await self._open_stream(origin, request, timeouts)
+        return self._new_h1(origin, stream)
+
+    async def _open_stream(
+        self, origin: _Origin, request: Request, timeouts: Timeout
+    ) -> trio.abc.Stream:
         scheme, hostname, _ = origin.key
         context = None
         if scheme == "https":
-            context = self._ssl_context
-            if context is None:
-                context = self._ssl_context = create_ssl_context(self._verify)
+            if origin.h2 is not None:
+                context = self._h2_context
+                if context is None:
+                    context = self._h2_context = create_ssl_context(self._verify, alpn=_ALPN)
+            else:
+                context = self._ssl_context
+                if context is None:
+                    context = self._ssl_context = create_ssl_context(self._verify)
         stream = await open_stream(request, hostname, origin.port, context, timeouts.connect)
         if self._closed:
             await trio.aclose_forcefully(stream)
             raise RuntimeError(
                 f"Cannot send {request.method} {request.url}: the ConnectionPool was closed"
             )
+        return stream
+
+    def _new_h1(self, origin: _Origin, stream: trio.abc.Stream) -> HTTP11Connection:
         conn = HTTP11Connection(
             origin.key,
             stream,
@@ -407,7 +495,7 @@ class ConnectionPool:
         if self._max is None or self._total < self._max:
             return True
         if not self._idle_all:
-            return False
+            return self._close_idle_h2() if self._h2_conns else False
         oldest = next(iter(self._idle_all))
         self._remove_idle(oldest)
         self._forget(oldest)
@@ -455,6 +543,238 @@ class ConnectionPool:
             host.blocked = False
             self._serve_host(host)
 
+    # -- HTTP/2 ------------------------------------------------------------------
+    #
+    # An HTTP/2 connection takes one connection slot of its host and of the pool
+    # (host.count, _total) like any other, but never sits in the idle lists:
+    # requests share it, up to min(server's SETTINGS_MAX_CONCURRENT_STREAMS,
+    # the host's cap) streams at once. The first request to an origin opens the
+    # connection (and learns the protocol by ALPN); the others wait in the
+    # origin's FIFO queue until it is there, so a burst opens one connection.
+
+    async def _handle_h2(self, state: _H2Origin, request: Request, timeouts: Timeout) -> Response:
+        retries = 0
+        while True:
+            conn = await self._h2_acquire(state, request, timeouts)
+            if conn is None:  # the origin turned out to speak HTTP/1.1
+                return await self.handle_request(request)
+            if type(conn) is HTTP11Connection:  # we opened it, and ALPN said HTTP/1.1
+                return await conn.handle_request(request, timeouts)
+            assert isinstance(conn, HTTP2Connection)
+            try:
+                return await conn.handle_request(request, timeouts)
+            except StreamUnprocessed:
+                # Not processed by the server: safe to send again, whatever the method.
+                if retries >= _H2_RETRIES:
+                    raise
+            except ConnectionLost as exc:
+                if (
+                    not exc.before_response
+                    or request.method not in _IDEMPOTENT
+                    or retries >= _H2_RETRIES
+                ):
+                    raise
+            retries += 1
+            if self._closed:
+                raise RuntimeError(
+                    f"Cannot send {request.method} {request.url}: the ConnectionPool was closed"
+                )
+
+    async def _h2_acquire(
+        self, state: _H2Origin, request: Request, timeouts: Timeout
+    ) -> HTTP2Connection | HTTP11Connection | None:
+        """A connection with a stream granted, a new HTTP/1.1 connection, or None (use HTTP/1.1)."""
+        if not state.waiters:
+            conn = self._h2_grant(state)
+            if conn is not None:
+                return conn
+            if state.conn is None and not state.connecting:
+                state.connecting = True
+                return await self._h2_connect(state, request, timeouts)
+        waiter = _StreamWaiter()
+        state.waiters.append(waiter)
+        pool_t = timeouts.pool
+        try:
+            with trio.move_on_after(float("inf") if pool_t is None else pool_t):
+                await waiter.event.wait()
+        except BaseException:
+            self._h2_abandon(state, waiter)
+            raise
+        if self._closed:
+            self._h2_abandon(state, waiter)
+            raise RuntimeError(
+                f"Cannot send {request.method} {request.url}: the ConnectionPool was closed"
+            )
+        if not waiter.assigned:
+            self._h2_abandon(state, waiter)
+            conn = state.conn
+            raise PoolTimeout(
+                f"Timed out after {pool_t} s waiting for an HTTP/2 stream to "
+                f"{state.origin.label} for {request.url} ({state.streams} streams open, "
+                f"at most {state.origin.host.cap} for {state.origin.host.name}"
+                + (f", {conn.max_streams} allowed by the server" if conn is not None else "")
+                + ")",
+                request=request,
+            )
+        if waiter.conn is not None:
+            return waiter.conn
+        if state.origin.h2 is not state:
+            return None
+        return await self._h2_connect(state, request, timeouts)
+
+    def _h2_grant(self, state: _H2Origin) -> HTTP2Connection | None:
+        """Take a stream on the origin's current connection if both caps allow."""
+        conn = state.conn
+        if conn is None:
+            return None
+        if not conn.is_available() or conn.has_expired(self._clock(), self._expiry):
+            state.conn = None
+            conn.retire()
+            return None
+        if state.streams >= state.origin.host.cap or conn.active >= conn.max_streams:
+            return None
+        state.streams += 1
+        conn.active += 1
+        return conn
+
+    async def _h2_connect(
+        self, state: _H2Origin, request: Request, timeouts: Timeout
+    ) -> HTTP2Connection | HTTP11Connection | None:
+        """Open the origin's connection (``state.connecting`` is set by the caller)."""
+        origin = state.origin
+        host = origin.host
+        try:
+            reserved = False
+            if not host.waiters:
+                if host.count >= host.cap:
+                    self._make_room_in_host(host)
+                if host.count < host.cap and self._make_global_room():
+                    self._reserve(origin)
+                    reserved = True
+            if not reserved:
+                await self._wait(origin, request, timeouts, fresh=True)
+            try:
+                stream = await self._open_stream(origin, request, timeouts)
+            except BaseException:
+                self._unreserve(origin)
+                raise
+        except BaseException:
+            state.connecting = False
+            self._h2_serve(state)
+            raise
+        state.connecting = False
+        origin.active -= 1  # origin.active counts HTTP/1.1 connections only
+        if isinstance(stream, trio.SSLStream) and stream.selected_alpn_protocol() != "h2":
+            # The server chose HTTP/1.1: so be it for this origin from now on.
+            origin.active += 1
+            origin.h2 = None
+            self._h2_serve(state)
+            return self._new_h1(origin, stream)
+        conn = HTTP2Connection(
+            origin.key,
+            stream,
+            authority=origin.host_header,
+            on_release=self._h2_released,
+            on_change=self._h2_changed,
+            on_closed=self._h2_closed,
+            write_timeout=timeouts.write,
+            label=origin.label,
+        )
+        conn.pool_origin = origin
+        conn.pool_state = state
+        self._h2_conns.add(conn)
+        state.conns.append(conn)
+        state.conn = conn
+        state.streams += 1
+        conn.active += 1
+        self._h2_serve(state)
+        return conn
+
+    def _h2_serve(self, state: _H2Origin) -> None:
+        """Hand out streams (or the job of connecting) to the origin's waiters, in order."""
+        waiters = state.waiters
+        if self._closed:
+            return
+        if state.origin.h2 is not state:
+            while waiters:
+                waiter = waiters.popleft()
+                waiter.assigned = True
+                waiter.event.set()
+            return
+        while waiters:
+            conn = self._h2_grant(state)
+            if conn is not None:
+                waiter = waiters.popleft()
+                waiter.conn = conn
+            elif state.conn is None and not state.connecting:
+                waiter = waiters.popleft()
+                state.connecting = True
+            else:
+                return
+            waiter.assigned = True
+            waiter.event.set()
+
+    def _h2_abandon(self, state: _H2Origin, waiter: _StreamWaiter) -> None:
+        """A waiter gave up: give back the stream or the connecting job it was given."""
+        if not waiter.assigned:
+            with contextlib.suppress(ValueError):
+                state.waiters.remove(waiter)
+            return
+        waiter.assigned = False
+        conn = waiter.conn
+        if conn is not None:
+            waiter.conn = None
+            self._h2_released(conn)
+        elif state.origin.h2 is state:
+            state.connecting = False
+            self._h2_serve(state)
+
+    def _h2_released(self, conn: HTTP2Connection) -> None:
+        """A stream is over (or a granted one was never used)."""
+        state: _H2Origin = conn.pool_state
+        conn.active -= 1
+        state.streams -= 1
+        if conn.active == 0:
+            conn.idle_since = self._clock()
+            if conn is not state.conn and not conn.is_closed:
+                conn.retire()
+        self._h2_serve(state)
+        if self._blocked and conn.active == 0 and not conn.is_closed:
+            conn.close()  # other hosts wait for a slot under the global cap: give this one
+
+    def _h2_changed(self, conn: HTTP2Connection) -> None:
+        """GOAWAY or new server settings: stop using it, or use more of it."""
+        state: _H2Origin = conn.pool_state
+        if conn is state.conn and not conn.is_available():
+            state.conn = None
+        self._h2_serve(state)
+
+    def _h2_closed(self, conn: HTTP2Connection) -> None:
+        state: _H2Origin = conn.pool_state
+        self._h2_conns.discard(conn)
+        with contextlib.suppress(ValueError):
+            state.conns.remove(conn)
+        if state.conn is conn:
+            state.conn = None
+        host = state.origin.host
+        host.count -= 1
+        self._total -= 1
+        if not self._making_room:  # else the slot is already promised to the caller
+            self._slot_freed(host)
+        self._h2_serve(state)
+
+    def _close_idle_h2(self) -> bool:
+        """Close an HTTP/2 connection without streams to make room; False if none."""
+        for conn in self._h2_conns:
+            if conn.active == 0:
+                self._making_room = True
+                try:
+                    conn.close()
+                finally:
+                    self._making_room = False
+                return True
+        return False
+
     # -- setup -------------------------------------------------------------------
 
     def _new_origin(self, request: Request) -> _Origin:
@@ -472,6 +792,8 @@ class ConnectionPool:
             cap = self._host_limits.get(url.host, self._limits.max_connections_per_host)
             host = self._hosts[url.host] = _Host(url.host, cap)
         origin = _Origin((url.scheme, url.host, url.port), host)
+        if self._h2_prior_knowledge if url.scheme == "http" else self._http2:
+            origin.h2 = _H2Origin(origin)
         host.origins.append(origin)
         self._origins[origin.key] = origin
         return origin

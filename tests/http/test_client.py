@@ -469,9 +469,8 @@ async def test_send_fills_in_the_client_timeout_and_per_request_redirects() -> N
     assert seen[0].timeout == Timeout(7.0)
 
 
-def test_http2_is_not_supported_yet() -> None:
-    with pytest.raises(NotImplementedError, match="http2=False"):
-        Client(http2=True)
+def test_http2_builds_an_http2_pool() -> None:
+    assert "HTTP/2" in repr(Client(http2=True).transport)
 
 
 def test_client_cookies_accepts_a_jar() -> None:

@@ -462,6 +462,5 @@ async def test_idle_connection_becomes_readable_when_server_closes_it() -> None:
 async def test_pool_limits_are_validated() -> None:
     with pytest.raises(ValueError, match=r"example\.test"):
         ConnectionPool(host_limits={"example.test": 0})
-    with pytest.raises(NotImplementedError, match="HTTP/2"):
-        ConnectionPool(http2=True)
+    assert "HTTP/2: 0 connections" in repr(ConnectionPool(http2=True))
     assert isinstance(ConnectionPool(limits=Limits(max_connections=None)), ConnectionPool)
