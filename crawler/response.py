@@ -82,7 +82,10 @@ class Response(HTTPResponse):
         callback: Callback | None = None,
         **request_kwargs: Any,
     ) -> Request:
-        """A Request for a link relative to this page (a node gives its href or src)."""
+        """A Request for a link relative to this page (a node gives its href or src).
+
+        It goes out in the session this page was fetched in, unless ``session=`` says otherwise.
+        """
         if isinstance(url_or_node, str):
             href: str | None = url_or_node
         else:
@@ -93,6 +96,8 @@ class Response(HTTPResponse):
         url = resolve_url(str(self.url), href)
         if url is None:
             raise ValueError(f"cannot follow {href!r} from {self.url}: not an http(s) URL")
+        if "session" not in request_kwargs and self.crawl_request.session is not None:
+            request_kwargs["session"] = self.crawl_request.session
         return Request(url, callback=callback, **request_kwargs)
 
     def follow_all(
@@ -131,6 +136,8 @@ class Response(HTTPResponse):
                         urls.append(url)
         if unseen is not None:
             urls = unseen(urls)
+        if "session" not in request_kwargs and self.crawl_request.session is not None:
+            request_kwargs["session"] = self.crawl_request.session
         return [Request(url, callback, **request_kwargs) for url in urls]
 
     def __repr__(self) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urljoin, urlsplit
 
 from .request import Request
 
 if TYPE_CHECKING:
+    from .session import Session
     from .settings import Settings
 
 __all__ = ["Spider"]
@@ -20,6 +22,9 @@ class Spider:
     ``options`` declares spider-specific settings with their defaults (and so
     their types): they may then be set in ``[spiders.NAME]``, in
     ``custom_settings`` or with ``-s`` and are read as ``self.settings[key]``.
+
+    A spider behind a login defines ``async def login(self, session)``; see
+    docs/sessions.md.
     """
 
     name: ClassVar[str] = ""
@@ -35,6 +40,14 @@ class Spider:
     logger: logging.Logger
     #: Base URL of the bundled demo site, set when ``serve_demo_site`` is on.
     demo_url: str = ""
+    #: The login page: by default a response redirected to it (or served from it)
+    #: means the session was logged out. A property when it depends on settings:
+    #: a resumed crawl checks responses before any ``login()`` has run.
+    login_url: str = ""
+    #: Sessions logged in before the start requests; others log in on first use.
+    login_sessions: ClassVar[tuple[str, ...]] = ("default",)
+    #: Set by the crawler running this spider.
+    _session_factory: Callable[[str], Session] | None = None
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"crawler.spider.{self.name or type(self).__name__}")
@@ -45,6 +58,46 @@ class Spider:
     def parse(self, response: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.parse() is not defined")
 
+    def session(self, name: str = "default") -> Session:
+        """The session ``name`` of this spider (made on first use): cookies, headers, auth."""
+        factory = self._session_factory
+        if factory is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.session(): sessions exist only while the spider "
+                "runs in a crawl"
+            )
+        return factory(name)
+
+    async def login(self, session: Session) -> None:
+        """Log ``session`` in; the default does nothing and no login ever runs.
+
+        Runs before the start requests (which wait for it) for each session of
+        ``login_sessions``, before the first request of any other session, and
+        again when a response of the session comes back logged out. Raise
+        :class:`crawler.LoginFailed` (``submit_form(..., expect=...)`` does) when
+        it did not work: the crawl then stops with a failure.
+        """
+
+    def logged_out(self, response: Any) -> bool:
+        """Whether ``response`` shows its session was logged out.
+
+        The default: the response redirects to ``login_url`` or was served
+        from it, unless ``login_url`` itself was asked for. Queries and
+        fragments are ignored, so ``/login?next=/orders`` counts.
+        """
+        login_url = self.login_url
+        if not login_url:
+            return False
+        crawl_request = getattr(response, "crawl_request", None)
+        if crawl_request is not None and _same_page(crawl_request.url, login_url):
+            return False
+        url = str(response.url)
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("location")
+            if location and _same_page(urljoin(url, location), login_url):
+                return True
+        return _same_page(url, login_url)
+
     def closed(self, reason: str) -> Awaitable[None] | None:
         """Called once when this spider's crawl ends, before its pipelines close.
 
@@ -52,3 +105,20 @@ class Spider:
         shutdown, ...). May be ``async``; what it raises is logged, not fatal.
         """
         return None
+
+
+def _same_page(a: str, b: str) -> bool:
+    """Same scheme, host, port and path (a trailing slash aside); query and fragment ignored."""
+    try:
+        x, y = urlsplit(a), urlsplit(b)
+        x_port, y_port = x.port, y.port
+    except ValueError:
+        return False
+    scheme = x.scheme.lower()
+    default = 443 if scheme == "https" else 80
+    return (
+        scheme == y.scheme.lower()
+        and (x.hostname or "") == (y.hostname or "")
+        and (x_port or default) == (y_port or default)
+        and (x.path.rstrip("/") or "/") == (y.path.rstrip("/") or "/")
+    )

@@ -3,8 +3,12 @@
 With no settings it crawls the demo site that ships with the engine, started
 on a free loopback port, so ``crawl myspider`` works with no network. The
 selectors follow the markup of quotes.toscrape.com, which the demo site
-mirrors, so ``crawl myspider -s site_url=https://quotes.toscrape.com`` scrapes
-the public sandbox instead.
+mirrors; ``-s site_url=...`` points the spider at another copy of the site.
+
+It logs in first (the demo account by default: options ``username`` and
+``password``, best set from the environment in settings.toml as
+``password = "${DEMO_PASSWORD}"``) and so also scrapes the logged-in-only
+favourites page.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from crawler import Request, Response, Spider
+from crawler import Request, Response, Session, Spider
 
 
 def _text(node: Any, selector: str) -> str:
@@ -23,19 +27,38 @@ def _text(node: Any, selector: str) -> str:
 class MySpider(Spider):
     name = "myspider"
     custom_settings = {"serve_demo_site": True}
-    options = {"site_url": ""}
+    options = {"site_url": "", "username": "demo", "password": "demo"}
 
     # Set by the engine when it serves the demo site for this spider.
     demo_url: str = ""
 
-    def start_requests(self) -> Iterator[Request]:
-        base = self.settings["site_url"] or self.demo_url
+    def _base(self) -> str:
+        base: str = self.settings["site_url"] or self.demo_url
         if not base:
             raise ValueError(
                 "myspider: no site to crawl; set site_url (-s site_url=https://...) "
                 "or keep serve_demo_site = true so the engine starts the demo site"
             )
-        yield Request(base.rstrip("/") + "/", callback=self.parse)
+        return base.rstrip("/")
+
+    @property  # type: ignore[override]
+    def login_url(self) -> str:
+        # A property, not set in login(): a resumed crawl may never run login().
+        return self._base() + "/login"
+
+    async def login(self, session: Session) -> None:
+        page = await session.get(self.login_url)
+        await session.submit_form(
+            page,
+            "form",
+            {"username": self.settings["username"], "password": self.settings["password"]},
+            # The Logout link is what both the demo site and quotes.toscrape.com show
+            # only to a logged-in visitor.
+            expect='a[href="/logout"]',
+        )
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self._base() + "/", callback=self.parse)
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
         url = str(response.url)
@@ -53,6 +76,20 @@ class MySpider(Spider):
         next_page = response.css_first("li.next a")
         if next_page is not None:
             yield response.follow(next_page, callback=self.parse)
+        # Only shown when logged in; every page links it, the crawl fetches it once.
+        favourites = response.css_first('a[href="/private/"]')
+        if favourites is not None:
+            yield response.follow(favourites, callback=self.parse_favourites)
+
+    async def parse_favourites(self, response: Response) -> AsyncIterator[dict[str, Any]]:
+        url = str(response.url)
+        for quote in response.css("div.quote"):
+            yield {
+                "type": "favourite",
+                "text": _text(quote, "span.text"),
+                "author": _text(quote, "small.author"),
+                "url": url,
+            }
 
     async def parse_author(self, response: Response) -> AsyncIterator[dict[str, Any]]:
         yield {

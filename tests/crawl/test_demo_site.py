@@ -447,17 +447,23 @@ async def test_crawl_myspider_on_the_demo_site(tmp_path: Path) -> None:
     from crawler import Settings, crawl
     from spiders.myspider import MySpider
 
-    settings = Settings(serve_demo_site=True, options={"site_url": ""}, project_dir=tmp_path)
+    options = {"site_url": "", "username": DEMO_USERNAME, "password": DEMO_PASSWORD}
+    settings = Settings(serve_demo_site=True, options=options, project_dir=tmp_path)
     feed = tmp_path / "items.jsonl"
     with trio.fail_after(30):
         stats = await crawl(MySpider, settings, feeds=[feed])
     items = [json.loads(line) for line in feed.read_text("utf-8").splitlines()]
     quotes = [item for item in items if item["type"] == "quote"]
     authors = [item for item in items if item["type"] == "author"]
+    favourites = [item for item in items if item["type"] == "favourite"]
     assert sorted(q["text"] for q in quotes) == sorted(q.text for q in QUOTES)
     assert sorted(a["name"] for a in authors) == sorted(a.name for a in AUTHORS)
     assert all(a["born_date"] and a["born_location"] and a["description"] for a in authors)
-    assert stats.pages == 30
+    # Logged in, it also scrapes the favourites page.
+    assert sorted(f["text"] for f in favourites) == sorted(
+        q.text for q in QUOTES if q.id in FAVOURITE_IDS
+    )
+    assert stats.pages == 31
 
 
 class _EverythingSpider(Spider):

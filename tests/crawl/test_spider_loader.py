@@ -17,11 +17,13 @@ def _isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """Each test's project imports its own ``spiders`` package and leaves no trace."""
     monkeypatch.chdir(tmp_path)
     saved_path = sys.path[:]
-    saved_modules = set(sys.modules)
+    saved_modules = dict(sys.modules)
     yield
     sys.path[:] = saved_path
-    for name in set(sys.modules) - saved_modules:
+    for name in set(sys.modules) - set(saved_modules):
         del sys.modules[name]
+    # The loader replaces a ``spiders`` package imported earlier: put the original back.
+    sys.modules.update(saved_modules)
 
 
 def write(root: Path, files: dict[str, str]) -> None:
