@@ -57,6 +57,8 @@ from .http import WriteTimeout as WriteTimeout
 from .http import __all__ as _http_names
 from .request import Request as Request
 from .response import Response as Response
+from .session import LoginFailed as LoginFailed
+from .session import Session as Session
 from .settings import Settings as Settings
 from .spider import Spider as Spider
 from .stats import Stats as Stats
@@ -65,8 +67,10 @@ __all__ = [
     *(name for name in _http_names if name not in ("Request", "Response")),
     "Crawler",
     "Engine",
+    "LoginFailed",
     "Request",
     "Response",
+    "Session",
     "Settings",
     "Spider",
     "Stats",

@@ -131,6 +131,13 @@ class Settings:
         minimum=0,
     )
     retry_backoff_max: float = setting(30.0, "The longest wait between two retries.", minimum=0)
+    max_relogins: int = setting(
+        3,
+        "Times a session may log in again, after responses came back logged out, "
+        "without a single response coming back logged in; when they are used up "
+        "the crawl stops with a failure. 0 never logs in again.",
+        minimum=0,
+    )
     depth_limit: int = setting(
         0, "Deepest link depth followed from the start requests; 0 = unlimited.", minimum=0
     )
@@ -143,6 +150,11 @@ class Settings:
     )
     http2: bool = setting(
         False, "Offer HTTP/2 on TLS connections; servers that decline it get HTTP/1.1."
+    )
+    http2_prior_knowledge: bool = setting(
+        False,
+        "Speak HTTP/2 to plain http:// origins from the first byte (h2c, no upgrade); "
+        "only for servers known to accept it.",
     )
     max_response_size: int = setting(
         64 * MiB, "The largest response body in bytes; a larger one fails its request.", minimum=1
@@ -170,6 +182,24 @@ class Settings:
         "before they are cancelled.",
         minimum=0,
     )
+    job_dir: str = setting(
+        "",
+        "Directory that makes the crawl durable and resumable (`crawl NAME --job DIR`): "
+        "queue, seen set, cookies, stats and export positions are checkpointed there, and "
+        "running the same command again resumes. `{spider}` is replaced by the spider's "
+        "name. Empty: everything stays in memory. See docs/resume.md.",
+    )
+    checkpoint_every_pages: int = setting(
+        1000,
+        "With job_dir: take a checkpoint after this many pages (at most this many are "
+        "fetched again after a crash).",
+        minimum=1,
+    )
+    checkpoint_every_seconds: float = setting(
+        10.0,
+        "With job_dir: take a checkpoint at least this often, in seconds.",
+        minimum=0.1,
+    )
     serve_demo_site: bool = setting(
         False, "Start the bundled demo site on a free loopback port before crawling."
     )
@@ -180,6 +210,18 @@ class Settings:
     options: Mapping[str, Any] = field(default_factory=empty_mapping)
     project_dir: Path = field(default_factory=Path.cwd)
     sources: Mapping[str, str] = field(default_factory=empty_mapping, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        # Spider options may hold credentials: never print them.
+        from ._redact import redact_mapping
+
+        fields = [f"{name}={getattr(self, name)!r}" for name in ENGINE_SPECS]
+        fields += [
+            f"domains={dict(self.domains)!r}",
+            f"pipeline={redact_mapping(self.pipeline)!r}",
+            f"options={redact_mapping(self.options)!r}",
+        ]
+        return f"Settings({', '.join(fields)})"
 
     def __getitem__(self, key: str) -> Any:
         if key in ENGINE_SPECS:

@@ -260,12 +260,17 @@ def convert(spec: Spec, value: Any, key: Key, where: str) -> Any:
     try:
         result = converter(value)
     except _Mismatch:
+        from ._redact import REDACTED, is_secret_key
+
+        secret = is_secret_key(format_key(key))
         hint = ""
         if where == "from -s" and spec.hint is str:
-            hint = f" (quote it: -s '{format_key(key)}=\"{value}\"')"
+            shown = REDACTED if secret else value
+            hint = f" (quote it: -s '{format_key(key)}=\"{shown}\"')"
+        got = f"a value of the wrong type ({REDACTED})" if secret else describe_value(value)
         raise SettingsError(
             f"Setting {format_key(key)!r} {where} must be {expected_name(spec.hint)}, "
-            f"got {describe_value(value)}{hint}"
+            f"got {got}{hint}"
         ) from None
     if spec.choices and isinstance(result, str):
         result = next((c for c in spec.choices if c.lower() == result.lower()), result)

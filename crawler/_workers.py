@@ -22,10 +22,12 @@ import trio
 
 from ._callbacks import Callbacks
 from ._links import host_of, make_host_filter, resolve_url
+from ._logins import SESSION_GENERATION, Logins
+from ._redact import is_secret_key
 from ._retry import RetryPolicy
 from .frontier import Frontier
 from .frontier.memory import MemoryFrontier
-from .http import URL, Client, Headers, HTTPError, HTTPStatusError
+from .http import URL, Client, HTTPError, HTTPStatusError
 from .http import Request as HTTPRequest
 from .http import Response as HTTPResponse
 from .http._pool import ConnectionPool
@@ -34,10 +36,12 @@ from .politeness import THROTTLE_STATUSES, Politeness, RobotsCache, parse_retry_
 from .request import Request
 from .response import Response
 from .scheduler import Scheduler
+from .session import Session
 from .spider import Spider
 from .stats import Stats
 
 if TYPE_CHECKING:
+    from ._job import Job
     from .settings import Settings
 
 __all__ = ["Crawler", "SharedTransport", "build_pool"]
@@ -48,7 +52,10 @@ log = logging.getLogger("crawler.engine")
 def build_pool(settings: Settings) -> ConnectionPool:
     """The engine's one pool, from the settings' connection limits and timeouts."""
     return ConnectionPool(
-        limits=settings.limits(), timeout=settings.timeout(), http2=settings.http2
+        limits=settings.limits(),
+        timeout=settings.timeout(),
+        http2=settings.http2,
+        http2_prior_knowledge=settings.http2_prior_knowledge,
     )
 
 
@@ -96,6 +103,19 @@ class Crawler:
         self.spider = spider
         self.name = spider.name or spider_cls.__name__
         self.stats = Stats(self.name)
+        chain = (
+            list(pipelines)
+            if pipelines is not None
+            else load_pipelines(settings.pipelines, settings)
+        )
+        chain.extend(feed_exporter_for(path) for path in feeds)
+        # With job_dir the crawl is durable: the job's store is the frontier.
+        self.job: Job | None = None
+        if settings.job_dir and frontier is None:
+            from ._job import Job
+
+            self.job = Job.open(settings.job_dir, spider, chain)
+            frontier = self.job.frontier
         self.frontier: Frontier = frontier if frontier is not None else MemoryFrontier()
         self.politeness = Politeness(
             settings.download_delay,
@@ -113,12 +133,6 @@ class Crawler:
             if spider.allowed_domains
             else None,
         )
-        chain = (
-            list(pipelines)
-            if pipelines is not None
-            else load_pipelines(settings.pipelines, settings)
-        )
-        chain.extend(feed_exporter_for(path) for path in feeds)
         self.pipelines = PipelineRunner(chain)
         self.retry = RetryPolicy(
             retry_times=settings.retry_times,
@@ -127,7 +141,19 @@ class Crawler:
             backoff_max=settings.retry_backoff_max,
         )
         self._timeout = settings.timeout()
-        self._sessions: dict[str | None, tuple[Client, list[tuple[str, str]]]] = {}
+        #: The spider's sessions by name ("default" included), made on first use.
+        self.sessions: dict[str, Session] = {}
+        self.failed = False  # a login failed: the crawl stopped and must exit non-zero
+        self.logins = Logins(
+            spider,
+            self.name,
+            max_relogins=settings.max_relogins,
+            on_failure=self._login_failed,
+            secrets=[
+                v for k, v in settings.options.items() if isinstance(v, str) and is_secret_key(k)
+            ],
+        )
+        spider._session_factory = self.session
         self.callbacks = Callbacks(
             spider, self.name, enqueue=self.scheduler.enqueue, item=self._item, stats=self.stats
         )
@@ -158,24 +184,36 @@ class Crawler:
         return int(cap)
 
     def client(self, session: str | None = None) -> Client:
-        """The spider's client for ``session`` (its own cookie jar), made on first use."""
-        return self._session(session)[0]
+        """The client of ``session`` (its own cookie jar), made on first use."""
+        return self.session(session).client
 
-    def _session(self, session: str | None) -> tuple[Client, list[tuple[str, str]]]:
-        entry = self._sessions.get(session)
-        if entry is None:
-            client = Client(
+    def session(self, name: str | None = "default") -> Session:
+        """The spider's session ``name`` (``None`` is "default"), made on first use."""
+        key = name or "default"
+        found = self.sessions.get(key)
+        if found is None:
+            found = self.sessions[key] = Session(
+                key,
+                SharedTransport(self.pool),
                 headers={"User-Agent": self.settings.user_agent},
                 timeout=self._timeout,
-                # Redirects go back through the scheduler (see _redirect).
-                follow_redirects=False,
-                transport=SharedTransport(self.pool),
                 max_response_size=self._max_size,
+                on_exchange=self._count_session_exchange,
             )
-            # The client's default headers, computed once: requests are built
-            # here directly rather than through build_request, on the hot path.
-            entry = self._sessions[session] = (client, client.headers.multi_items())
-        return entry
+            found.login_required = self.logins.enabled
+        return found
+
+    def _count_session_exchange(self, response: HTTPResponse) -> None:
+        """Requests a spider sends itself through a session count like the crawl's."""
+        stats = self.stats
+        stats.requests += 1 + len(response.history)
+        stats.bytes += len(response.content)
+
+    def _login_failed(self, message: str) -> None:
+        self.failed = True
+        self.stats.errors["login_failed"] += 1
+        log.error("spider %s: %s; stopping the crawl", self.name, message)
+        self.stop("login_failed")
 
     def stop(self, reason: str) -> None:
         if not self.scheduler.stopping:
@@ -189,9 +227,18 @@ class Crawler:
     async def run(self) -> Stats:
         """Crawl until the frontier is exhausted or a stop condition is met."""
         settings = self.settings
-        await self.pipelines.open(self.spider)
+        job = self.job
+        if job is not None:
+            await job.open_pipelines(self)
+        else:
+            await self.pipelines.open(self.spider)
+        clean = False
         try:
+            if job is not None:
+                await job.start(self)
             async with trio.open_nursery() as services:
+                if job is not None:
+                    services.start_soon(job.run_checkpoints, self)
                 if settings.serve_demo_site:
                     from .demo import serve_demo_site
 
@@ -207,12 +254,19 @@ class Crawler:
                         for _ in range(max(1, settings.concurrency)):
                             workers.start_soon(self._worker)
                 services.cancel_scope.cancel()
+            clean = True
         finally:
             self.stats.finish(
                 "aborted" if self.aborted else (self.scheduler.stop_reason or "finished")
             )
             with trio.CancelScope(shield=True):
-                await self._close()
+                try:
+                    if job is not None:
+                        await job.finish(self, clean)
+                finally:
+                    await self._close()
+                    if job is not None:
+                        job.close()
         return self.stats
 
     async def _close(self) -> None:
@@ -226,8 +280,8 @@ class Crawler:
             await self.pipelines.close(self.spider)
         finally:
             self._sync_stats()
-            for client, _ in self._sessions.values():
-                await client.aclose()
+            for session in self.sessions.values():
+                await session.aclose()
             self.frontier.close()
 
     async def _deadline(self, seconds: float) -> None:
@@ -253,6 +307,12 @@ class Crawler:
         """Queue the start requests, yielding to workers now and then (they may be many)."""
         try:
             with self._feeder_scope:
+                if self.logins.enabled:
+                    names = self.spider.login_sessions
+                    if not await self.logins.before_start(self.session(n) for n in names):
+                        return
+                if self.job is not None and self.job.starts_done:
+                    return  # a resumed job: its start requests are all queued or done
                 starts = self.spider.start_requests()
                 enqueue = self.scheduler.enqueue
                 if isinstance(starts, AsyncIterator):
@@ -263,6 +323,8 @@ class Crawler:
                         enqueue(request)
                         if n % 256 == 0:
                             await trio.lowlevel.checkpoint()
+                if self.job is not None:
+                    self.job.starts_done = True
         except Exception:
             self.stats.errors["start_requests"] += 1
             log.exception("spider %s: start_requests() failed", self.name)
@@ -274,6 +336,7 @@ class Crawler:
     async def _worker(self) -> None:
         get = self.scheduler.get
         done = self.scheduler.task_done
+        job = self.job
         while True:
             request = await get()
             if request is None:
@@ -285,7 +348,9 @@ class Crawler:
                 self.stats.errors["internal"] += 1
                 log.exception("spider %s: internal error on %s", self.name, request.url)
             finally:
-                done()
+                done(request)
+                if job is not None:
+                    job.page_done(request)
 
     async def _handle(self, request: Request) -> None:
         stats = self.stats
@@ -295,12 +360,21 @@ class Crawler:
             if self.robots is not None and not await self._robots_allow(request):
                 stats.dropped["robots"] += 1
                 return
-            response = await self._fetch(request)
+            response = await self._send(request)
+            if response is None:
+                return  # its session could not log in: dropped, counted and logged
         except HTTPError as exc:
             error = exc
         finally:
             # The host slot is free as soon as the exchange is over, not after the callback.
             self.scheduler.release_host(request)
+        job = self.job
+        if job is not None:
+            # What the page yields is committed together with its leaving the queue.
+            if job.gate.closed:
+                await job.gate.enter(request)
+            else:
+                job.gate.enter_now(request)
         if response is None:
             await self._failed(request, error, None)
             return
@@ -343,26 +417,64 @@ class Crawler:
             return
         status = response.status_code
         changes: dict[str, Any] = {"url": url, "meta": {**request.meta, "redirect_times": hops}}
+        if URL(url).origin != URL(request.url).origin:
+            # Credentials stay with their origin: no Authorization or Cookie header
+            # given by hand, and no session auth, on the other side of the redirect.
+            changes["meta"]["cross_origin_redirect"] = True
+            if request.headers:
+                drop = ("authorization", "cookie")
+                changes["headers"] = {
+                    k: v for k, v in request.headers.items() if k.lower() not in drop
+                }
         if status == 303 or (status in (301, 302) and request.method == "POST"):
-            changes.update(method="GET", body=b"", headers=_without_body_headers(request.headers))
+            headers = changes.get("headers", request.headers)
+            changes.update(method="GET", body=b"", headers=_without_body_headers(headers))
         self.stats.redirects += 1
         self.scheduler.enqueue(request.replace(**changes))
 
+    async def _send(self, request: Request) -> HTTPResponse | None:
+        """Fetch ``request`` as its session; with a login hook, wait for logins and send
+        again after a re-login. None: dropped, since its session could not log in."""
+        session = self.sessions.get(request.session or "default") or self.session(request.session)
+        if not session.login_required:
+            return await self._fetch(request)
+        logins = self.logins
+        while not session.blocked or await logins.ready(session):
+            response = await self._fetch(request)
+            if not logins.logged_out(request, response, self.scheduler.unseen):
+                session.relogins = 0
+                return response
+            if not await logins.recover(session, response):
+                break
+        self.stats.dropped["logged_out"] += 1
+        log.warning(
+            "spider %s: dropped %s %s: session %r is not logged in",
+            self.name,
+            request.method,
+            request.url,
+            session.name,
+        )
+        return None
+
     async def _fetch(self, request: Request) -> HTTPResponse:
-        client, headers = self._sessions.get(request.session) or self._session(request.session)
+        session = self.sessions.get(request.session or "default") or self.session(request.session)
+        headers = session.client.headers
         if request.headers is not None:
-            merged = Headers(headers)
-            merged.update_from(request.headers)
-            headers = merged.multi_items()
+            headers = headers.copy()
+            headers.update_from(request.headers)
         http_request = HTTPRequest(
             request.method,
             URL(request.url),
             headers=headers,
             content=request.body or None,
             timeout=self._timeout,
+            extensions={SESSION_GENERATION: session.generation},
         )
         self.stats.requests += 1
-        response = await client.send(http_request)
+        if request.meta.get("cross_origin_redirect"):
+            response = await session.client.send(http_request, auth=None)
+        else:
+            response = await session.client.send(http_request)
         self.stats.bytes += len(response.content)
         return response
 
@@ -458,10 +570,10 @@ class Crawler:
 
     async def _fetch_robots(self, url: str) -> tuple[int, bytes]:
         """Fetch one robots.txt over the shared pool (counted as a request, not a page)."""
-        client, headers = self._session(None)
+        client = self.session("default").client
         self.stats.requests += 1
         response = await client.send(
-            HTTPRequest("GET", URL(url), headers=headers, timeout=self._timeout),
+            HTTPRequest("GET", URL(url), headers=client.headers, timeout=self._timeout),
             follow_redirects=True,
         )
         return response.status_code, response.content

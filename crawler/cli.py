@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._redact import REDACTED, is_secret_key
 from ._settings_schema import format_key
 from ._spider_loader import SpiderLoader, SpiderLoadError, load_spiders
 from .settings import Settings, SettingsError, SettingsSources, load_sources
@@ -30,6 +31,7 @@ commands:
   crawl NAME [NAME ...]    run the named spiders
   crawl list               list the spiders of the project
   crawl settings [NAME]    print the resolved settings (of spider NAME) and their sources
+  crawl status DIR         show the state of the crawl job in DIR (see --job)
 
 See docs/cli.md and docs/settings.md."""
 
@@ -41,7 +43,8 @@ class CommandError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crawl",
-        usage="crawl [options] NAME [NAME ...] | crawl list | crawl settings [NAME]",
+        usage="crawl [options] NAME [NAME ...] | crawl list | crawl settings [NAME] | "
+        "crawl status DIR",
         description="Run and inspect the spiders of a crawl project.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -73,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stats-json", type=Path, metavar="FILE", help="write the final stats to FILE as JSON"
     )
+    parser.add_argument(
+        "--job",
+        metavar="DIR",
+        help="make the crawl durable in DIR; the same command resumes it (docs/resume.md)",
+    )
     return parser
 
 
@@ -89,14 +97,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    command, *rest = args.names
+    if command == "status" and len(rest) == 1:
+        from ._job_status import JobStatusError, job_status
+
+        try:
+            print(job_status(Path(rest[0])))
+        except JobStatusError as exc:
+            raise CommandError(str(exc)) from None
+        return 0
     extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
+    if args.job:
+        extra.append(("--job", {"job_dir": args.job}))
     sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
     # spider_modules and log_level are needed before the spiders (and so their
     # options) are known: read them leniently, check everything after.
     project = sources.resolve(lenient=True)
     _configure_logging(project.log_level)
     loader = load_spiders(project.spider_modules, project.project_dir)
-    command, *rest = args.names
     if command == "list" and not rest:
         return _list(sources, loader)
     if command == "settings" and len(rest) <= 1:
@@ -158,15 +176,22 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
                     f"-o {path}: several spiders would write the same file; put {{spider}} "
                     "in the path (e.g. items-{spider}.jsonl)"
                 )
+    dirs = [(s.job_dir.replace("{spider}", cls.name)) for cls, s in resolved.items() if s.job_dir]
+    if len(set(dirs)) != len(dirs):
+        raise CommandError(
+            "several spiders would share one job directory; put {spider} in it "
+            "(e.g. --job 'jobs/{spider}')"
+        )
     from . import engine  # heavy: only when crawling
+    from ._job import JobError
     from .pipeline import PipelineConfigError
 
     try:
         status = engine.run_crawl(
             list(resolved), resolved.__getitem__, feeds=feeds, stats_json=args.stats_json
         )
-    except (PipelineConfigError, SettingsError, BaseExceptionGroup) as exc:
-        cause = _config_error(exc, (PipelineConfigError, SettingsError))
+    except (PipelineConfigError, SettingsError, JobError, BaseExceptionGroup) as exc:
+        cause = _config_error(exc, (PipelineConfigError, SettingsError, JobError))
         if cause is None:
             raise
         raise CommandError(str(cause)) from exc
@@ -191,7 +216,8 @@ def _show_settings(sources: SettingsSources, loader: SpiderLoader, name: str | N
         settings = _resolve_all(sources, loader, [name])[loader.get(name)]
     for key, value in _flatten(settings.to_dict()):
         source = settings.source_of(key)
-        print(f"{key} = {_toml(value)}  # {source}")
+        shown = REDACTED if is_secret_key(key) and value not in (None, "") else _toml(value)
+        print(f"{key} = {shown}  # {source}")
     return 0
 
 

@@ -185,7 +185,7 @@ async def _main(
     all_stats = [c.stats for c in crawlers]
     for crawler in crawlers:
         log_summary(crawler.stats)
-        failed = failed or crawler.aborted
+        failed = failed or crawler.aborted or crawler.failed
     if stats_json is not None:
         write_stats_json(stats_json, all_stats)
     if any(c.interrupted for c in crawlers):

@@ -182,3 +182,12 @@ class Politeness:
 
     def hosts(self) -> list[str]:
         return list(self._hosts)
+
+    def throttles(self) -> dict[str, float]:
+        """The hosts currently slowed down by throttling and by how much, for a checkpoint."""
+        return {host: state.throttle for host, state in self._hosts.items() if state.throttle}
+
+    def restore_throttles(self, throttles: dict[str, float]) -> None:
+        """Slow hosts down again after a resume, as they were at the checkpoint."""
+        for host, throttle in throttles.items():
+            self._host(host).throttle = min(max(0.0, float(throttle)), self.max_delay)

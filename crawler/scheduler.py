@@ -161,6 +161,7 @@ class Scheduler:
     def retry_later(self, request: Request, delay: float) -> None:
         """Queue ``request`` again once ``delay`` seconds have passed (no dedup)."""
         at = self._clock() + delay
+        self.frontier.defer(request, host_of(request.url), delay)
         heappush(self._delayed, (at, next(self._seq), request))
         if at < self._timer_at:
             self._timer_lot.unpark()
@@ -284,8 +285,10 @@ class Scheduler:
             if slot.state != _IDLE:
                 self._lot.unpark()
 
-    def task_done(self) -> None:
-        """A handed-out request (or a feeder) is fully processed."""
+    def task_done(self, request: Request | None = None) -> None:
+        """A handed-out request (or a feeder, without one) is fully processed."""
+        if request is not None:
+            self.frontier.done(request)
         self.active -= 1
         if self.active == 0:
             # Maybe the end: let the workers look (the last one to find nothing closes).

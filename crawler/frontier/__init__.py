@@ -2,7 +2,9 @@
 
 The scheduler owns the live, in-memory state (in-flight counts, delays, retry
 timers); the frontier owns only what must survive a restart: the queued
-requests and the seen set. Keeping the interface this small is what lets a
+requests, the seen set, and the requests handed out (``pop``) until they are
+``done`` or ``defer``-red for a retry, so that a durable frontier can hand
+them out again after a crash. Keeping the interface this small is what lets a
 durable SQLite frontier, and later a shared multi-machine one, drop in.
 
 Requests are grouped by host because the scheduler asks "give me the next
@@ -28,6 +30,15 @@ class Frontier(Protocol):
 
     def pop(self, host: str) -> Request | None:
         """The next request for ``host`` (highest priority, oldest first), or None."""
+        ...
+
+    def done(self, request: Request) -> None:
+        """``request`` (from ``pop``) is fully handled; a durable frontier drops it for good."""
+        ...
+
+    def defer(self, request: Request, host: str, delay: float) -> None:
+        """``request`` (from ``pop``) will be pushed again after ``delay`` seconds (a retry);
+        a durable frontier keeps it meanwhile, so a restart does not lose it."""
         ...
 
     def pending(self, host: str) -> int:

@@ -42,6 +42,12 @@ class MemoryFrontier:
             del self._queues[host]
         return request
 
+    def done(self, request: Request) -> None:
+        pass
+
+    def defer(self, request: Request, host: str, delay: float) -> None:
+        pass
+
     def pending(self, host: str) -> int:
         queue = self._queues.get(host)
         return len(queue) if queue else 0
