@@ -9,7 +9,9 @@ The rules follow RFC 9309:
 * 429, 5xx and network errors: the site is treated as fully disallowed,
   for ``error_retry`` seconds, after which the next request fetches the
   file again.  Guessing "allowed" while a server is failing is exactly when
-  a crawler does damage.
+  a crawler does damage.  ``allowed()`` then raises ``RobotsUnavailable``
+  rather than answering False, so that the caller reports a failure (with
+  the cause) instead of quietly counting the URL as disallowed.
 
 Concurrent requests to an origin whose file is being fetched wait for that
 single fetch instead of starting their own.
@@ -24,11 +26,12 @@ import trio
 from protego import Protego
 
 from ._links import host_of, netloc_of
+from .http import TransportError
 
 if TYPE_CHECKING:  # politeness.py imports this module
     from .politeness import Politeness
 
-__all__ = ["RobotsCache", "origin_of"]
+__all__ = ["RobotsCache", "RobotsUnavailable", "origin_of"]
 
 Fetch = Callable[[str], Awaitable[tuple[int, bytes]]]
 _ALLOW_ALL = True
@@ -43,10 +46,14 @@ def origin_of(url: str) -> str:
     return url[:colon].lower() + "://" + netloc_of(url)
 
 
+class RobotsUnavailable(TransportError):
+    """An origin's robots.txt could not be fetched, so none of its URLs may be crawled yet."""
+
+
 class _Entry:
     """One origin's rules, or a pending fetch of them."""
 
-    __slots__ = ("expires", "ready", "rules")
+    __slots__ = ("error", "expires", "ready", "rules")
 
     def __init__(self) -> None:
         self.ready = trio.Event()
@@ -54,6 +61,8 @@ class _Entry:
         # or when the fetch was cancelled (waiters then try again).
         self.rules: Protego | bool | None = None
         self.expires = float("inf")
+        # Why the rules are "disallow all": the fetch's failure, for messages.
+        self.error = ""
 
 
 class RobotsCache:
@@ -94,9 +103,15 @@ class RobotsCache:
         origin = origin_of(url)
         if url.startswith("/robots.txt", len(origin)):
             return True
-        rules = await self._rules(origin)
-        if rules is _ALLOW_ALL or rules is _DISALLOW_ALL:
-            return bool(rules)
+        entry = await self._entry(origin)
+        rules = entry.rules
+        if rules is _DISALLOW_ALL:
+            raise RobotsUnavailable(
+                f"{origin}/robots.txt could not be fetched ({entry.error}), so {url} "
+                f"may not be crawled; it is fetched again after {self.error_retry:g}s"
+            )
+        if rules is _ALLOW_ALL:
+            return True
         assert isinstance(rules, Protego)
         return bool(rules.can_fetch(url, user_agent or self.user_agent))
 
@@ -114,14 +129,15 @@ class RobotsCache:
         delay = entry.rules.crawl_delay(user_agent or self.user_agent)
         return None if delay is None else float(delay)
 
-    async def _rules(self, origin: str) -> Protego | bool:
+    async def _entry(self, origin: str) -> _Entry:
+        """The origin's loaded entry, fetching the file when needed."""
         while True:
             entry = self._entries.get(origin)
             if entry is not None:
                 if not entry.ready.is_set():
                     await entry.ready.wait()
                 if entry.rules is not None and entry.expires > self._now():
-                    return entry.rules
+                    return entry
                 if self._entries.get(origin) is not entry:
                     continue  # someone else already started a new fetch
             entry = _Entry()
@@ -134,7 +150,7 @@ class RobotsCache:
                     del self._entries[origin]
                 entry.ready.set()
             if entry.rules is not None:
-                return entry.rules
+                return entry
 
     def _store(self, origin: str, entry: _Entry) -> None:
         entries = self._entries
@@ -148,8 +164,10 @@ class RobotsCache:
         self.fetches += 1
         try:
             status, body = await self._fetch(url)
-        except Exception:
+            entry.error = f"HTTP {status}"
+        except Exception as exc:
             status, body = 599, b""  # unreachable counts as a server error
+            entry.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         now = self._now()
         if 200 <= status < 300:
             text = body[: self.max_size].decode("utf-8", errors="replace")

@@ -272,6 +272,28 @@ async def test_robots_txt_disallows_are_honoured(tmp_path: Path) -> None:
     assert json.loads(stats_file.read_text(encoding="utf-8"))["dropped"]["robots"] == 2
 
 
+async def test_an_unreachable_robots_txt_fails_loudly_not_silently(tmp_path: Path) -> None:
+    make_project(tmp_path)
+
+    def respond(seen: Seen) -> Reply:
+        if seen.target == "/robots.txt":
+            return Reply(500, [], b"down")
+        return page(html("home"))
+
+    stats_file = tmp_path / "stats.json"
+    async with serve_h11(respond) as server:
+        result = await crawl(
+            tmp_path, "site", "-s", start_option(server.url + "/"), "--stats-json", str(stats_file)
+        )
+    stderr = ok(result)
+    assert targets(server) == Counter()  # never crawled while robots.txt is unknown
+    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    assert stats["failed"] == 1
+    assert stats["errors"] == {"RobotsUnavailable": 1}
+    assert "robots" not in stats["dropped"]
+    assert f"{server.url}/robots.txt could not be fetched (HTTP 500)" in stderr
+
+
 async def test_injected_503s_are_retried_until_they_succeed(tmp_path: Path) -> None:
     """Each host answers its first request for "/" with 503; hosts are throttled
     separately, so the two recover side by side."""

@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from crawler._robots import RobotsUnavailable
 from crawler.politeness import Politeness, RobotsCache, parse_retry_after
 from tests.servers import Reply, Seen, serve_h11
 
@@ -221,8 +222,10 @@ async def test_robots_server_error_disallows_then_refetches(status: int) -> None
     clock = FakeClock()
     fetch = FakeFetch(status, b"")
     robots = RobotsCache(fetch, error_retry=60.0, now=clock)
-    assert not await robots.allowed("http://a.test/public")
-    assert not await robots.allowed("http://a.test/other")
+    with pytest.raises(RobotsUnavailable, match=f"http://a.test/robots.txt .*HTTP {status}"):
+        await robots.allowed("http://a.test/public")
+    with pytest.raises(RobotsUnavailable, match="http://a.test/other may not be crawled"):
+        await robots.allowed("http://a.test/other")
     assert len(fetch.urls) == 1
     fetch.status, fetch.body = 200, ROBOTS
     clock.t += 61.0
@@ -234,7 +237,8 @@ async def test_robots_network_error_disallows() -> None:
     fetch = FakeFetch()
     fetch.error = OSError("connection refused")
     robots = RobotsCache(fetch)
-    assert not await robots.allowed("http://a.test/public")
+    with pytest.raises(RobotsUnavailable, match="OSError: connection refused"):
+        await robots.allowed("http://a.test/public")
 
 
 async def test_robots_per_origin_and_ttl() -> None:
