@@ -224,7 +224,7 @@ async def test_robots_server_error_disallows_then_refetches(status: int) -> None
     robots = RobotsCache(fetch, error_retry=60.0, now=clock)
     with pytest.raises(RobotsUnavailable, match=f"http://a.test/robots.txt .*HTTP {status}"):
         await robots.allowed("http://a.test/public")
-    with pytest.raises(RobotsUnavailable, match="http://a.test/other may not be crawled"):
+    with pytest.raises(RobotsUnavailable, match=r"http://a\.test/other may not be crawled"):
         await robots.allowed("http://a.test/other")
     assert len(fetch.urls) == 1
     fetch.status, fetch.body = 200, ROBOTS
