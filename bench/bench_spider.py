@@ -1,4 +1,4 @@
-"""The engine's spider for the shared benchmark site (see /work/shared/bench/README.md).
+"""The engine's spider for the shared benchmark site (see ../shared/bench/README.md).
 
 It follows every same-host link and yields one item per page with the fields
 the benchmark checks. Deduplication (query parameters sorted, fragments cut)

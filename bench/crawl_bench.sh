@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # crawl_bench.sh [--pages N] [--with-scrapy] [--with-crawlee] -- crawl the shared
 # benchmark site with this engine and, in the same run, with the peers asked for
-# (Scrapy's default variant; Crawlee for Python), through /work/shared/bench/run_all.sh,
+# (Scrapy's default variant; Crawlee for Python), through ../shared/bench/run_all.sh,
 # which serves the site with nginx on 127.0.0.1:8081, checks every export against the
 # site's manifest and prints the table (pages/s, CPU s, peak RSS, ok = every page
 # exported exactly once). Peers run first, this engine last; no raw clients, no wrk.
 #
 # --pages N other than the current site size regenerates the shared site.
 # run_all.sh stops nginx when it ends (also an nginx it did not start).
-# Env: BENCH_DIR (default /work/shared/bench), CRAWL_TIMEOUT (default 900),
+# Env: BENCH_DIR (default ../shared/bench), CRAWL_TIMEOUT (default 900),
 #      ENGINE_NAME (default crawler). See bench/README.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BENCH_DIR="${BENCH_DIR:-/work/shared/bench}"
+BENCH_DIR="${BENCH_DIR:-$ROOT/../shared/bench}"
 PAGES=10000
 WITH_SCRAPY=0
 WITH_CRAWLEE=0

@@ -14,7 +14,7 @@
   hands out the first request; prints the time taken. That is the resume
   after a clean stop; delete ``job.db.bloom`` first to time the one after a
   crash, which rebuilds the seen filter.
-* crawl: crawls the shared benchmark site (/work/shared/bench/.data/site, 10,000
+* crawl: crawls the shared benchmark site (../shared/bench/.data/site, 10,000
   pages, served by an nginx of this script's own on port 18181 and CPU 0, so
   other benchmarks cannot stop it) in memory and with ``--job``, alternating
   (``--rounds``), same settings, the crawler pinned to CPU 1; prints pages/s
@@ -39,7 +39,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = Path(os.environ.get("BENCH_DIR", "/work/shared/bench"))
+BENCH_DIR = Path(
+    os.environ.get("BENCH_DIR", Path(__file__).resolve().parents[2] / "shared" / "bench")
+)
 WORK = Path(tempfile.gettempdir()) / "frontier-bench"
 
 

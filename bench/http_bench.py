@@ -10,7 +10,7 @@ fetches the same N page URLs at concurrency C over keep-alive connections;
 the table shows requests/s, CPU seconds (user+sys) and peak RSS of each.
 ``pool`` is our ConnectionPool used directly, ``client`` our Client;
 ``trio_h11``, ``aiohttp`` and ``httpx`` are run by the shared harness
-(/work/shared/bench/peer_clients.py) with the bench venv's Python.
+(../shared/bench/peer_clients.py) with the bench venv's Python.
 
 HTTP/2: ``pool_h2`` and ``client_h2`` are ours and ``httpx_h2`` is httpx with
 http2=True, all over cleartext HTTP/2 with prior knowledge (h2c) to the same
@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCH = Path(os.environ.get("BENCH_DIR", "/work/shared/bench"))
+BENCH = Path(os.environ.get("BENCH_DIR", Path(__file__).resolve().parents[2] / "shared" / "bench"))
 BENCH_PY = BENCH / ".venv" / "bin" / "python"
 MANIFEST = BENCH / ".data" / "manifest.tsv"
 PEERS = ("trio_h11", "aiohttp", "httpx", "httpx_h2")

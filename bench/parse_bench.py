@@ -5,7 +5,7 @@ Runs with the project's venv, no network:
 
     .venv/bin/python bench/parse_bench.py [--pages 2000] [--site DIR]
 
-Pages come from the benchmark site (``/work/shared/bench/.data/site`` when it
+Pages come from the benchmark site (``../shared/bench/.data/site`` when it
 exists, or ``--site``); otherwise the site generator is run into a temporary
 directory.  Each step is timed over all pages, best of ``--reps`` runs, and
 reported in microseconds per page.  The seen-filter memory line measures the
@@ -31,7 +31,7 @@ from selectolax.lexbor import LexborHTMLParser
 from crawler._fingerprint import SeenFilter, canonicalize_url, request_fingerprint
 from crawler._links import extract_links, make_host_filter
 
-SHARED = Path("/work/shared/bench")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
 DEFAULT_SITE = SHARED / ".data" / "site"
 BASE = "http://127.0.0.1:8081"
 
