@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
-from typing import TypeAlias, Union
+from typing import TypeAlias, Union, overload
 
 from ._exceptions import LocalProtocolError
 
@@ -42,13 +42,18 @@ class Headers(MutableMapping[str, str]):
     Set-Cookie needs.
     """
 
-    __slots__ = ("_items",)
+    # ``_index`` maps lower-cased names to their values; built on the first
+    # lookup and dropped on every change, because response headers are read
+    # several times (by each middleware) and changed almost never.
+    __slots__ = ("_index", "_items")
 
     def __init__(self, headers: HeaderTypes | None = None) -> None:
+        self._index: dict[str, list[str]] | None = None
         if headers is None:
             self._items: list[tuple[str, str]] = []
         elif isinstance(headers, Headers):
             self._items = list(headers._items)
+            self._index = headers._index
         elif isinstance(headers, Mapping):
             self._items = [(_text(k), _text(v)) for k, v in headers.items()]
         else:
@@ -59,25 +64,48 @@ class Headers(MutableMapping[str, str]):
         """Build from protocol-library output without re-validating it."""
         new = cls.__new__(cls)
         new._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        new._index = None
         return new
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for k, v in self._items:
+                lk = k.lower()
+                values = index.get(lk)
+                if values is None:
+                    index[lk] = [v]
+                else:
+                    values.append(v)
+            self._index = index
+        return index
 
     # -- reading ---------------------------------------------------------------
 
     def get_list(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [v for k, v in self._items if k.lower() == lname]
+        return list(self._lookup().get(name.lower(), ()))
 
     def __getitem__(self, name: str) -> str:
-        values = self.get_list(name)
+        values = self._lookup().get(name.lower())
         if not values:
             raise KeyError(name)
         return values[0] if len(values) == 1 else ", ".join(values)
 
+    @overload  # type: ignore[override]
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self._lookup().get(name.lower())
+        if not values:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        lname = name.lower()
-        return any(k.lower() == lname for k, _ in self._items)
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -88,7 +116,7 @@ class Headers(MutableMapping[str, str]):
                 yield k
 
     def __len__(self) -> int:
-        return len({k.lower() for k, _ in self._items})
+        return len(self._lookup())
 
     def multi_items(self) -> list[tuple[str, str]]:
         return list(self._items)
@@ -102,6 +130,11 @@ class Headers(MutableMapping[str, str]):
     def __setitem__(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one value, keeping its position."""
         lname = name.lower()
+        present = lname in self._lookup()
+        self._index = None
+        if not present:
+            self._items.append((name, value))
+            return
         out: list[tuple[str, str]] = []
         placed = False
         for k, v in self._items:
@@ -110,8 +143,6 @@ class Headers(MutableMapping[str, str]):
             elif not placed:
                 out.append((name, value))
                 placed = True
-        if not placed:
-            out.append((name, value))
         self._items = out
 
     def __delitem__(self, name: str) -> None:
@@ -120,17 +151,18 @@ class Headers(MutableMapping[str, str]):
         if len(kept) == len(self._items):
             raise KeyError(name)
         self._items = kept
+        self._index = None
 
     def add(self, name: str, value: str) -> None:
         """Append a value without replacing existing ones."""
         self._items.append((name, value))
+        self._index = None
 
     def setdefault(self, name: str, default: str = "") -> str:
-        lname = name.lower()
-        for k, v in self._items:
-            if k.lower() == lname:
-                return v
-        self._items.append((name, default))
+        values = self._lookup().get(name.lower())
+        if values:
+            return values[0]
+        self.add(name, default)
         return default
 
     def update_from(self, headers: HeaderTypes | None) -> None:
@@ -143,8 +175,13 @@ class Headers(MutableMapping[str, str]):
         return Headers(self)
 
     def validate(self) -> None:
-        for k, v in self._items:
-            check_header(k, v)
+        checked = _CHECKED
+        for item in self._items:
+            if item not in checked:
+                check_header(*item)
+                if len(checked) >= _CHECKED_MAX:
+                    checked.clear()
+                checked.add(item)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers | Mapping | list):
@@ -159,5 +196,10 @@ class Headers(MutableMapping[str, str]):
         shown = [(k, "[secure]" if k.lower() in _SECRET_HEADERS else v) for k, v in self._items]
         return f"Headers({shown!r})"
 
+
+# Header pairs already found valid: a client sends the same few default
+# headers on every request, and two regex matches per header add up.
+_CHECKED: set[tuple[str, str]] = set()
+_CHECKED_MAX = 4096
 
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})

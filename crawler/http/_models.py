@@ -224,9 +224,24 @@ class Response:
         return self._content
 
     async def aread(self) -> bytes:
+        """Read the whole body once.
+
+        Drains the stream directly rather than through ``aiter_bytes``: an
+        async generator per response costs measurably on the hot path.
+        """
         if self._content is None:
-            chunks = [chunk async for chunk in self.aiter_bytes()]
-            self._content = b"".join(chunks)
+            chunks = self._start_consuming()
+            parts: list[bytes] = []
+            size, limit = 0, self.max_size
+            try:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if limit is not None and size > limit:
+                        raise self._too_large(limit)
+                    parts.append(chunk)
+            finally:
+                await self._finish_consuming(chunks)
+            self._content = parts[0] if len(parts) == 1 else b"".join(parts)
         return self._content
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
@@ -235,27 +250,38 @@ class Response:
             if self._content:
                 yield self._content
             return
+        chunks = self._start_consuming()
+        size, limit = 0, self.max_size
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise self._too_large(limit)
+                yield chunk
+        finally:
+            await self._finish_consuming(chunks)
+
+    def _start_consuming(self) -> AsyncIterator[bytes]:
         if self.is_stream_consumed:
             raise StreamConsumed()
         if self.is_closed:
             raise StreamClosed()
         self.is_stream_consumed = True
-        size, limit = 0, self.max_size
-        chunks = aiter(self.stream)
-        try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise ResponseTooLarge(
-                        f"Response body of {self.url} exceeds the maximum of {limit} bytes",
-                        request=self.request,
-                    )
-                yield chunk
-        finally:
-            closer = getattr(chunks, "aclose", None)
-            if closer is not None:
-                await closer()
-            await self.aclose()
+        return aiter(self.stream)
+
+    async def _finish_consuming(self, chunks: AsyncIterator[bytes]) -> None:
+        # An async generator stopped early must be closed, or trio warns.
+        closer = getattr(chunks, "aclose", None)
+        stream: object = self.stream  # closed just below when it is its own iterator
+        if closer is not None and chunks is not stream:
+            await closer()
+        await self.aclose()
+
+    def _too_large(self, limit: int) -> ResponseTooLarge:
+        return ResponseTooLarge(
+            f"Response body of {self.url} exceeds the maximum of {limit} bytes",
+            request=self.request,
+        )
 
     async def aclose(self) -> None:
         if not self.is_closed:

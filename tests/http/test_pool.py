@@ -349,6 +349,20 @@ async def test_server_closing_idle_connections_is_survived() -> None:
             assert seen == [1] * 5
 
 
+async def test_idle_connection_closed_by_server_is_detected_before_a_post() -> None:
+    # A POST is never resent, so the pool must see the hang-up before sending it.
+    seen, handler = closing_server(answer_second=False)
+    with trio.fail_after(GUARD):
+        async with serve_tcp(handler) as port, pool_for() as pool:  # type: ignore[arg-type]
+            for _ in range(3):
+                response = await pool.handle_request(
+                    Request("POST", f"http://127.0.0.1:{port}/", content=b"x")
+                )
+                assert await response.aread() == b"ok"
+                await trio.testing.wait_all_tasks_blocked()
+            assert seen == [1, 1, 1]
+
+
 async def test_reused_connection_dropped_mid_request_is_retried_for_get() -> None:
     seen, handler = closing_server(answer_second=True)
     with trio.fail_after(GUARD):
