@@ -106,8 +106,10 @@ class Request:
         self.content, content_type = _encode_body(content, data, json)
         if content_type and "content-type" not in self.headers:
             self.headers["Content-Type"] = content_type
-        framed = "content-length" in self.headers or "transfer-encoding" in self.headers
-        if not framed and (self.content or self.method in ("POST", "PUT", "PATCH")):
+        needs_length = self.content or self.method in ("POST", "PUT", "PATCH")
+        if needs_length and not (
+            "content-length" in self.headers or "transfer-encoding" in self.headers
+        ):
             self.headers["Content-Length"] = str(len(self.content))
         self.headers.validate()
         self.timeout = timeout
