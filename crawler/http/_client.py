@@ -20,7 +20,7 @@ from datetime import timedelta
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import unquote
 
 from ._auth import AuthTypes, BasicAuth, build_auth
@@ -71,6 +71,26 @@ _Unset = _UseClientDefault
 
 CookieArg = Cookies | Mapping[str, str]
 TimeoutArg = Timeout | float | None
+
+
+class RequestOptions(TypedDict, total=False):
+    """Per-request arguments of the verb methods, as ``Client.request`` takes them."""
+
+    params: QueryParams | None
+    headers: HeaderTypes | None
+    cookies: CookieArg | None
+    auth: AuthTypes | _Unset | None
+    follow_redirects: bool | _Unset
+    timeout: TimeoutArg | _Unset
+    extensions: dict[str, Any] | None
+
+
+class BodyRequestOptions(RequestOptions, total=False):
+    """``RequestOptions`` plus a body: raw ``content``, form ``data`` or ``json``."""
+
+    content: bytes | str | None
+    data: Any
+    json: Any
 
 
 class _State(enum.Enum):
@@ -360,191 +380,26 @@ class Client:
         finally:
             await response.aclose()
 
-    async def get(
-        self,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
-    ) -> Response:
-        return await self.request(
-            "GET",
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            auth=auth,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-            extensions=extensions,
-        )
+    async def get(self, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
+        return await self.request("GET", url, **options)
 
-    async def head(
-        self,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
-    ) -> Response:
-        return await self.request(
-            "HEAD",
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            auth=auth,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-            extensions=extensions,
-        )
+    async def head(self, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
+        return await self.request("HEAD", url, **options)
 
-    async def options(
-        self,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
-    ) -> Response:
-        return await self.request(
-            "OPTIONS",
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            auth=auth,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-            extensions=extensions,
-        )
+    async def options(self, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
+        return await self.request("OPTIONS", url, **options)
 
-    async def delete(
-        self,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
-    ) -> Response:
-        return await self.request(
-            "DELETE",
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            auth=auth,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-            extensions=extensions,
-        )
+    async def delete(self, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
+        return await self.request("DELETE", url, **options)
 
-    async def post(
-        self,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        content: bytes | str | None = None,
-        data: Any = None,
-        json: Any = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
-    ) -> Response:
-        return await self.request(
-            "POST",
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            json=json,
-            auth=auth,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-            extensions=extensions,
-        )
+    async def post(self, url: URL | str, **options: Unpack[BodyRequestOptions]) -> Response:
+        return await self.request("POST", url, **options)
 
-    async def put(
-        self,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        content: bytes | str | None = None,
-        data: Any = None,
-        json: Any = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
-    ) -> Response:
-        return await self.request(
-            "PUT",
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            json=json,
-            auth=auth,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-            extensions=extensions,
-        )
+    async def put(self, url: URL | str, **options: Unpack[BodyRequestOptions]) -> Response:
+        return await self.request("PUT", url, **options)
 
-    async def patch(
-        self,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        content: bytes | str | None = None,
-        data: Any = None,
-        json: Any = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
-    ) -> Response:
-        return await self.request(
-            "PATCH",
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            json=json,
-            auth=auth,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-            extensions=extensions,
-        )
+    async def patch(self, url: URL | str, **options: Unpack[BodyRequestOptions]) -> Response:
+        return await self.request("PATCH", url, **options)
 
     # -- lifecycle -------------------------------------------------------------
 
