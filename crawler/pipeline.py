@@ -353,7 +353,12 @@ def load_pipelines(
 
 
 def feed_exporter_for(path: str | Path, **options: Any) -> Pipeline:
-    """The built-in exporter for ``crawl -o PATH``, chosen by PATH's extension."""
+    """The built-in exporter for ``crawl -o PATH``, chosen by PATH's extension.
+
+    The file starts afresh (``overwrite``), as a user running the same crawl twice
+    expects; a resumed ``--job`` turns that off and cuts the file back to its last
+    checkpoint instead.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     name = FEED_EXTENSIONS.get(suffix)
@@ -364,4 +369,6 @@ def feed_exporter_for(path: str | Path, **options: Any) -> Pipeline:
             f"cannot export items to {str(path)!r}: {shown} is not supported; "
             f"use one of {supported}"
         )
+    if name != "json":  # the JSON array exporter always writes a whole new file
+        options = {"overwrite": True, **options}
     return load_pipeline(name, {**options, "path": path})

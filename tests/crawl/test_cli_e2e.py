@@ -294,6 +294,16 @@ async def test_an_unreachable_robots_txt_fails_loudly_not_silently(tmp_path: Pat
     assert f"{server.url}/robots.txt could not be fetched (HTTP 500)" in stderr
 
 
+async def test_running_a_crawl_again_replaces_its_export(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    pages = {"/": html("home", "/a"), "/a": html("a")}
+    out = tmp_path / "items.jsonl"
+    async with serve_h11(site(pages)) as server:
+        for _ in range(2):
+            ok(await crawl(tmp_path, "site", "-s", start_option(server.url + "/"), "-o", str(out)))
+    assert sorted(paths_of(read_jsonl(out))) == ["/", "/a"]
+
+
 async def test_injected_503s_are_retried_until_they_succeed(tmp_path: Path) -> None:
     """Each host answers its first request for "/" with 503; hosts are throttled
     separately, so the two recover side by side."""
