@@ -156,6 +156,16 @@ class Settings:
         "Speak HTTP/2 to plain http:// origins from the first byte (h2c, no upgrade); "
         "only for servers known to accept it.",
     )
+    tls_verify: bool = setting(
+        True,
+        "Check the certificates of https:// servers; false turns the check off (only for "
+        "test servers you control).",
+    )
+    tls_ca_file: str = setting(
+        "",
+        "A PEM file of the certificate authorities to trust, relative to the project "
+        "directory; empty trusts certifi's bundle.",
+    )
     max_response_size: int = setting(
         64 * MiB, "The largest response body in bytes; a larger one fails its request.", minimum=1
     )
@@ -299,6 +309,14 @@ class Settings:
             keepalive_expiry=self.keepalive_expiry,
             max_connections_per_host=self.max_connections_per_host,
         )
+
+    def tls(self) -> bool | str:
+        """What the pool's ``verify`` takes: False, a CA file path, or True for certifi."""
+        if not self.tls_verify:
+            return False
+        if self.tls_ca_file:
+            return str(self.project_dir / Path(self.tls_ca_file).expanduser())
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain TOML/JSON-like data: every setting, the tables and the spider options."""

@@ -56,6 +56,7 @@ def build_pool(settings: Settings) -> ConnectionPool:
         timeout=settings.timeout(),
         http2=settings.http2,
         http2_prior_knowledge=settings.http2_prior_knowledge,
+        verify=settings.tls(),
     )
 
 

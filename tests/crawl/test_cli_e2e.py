@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
+import trustme
 
 from crawler.demo._content import AUTHORS, PAGE_SIZE, QUOTES
 from tests.servers import H11Server, Reply, Seen, serve_h11
@@ -301,6 +303,25 @@ async def test_running_a_crawl_again_replaces_its_export(tmp_path: Path) -> None
     async with serve_h11(site(pages)) as server:
         for _ in range(2):
             ok(await crawl(tmp_path, "site", "-s", start_option(server.url + "/"), "-o", str(out)))
+    assert sorted(paths_of(read_jsonl(out))) == ["/", "/a"]
+
+
+async def test_tls_ca_file_setting_trusts_a_private_authority(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    stats_file = tmp_path / "stats.json"
+    pages = {"/": html("home", "/a"), "/a": html("a")}
+    async with serve_h11(site(pages), ssl_context=context) as server:
+        start = start_option(server.url + "/")
+        untrusted = await crawl(tmp_path, "site", "-s", start, "--stats-json", str(stats_file))
+        assert json.loads(stats_file.read_text(encoding="utf-8"))["pages"] == 0
+        assert "certificate" in untrusted.stderr.decode()
+        out = tmp_path / "items.jsonl"
+        trusted = ["-s", 'tls_ca_file="ca.pem"', "-o", str(out)]
+        ok(await crawl(tmp_path, "site", "-s", start, *trusted))
     assert sorted(paths_of(read_jsonl(out))) == ["/", "/a"]
 
 
