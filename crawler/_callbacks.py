@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from .request import Request
@@ -35,7 +35,8 @@ def _kind(method: Callable[..., Any]) -> int:
 
 
 def _is_many(value: Any) -> bool:
-    return isinstance(value, Iterable) and not isinstance(value, str | bytes | dict)
+    # A mapping (UserDict, a Mapping class of one's own) is one item, not its keys.
+    return isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping)
 
 
 class Callbacks:
@@ -79,11 +80,16 @@ class Callbacks:
                     await route(request, result)
             else:
                 out = method(*args)
-                if kind == _ASYNC:
+                if kind == _ASYNC or inspect.isawaitable(out):
+                    # A plain decorator around a coroutine function returns its coroutine.
                     out = await out
                 if out is None:
                     return
-                if isinstance(out, Request) or not _is_many(out):
+                if isinstance(out, AsyncIterable):
+                    # ...or its async generator: iterate it rather than export it as an item.
+                    async for result in out:
+                        await route(request, result)
+                elif isinstance(out, Request) or not _is_many(out):
                     await route(request, out)
                 else:
                     for result in out:

@@ -31,7 +31,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -133,6 +133,8 @@ class Job:
         self.meta = meta
         self.resumed = "checkpoint_time" in meta
         self.starts_done = meta.get("starts_done") == "1"
+        #: Start requests taken from start_requests() up to the last checkpoint.
+        self.starts_queued = int(meta.get("starts_queued", "0") or 0)
         self.gate = PageGate()
         self.pages_since = 0
         self.checkpoints = int(meta.get("checkpoints", "0"))
@@ -257,6 +259,23 @@ class Job:
             crawler.scheduler.retry_later(request, wait)
         await self.checkpoint(crawler)
 
+    def start_feed(self, enqueue: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Wrap the start feed's ``enqueue`` so that, when a job stopped while its start
+        requests were being queued, those its checkpoint holds are not queued again
+        (``dont_filter`` ones would escape the seen set and be fetched twice).
+        start_requests() is expected to yield the same requests in the same order."""
+        skip = self.starts_queued
+        taken = 0
+
+        def take(request: Any) -> None:
+            nonlocal taken
+            taken += 1
+            if taken > skip:
+                enqueue(request)
+                self.starts_queued = taken
+
+        return take
+
     def page_done(self, request: Request) -> None:
         """A handed-out request is over (called from the worker, whatever happened)."""
         self.gate.leave(request)
@@ -296,6 +315,7 @@ class Job:
             format=str(FORMAT_VERSION),
             spider=self.spider_name,
             starts_done="1" if self.starts_done else "0",
+            starts_queued=str(self.starts_queued),
             checkpoint_time=repr(now),
             checkpoints=str(self.checkpoints),
             finish_reason=finish_reason,

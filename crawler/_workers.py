@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +162,8 @@ class Crawler:
         self._max_size = settings.max_response_size or None
         self._max_redirects = 20
         self._max_items = settings.max_items
+        # Items a resumed job had exported before this run: max_items counts per run.
+        self._items_before = 0
         self.robots: RobotsCache | None = (
             RobotsCache(
                 self._fetch_robots, user_agent=settings.user_agent, politeness=self.politeness
@@ -237,6 +239,7 @@ class Crawler:
         try:
             if job is not None:
                 await job.start(self)
+                self._items_before = self.pipelines.items_scraped
             async with trio.open_nursery() as services:
                 if job is not None:
                     services.start_soon(job.run_checkpoints, self)
@@ -257,8 +260,11 @@ class Crawler:
                 services.cancel_scope.cancel()
             clean = True
         finally:
+            # Not clean: cancelled from outside (or broken), which is no finish either.
             self.stats.finish(
-                "aborted" if self.aborted else (self.scheduler.stop_reason or "finished")
+                "aborted"
+                if self.aborted or not clean
+                else (self.scheduler.stop_reason or "finished")
             )
             with trio.CancelScope(shield=True):
                 try:
@@ -314,9 +320,14 @@ class Crawler:
                         return
                 if self.job is not None and self.job.starts_done:
                     return  # a resumed job: its start requests are all queued or done
-                starts = self.spider.start_requests()
-                enqueue = self.scheduler.enqueue
-                if isinstance(starts, AsyncIterator):
+                starts: Any = self.spider.start_requests()
+                if inspect.isawaitable(starts):
+                    starts = await starts  # an ``async def`` returning a list
+                enqueue: Callable[[Any], None] = self._enqueue_start
+                job = self.job
+                if job is not None:
+                    enqueue = job.start_feed(enqueue)
+                if isinstance(starts, AsyncIterable):
                     async for request in starts:
                         enqueue(request)
                 else:
@@ -332,6 +343,20 @@ class Crawler:
         finally:
             self.scheduler.task_done()
 
+    def _enqueue_start(self, request: Any) -> None:
+        """Queue one start request; anything else (a URL as text...) is reported and
+        skipped, so that one mistake does not lose every start request after it."""
+        if isinstance(request, Request):
+            self.scheduler.enqueue(request)
+            return
+        self.stats.errors["start_requests"] += 1
+        log.error(
+            "spider %s: start_requests() yielded %.200r (%s), not a Request; skipped",
+            self.name,
+            request,
+            type(request).__name__,
+        )
+
     # -- the worker loop ---------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -342,28 +367,36 @@ class Crawler:
             request = await get()
             if request is None:
                 return
+            keep = False
             try:
-                await self._handle(request)
+                keep = await self._handle(request)
             except Exception:
                 # A bug here must not end a crawl of millions: count it, say where, go on.
                 self.stats.errors["internal"] += 1
                 log.exception("spider %s: internal error on %s", self.name, request.url)
             finally:
-                done(request)
-                if job is not None:
-                    job.page_done(request)
+                if keep:
+                    # Never sent: a durable frontier keeps its lease, so the next run
+                    # sends it (after the login is fixed) instead of losing it.
+                    done()
+                else:
+                    done(request)
+                    if job is not None:
+                        job.page_done(request)
 
-    async def _handle(self, request: Request) -> None:
+    async def _handle(self, request: Request) -> bool:
+        """Send ``request`` and run its callback; True if it was not handled and must
+        stay queued (its session could not log in)."""
         stats = self.stats
         response: HTTPResponse | None = None
         error: HTTPError | None = None
         try:
             if self.robots is not None and not await self._robots_allow(request):
                 stats.dropped["robots"] += 1
-                return
+                return False
             response = await self._send(request)
             if response is None:
-                return  # its session could not log in: dropped, counted and logged
+                return True  # its session could not log in: counted and logged
         except HTTPError as exc:
             error = exc
         finally:
@@ -378,7 +411,7 @@ class Crawler:
                 job.gate.enter_now(request)
         if response is None:
             await self._failed(request, error, None)
-            return
+            return False
         status = response.status_code
         stats.status[status] += 1
         self.politeness.record_response(
@@ -391,21 +424,22 @@ class Crawler:
                 location = response.headers.get("location")
                 if location:
                     await self._redirect(request, response, location)
-                    return
+                    return False
             if status >= 400 or status in self.retry.retry_http_codes:
                 if self._maybe_retry(request, status=status, response=response):
-                    return
+                    return False
                 if status not in self._handle_status and not request.meta.get(
                     "handle_httpstatus_all"
                 ):
                     await self._failed(request, None, response)
-                    return
+                    return False
         stats.pages += 1
         await self.callbacks.invoke(
             request,
             request.callback or "parse",
             (Response.from_http(response, request, self.scheduler.unseen),),
         )
+        return False
 
     async def _redirect(self, request: Request, response: HTTPResponse, location: str) -> None:
         """Follow a redirect through the scheduler, so the target is deduplicated,
@@ -417,7 +451,10 @@ class Crawler:
             await self._failed(request, None, response, cause=why)
             return
         status = response.status_code
-        changes: dict[str, Any] = {"url": url, "meta": {**request.meta, "redirect_times": hops}}
+        meta = {**request.meta, "redirect_times": hops}
+        # The target is a new request: the retries its source took are not its own.
+        meta.pop("retry_times", None)
+        changes: dict[str, Any] = {"url": url, "meta": meta}
         if URL(url).origin != URL(request.url).origin:
             # Credentials stay with their origin: no Authorization or Cookie header
             # given by hand, and no session auth, on the other side of the redirect.
@@ -503,7 +540,8 @@ class Crawler:
         )
         if delay is None:
             return False
-        request.meta["retry_times"] = attempt
+        # A new dict: spiders often hand one meta dict to many requests (meta=response.meta).
+        request.meta = {**request.meta, "retry_times": attempt}
         self.stats.retries += 1
         log.debug(
             "spider %s: retrying %s in %.2fs (attempt %d): %s",
@@ -559,7 +597,7 @@ class Crawler:
 
     async def _item(self, item: Any) -> None:
         await self.pipelines.process(item, self.spider)
-        if self._max_items and self.pipelines.items_scraped >= self._max_items:
+        if self._max_items and self.pipelines.items_scraped - self._items_before >= self._max_items:
             self.stop("max_items")
 
     # -- robots.txt ------------------------------------------------------------------

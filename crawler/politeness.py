@@ -41,7 +41,8 @@ def parse_retry_after(value: str | None, now_wall: float | None = None) -> float
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # isascii: "²".isdigit() is true, but float() cannot read it.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -14,6 +14,9 @@ from types import MethodType
 from typing import Any
 from urllib.parse import urlencode
 
+from .http import LocalProtocolError
+from .http._headers import check_header
+
 __all__ = ["Request"]
 
 Callback = Callable[..., Any] | str
@@ -29,6 +32,27 @@ def _callback_name(callback: Callback | None) -> str | None:
             "requests are stored by callback name so that crawls can resume"
         )
     return str(name)
+
+
+def _checked(headers: Mapping[str, str], url: str) -> dict[str, str]:
+    """The headers as text, refused here if they could never be sent: a spider learns
+    why where it built the request, rather than the request failing in a worker."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        elif not isinstance(value, str):
+            raise TypeError(
+                f"header {name!r} of {url} must be text, not {type(value).__name__}: {value!r}"
+            )
+        try:
+            check_header(name, value)
+            if not value.isascii():
+                value.encode("latin-1")  # what HTTP/1.1 can carry
+        except (LocalProtocolError, UnicodeEncodeError) as exc:
+            raise ValueError(f"header {name!r} of {url}: {exc}") from None
+        out[name] = value
+    return out
 
 
 class Request:
@@ -75,7 +99,7 @@ class Request:
             self.callback = _callback_name(callback)
         self.errback = None if errback is None else _callback_name(errback)
         self.method = method if method == "GET" else method.upper()
-        self.headers: dict[str, str] | None = dict(headers) if headers else None
+        self.headers: dict[str, str] | None = _checked(headers, self.url) if headers else None
         if data is not None:
             body = urlencode(list(data.items()), doseq=True)
             self._set_default_header("Content-Type", "application/x-www-form-urlencoded")

@@ -21,6 +21,7 @@ __all__ = ["Response"]
 
 # Request arguments under which a URL seen before is not necessarily a duplicate.
 _CHANGES_IDENTITY = frozenset({"dont_filter", "method", "body", "data", "json"})
+_ABSOLUTE = ("http://", "https://")
 
 
 class Response(HTTPResponse):
@@ -31,8 +32,9 @@ class Response(HTTPResponse):
     ``meta``, ``depth`` and the callback name are at hand.
     """
 
-    __slots__ = ("_tree", "_unseen", "crawl_request")
+    __slots__ = ("_base", "_tree", "_unseen", "crawl_request")
 
+    _base: str | None
     _tree: LexborHTMLParser | None
     _unseen: Callable[[list[str]], list[str]] | None
     crawl_request: Request
@@ -47,6 +49,7 @@ class Response(HTTPResponse):
         """Adopt ``response``. ``unseen(urls)`` drops URLs the crawl already queued."""
         new: Response = cls._adopt(response)
         new._tree = None
+        new._base = None
         new._unseen = unseen
         new.crawl_request = crawl_request
         return new
@@ -74,7 +77,22 @@ class Response(HTTPResponse):
         return extract_links(self.tree, str(self.url))
 
     def urljoin(self, href: str) -> str | None:
-        return resolve_url(str(self.url), href)
+        """``href`` resolved as the page's links are: against its ``<base href>`` if any."""
+        if href.startswith(_ABSOLUTE):
+            return resolve_url(str(self.url), href)  # no base needed: no parse either
+        return resolve_url(self._base_url(), href)
+
+    def _base_url(self) -> str:
+        """The URL relative links resolve against, as in ``links()``: the page's own,
+        or its first ``<base href>`` when that is a usable http(s) URL."""
+        base = self._base
+        if base is None:
+            base = str(self.url)
+            node = self.tree.css_first("base[href]")
+            if node is not None:
+                base = resolve_url(base, node.attrs["href"] or "") or base
+            self._base = base
+        return base
 
     def follow(
         self,
@@ -93,7 +111,7 @@ class Response(HTTPResponse):
             href = attrs.get("href") or attrs.get("src")
         if not href:
             raise ValueError(f"cannot follow {url_or_node!r} from {self.url}: it has no URL")
-        url = resolve_url(str(self.url), href)
+        url = self.urljoin(href)
         if url is None:
             raise ValueError(f"cannot follow {href!r} from {self.url}: not an http(s) URL")
         if "session" not in request_kwargs and self.crawl_request.session is not None:
@@ -122,7 +140,7 @@ class Response(HTTPResponse):
             urls = self.links()
         else:
             items = self.css(css) if css is not None else urls_or_nodes or ()
-            base = str(self.url)
+            urljoin = self.urljoin
             urls = []
             for item in items:
                 if isinstance(item, str):
@@ -131,7 +149,7 @@ class Response(HTTPResponse):
                     attrs = item.attributes
                     href = attrs.get("href") or attrs.get("src")
                 if href:
-                    url = resolve_url(base, href)
+                    url = urljoin(href)
                     if url is not None:
                         urls.append(url)
         if unseen is not None:

@@ -77,6 +77,10 @@ class Scheduler:
         recent_urls: int = 100_000,
     ) -> None:
         self.frontier = frontier
+        # A durable frontier can say whether a request can be stored (its meta is JSON).
+        self._check_storable: Callable[[Request], None] | None = getattr(
+            frontier, "check_storable", None
+        )
         self.politeness = politeness
         self._host_cap = host_cap
         self.stats = stats
@@ -113,6 +117,10 @@ class Scheduler:
             if self.depth_limit and request.depth > self.depth_limit:
                 self.stats.dropped["depth"] += 1
                 return False
+            if self._check_storable is not None and (request.meta or request.headers):
+                # Refused before its URL counts as seen, so that a storable request
+                # for the same URL is not dropped as a duplicate later.
+                self._check_storable(request)
             try:
                 new = self.frontier.add_seen(request.method, request.url, request.body)
             except ValueError:

@@ -324,6 +324,10 @@ class SqliteFrontier:
                 self._flush()
         self._size += 1
 
+    def check_storable(self, request: Request) -> None:
+        """Raise the TypeError ``push`` would raise for ``request``, before anything is recorded."""
+        encode_request(request)
+
     def pop(self, host: str) -> Request | None:
         queue = self._queues.get(host)
         if queue is None:
