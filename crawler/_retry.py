@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import tenacity
 
-from .http import HTTPError, ResponseTooLarge, TransportError
+from .http import HTTPError, LocalProtocolError, TransportError, UnsupportedProtocol
 from .request import Request
 
 __all__ = ["IDEMPOTENT_METHODS", "RetryPolicy"]
@@ -31,7 +31,10 @@ class _StatusFailure(Exception):
 def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, _StatusFailure):
         return True
-    return isinstance(exc, TransportError) and not isinstance(exc, ResponseTooLarge)
+    # A request we could not even put on the wire (bad header, unsupported
+    # scheme) fails the same way every time: retrying it only wastes time.
+    never_sendable = isinstance(exc, LocalProtocolError | UnsupportedProtocol)
+    return isinstance(exc, TransportError) and not never_sendable
 
 
 class RetryPolicy:

@@ -111,7 +111,9 @@ class Request:
         else:
             self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.priority = priority
-        self.meta: dict[str, Any] = meta if meta is not None else {}
+        # A copy: requests made from one dict (follow_all(meta=...)) must not
+        # see each other's changes.
+        self.meta: dict[str, Any] = dict(meta) if meta else {}
         self.dont_filter = dont_filter
         self.session = session
         self.depth = depth
