@@ -309,7 +309,7 @@ class Client:
             except BaseException:
                 await response.aclose()
                 raise
-        response.elapsed = timedelta(seconds=time.perf_counter() - started)
+        response.elapsed = timedelta(0, time.perf_counter() - started)  # (days, seconds)
         return response
 
     async def request(

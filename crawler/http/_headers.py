@@ -67,6 +67,14 @@ class Headers(MutableMapping[str, str]):
         new._index = None
         return new
 
+    @classmethod
+    def from_triples(cls, triples: Iterable[tuple[bytes, bytes, bytes]]) -> Headers:
+        """Build from h11's (name, lower-cased name, value) triples without re-validating."""
+        new = cls.__new__(cls)
+        new._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, _, v in triples]
+        new._index = None
+        return new
+
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
@@ -172,6 +180,9 @@ class Headers(MutableMapping[str, str]):
                 self[k] = v
 
     def copy(self) -> Headers:
+        # Index first, so the copy (and copies of it) share it: a client's
+        # default headers are copied into every request and looked up there.
+        self._lookup()
         return Headers(self)
 
     def validate(self) -> None:
@@ -179,6 +190,8 @@ class Headers(MutableMapping[str, str]):
         for item in self._items:
             if item not in checked:
                 check_header(*item)
+                if item[0].lower() in _SECRET_HEADERS:
+                    continue  # credentials are not kept around in a process-wide cache
                 if len(checked) >= _CHECKED_MAX:
                     checked.clear()
                 checked.add(item)

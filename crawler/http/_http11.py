@@ -18,6 +18,7 @@ draining an unknown amount of data could take longer than opening a new one.
 from __future__ import annotations
 
 import math
+import re
 import select
 import ssl
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Any
 
 import h11
 import trio
+from h11 import _headers as h11_headers
 
 from ._config import Timeout
 from ._exceptions import (
@@ -59,14 +61,27 @@ _current_time = trio.current_time
 _INF = math.inf
 _END = h11.EndOfMessage()
 _METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+_TARGET = re.compile(rb"[\x21-\x7e]+")  # h11's request-target rule: visible ASCII
+# Headers that h11 itself interprets or checks: a request carrying one is
+# handed to h11.Request so that its checks and error messages apply.
+_H11_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
+# (name, value) -> the (name, lower-cased name, value) bytes triple h11 keeps;
+# a client sends the same few headers on every request.
+_ENCODED: dict[tuple[str, str], tuple[bytes, bytes, bytes]] = {}
+_ENCODED_MAX = 4096
+_UNCACHED = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+_H11Request = h11.Request
+_H11Headers = h11_headers.Headers
+_new_event = object.__new__
+_set_attr = object.__setattr__
 #: Bodies up to this size (by Content-Length) are read with the response head;
 #: of any other body, up to this much is taken if it has already arrived.
 EAGER_BODY_MAX = 256 * 1024
 
 
-def _small_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in raw_headers:
-        if len(name) == 14 and name.lower() == b"content-length":
+def _small_body(triples: list[tuple[bytes, bytes, bytes]]) -> bool:
+    for _, name, value in triples:
+        if name == b"content-length":
             try:
                 return int(value) <= EAGER_BODY_MAX
             except ValueError:
@@ -87,6 +102,7 @@ class HTTP11Connection:
         "_eof",
         "_h11",
         "_host_header",
+        "_host_item",
         "_poller",
         "_receive",
         "_receive_now",
@@ -128,6 +144,7 @@ class HTTP11Connection:
         self._poller.register(io.fileno, select.POLLIN)
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
         self._host_header = (b"Host", host_header)
+        self._host_item = (b"Host", b"host", host_header)
         self.on_release = on_release
         self.pool_origin: Any = None
         self.idle_since = 0.0
@@ -249,8 +266,10 @@ class HTTP11Connection:
                     break
                 elif kind is _Response:
                     head = event
-                    raw_headers = head.headers.raw_items()
-                    eager = _small_body(raw_headers)
+                    # h11's own (name, lower-cased name, value) triples: no
+                    # list of pairs built just to be decoded and dropped.
+                    triples = head.headers._full_items
+                    eager = _small_body(triples)
                 elif kind is not _InformationalResponse:
                     raise RemoteProtocolError(
                         f"Server disconnected without sending a response to {request.url}",
@@ -285,7 +304,7 @@ class HTTP11Connection:
         chunks.reverse()
         return Response(
             head.status_code,
-            headers=Headers.from_raw(raw_headers),
+            headers=Headers.from_triples(triples),
             stream=HTTP11Body(None if finished else self, request, read_t, chunks),
             request=request,
             http_version=_VERSIONS.get(head.http_version, "HTTP/1.1"),
@@ -305,16 +324,18 @@ class HTTP11Connection:
         url = request.url
         method = request.method
         try:
-            raw = headers.raw
-            if "host" not in headers:
-                raw.insert(0, self._host_header)
             target = (f"{url.path}?{url.query}" if url.query else url.path).encode("ascii")
-            event = h11.Request(
-                method=_METHODS.get(method) or method.encode("ascii"),
-                target=target,
-                headers=raw,
-                _parsed=True,
-            )
+            event = self._fast_event(method, target, headers)
+            if event is None:
+                raw = headers.raw
+                if "host" not in headers:
+                    raw.insert(0, self._host_header)
+                event = h11.Request(
+                    method=_METHODS.get(method) or method.encode("ascii"),
+                    target=target,
+                    headers=raw,
+                    _parsed=True,
+                )
         except (UnicodeEncodeError, h11.LocalProtocolError) as exc:
             raise LocalProtocolError(
                 f"Cannot send request to {url}: {exc}", request=request
@@ -325,6 +346,41 @@ class HTTP11Connection:
             data += conn.send(h11.Data(data=request.content))
         data += conn.send(_END)
         return data
+
+    def _fast_event(self, method: str, target: bytes, headers: Headers) -> h11.Request | None:
+        """The h11 event for the common request, built without h11's checks, or None.
+
+        h11.Request.__init__ costs a few microseconds per request, mostly
+        re-checking what is already known here. When the method is a known
+        one, the target is plain visible ASCII, and no header needs h11's
+        own handling (Host, Content-Length, Transfer-Encoding), the event is
+        assembled directly, from header triples encoded once per distinct
+        header. Anything else takes h11's path, errors and all.
+        """
+        bmethod = _METHODS.get(method)
+        if bmethod is None or not _TARGET.fullmatch(target):
+            return None
+        items = [self._host_item]
+        cache = _ENCODED
+        for item in headers._items:  # read-only; Headers is this package's own
+            triple = cache.get(item)
+            if triple is None:
+                name = item[0].encode("latin-1")
+                lname = name.lower()
+                if lname in _H11_HEADERS:
+                    return None
+                triple = (name, lname, item[1].encode("latin-1"))
+                if lname not in _UNCACHED:  # credentials stay out of a process-wide cache
+                    if len(cache) >= _ENCODED_MAX:
+                        cache.clear()
+                    cache[item] = triple
+            items.append(triple)
+        event = _new_event(_H11Request)
+        _set_attr(event, "method", bmethod)
+        _set_attr(event, "target", target)
+        _set_attr(event, "headers", _H11Headers(items))
+        _set_attr(event, "http_version", b"1.1")
+        return event
 
     def _response_done(self) -> None:
         """The body has been read to its end: keep the connection if both sides may."""

@@ -119,6 +119,7 @@ class Request:
         return f"<Request({self.method!r}, {str(self.url)!r})>"
 
 
+_NO_TIME = timedelta(0)  # timedelta is immutable: one for every new response
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.I)
 
@@ -176,7 +177,7 @@ class Response:
         )
         self.request: Request | None = request
         self.history: list[Response] = []
-        self.elapsed = timedelta(0)
+        self.elapsed = _NO_TIME
         self.extensions: dict[str, Any] = extensions if extensions is not None else {}
         self.max_size: int | None = None
         self._encoding: str | None = None

@@ -232,6 +232,50 @@ async def test_host_header_from_url_unless_given() -> None:
     assert (third.method, third.body) == ("POST", b"payload")
 
 
+async def test_request_head_keeps_header_spelling_and_order() -> None:
+    """The head is written byte for byte as given: Host first, then the headers in order,
+    names in their own case, latin-1 values as latin-1 (twice, the second time from the
+    encoded-header cache)."""
+    heads: list[bytes] = []
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            for _ in range(2):
+                heads.append(await read_head(stream))
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    headers = [("X-One", "1"), ("x-TWO", "caf\u00e9"), ("X-One", "again")]
+    with trio.fail_after(GUARD):
+        async with serve_tcp(handler) as port, pool_for() as pool:
+            for _ in range(2):
+                assert await get(pool, f"http://127.0.0.1:{port}/p?q=1", headers=headers) == (
+                    200,
+                    b"ok",
+                    "HTTP/1.1",
+                )
+    expected = (
+        f"GET /p?q=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-One: 1\r\n"
+        "x-TWO: caf\u00e9\r\nX-One: again\r\n\r\n"
+    ).encode("latin-1")
+    assert heads == [expected, expected]
+
+
+async def test_headers_h11_acts_on_still_take_effect() -> None:
+    """Connection: close, a Content-Length and a given Host are all honoured."""
+    with trio.fail_after(GUARD):
+        async with serve_h11() as server, pool_for() as pool:
+            for _ in range(2):
+                await get(pool, server.url + "/c", headers={"Connection": "close"})
+            await get(
+                pool, server.url + "/l", "PUT", headers={"Content-Length": "3"}, content=b"abc"
+            )
+            await get(pool, server.url + "/h", headers={"host": "example.test"})
+    first, second, put, host = server.requests
+    assert first.connection_id != second.connection_id  # not reused after close
+    assert (put.method, put.body, put.headers["content-length"]) == ("PUT", b"abc", "3")
+    assert host.headers["host"] == "example.test"
+
+
 # -- bad input: every failure is ours, names the URL, and leaves the pool healthy ------
 
 
