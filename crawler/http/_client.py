@@ -313,72 +313,42 @@ class Client:
         return response
 
     async def request(
-        self,
-        method: str,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        content: bytes | str | None = None,
-        data: Any = None,
-        json: Any = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
+        self, method: str, url: URL | str, **options: Unpack[BodyRequestOptions]
     ) -> Response:
-        request = self.build_request(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            json=json,
-            timeout=timeout,
-            extensions=extensions,
-        )
-        return await self.send(request, auth=auth, follow_redirects=follow_redirects)
+        """Build and send one request; the body is read before it returns."""
+        request, auth, follow = self._build(method, url, options)
+        return await self.send(request, auth=auth, follow_redirects=follow)
 
     @asynccontextmanager
     async def stream(
-        self,
-        method: str,
-        url: URL | str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        content: bytes | str | None = None,
-        data: Any = None,
-        json: Any = None,
-        auth: AuthTypes | _Unset | None = USE_CLIENT_DEFAULT,
-        follow_redirects: bool | _Unset = USE_CLIENT_DEFAULT,
-        timeout: TimeoutArg | _Unset = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
-        extensions: dict[str, Any] | None = None,
+        self, method: str, url: URL | str, **options: Unpack[BodyRequestOptions]
     ) -> AsyncIterator[Response]:
         """Yield the response with its body unread; it is closed (connection released) on exit."""
-        request = self.build_request(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            json=json,
-            timeout=timeout,
-            extensions=extensions,
-        )
-        response = await self.send(
-            request, stream=True, auth=auth, follow_redirects=follow_redirects
-        )
+        request, auth, follow = self._build(method, url, options)
+        response = await self.send(request, stream=True, auth=auth, follow_redirects=follow)
         try:
             yield response
         finally:
             await response.aclose()
+
+    def _build(
+        self, method: str, url: URL | str, options: BodyRequestOptions
+    ) -> tuple[Request, AuthTypes | _Unset | None, bool | _Unset]:
+        """The request, and the two options that belong to sending rather than building."""
+        request = self.build_request(
+            method,
+            url,
+            params=options.get("params"),
+            headers=options.get("headers"),
+            cookies=options.get("cookies"),
+            content=options.get("content"),
+            data=options.get("data"),
+            json=options.get("json"),
+            timeout=options.get("timeout", USE_CLIENT_DEFAULT),
+            extensions=options.get("extensions"),
+        )
+        auth = options.get("auth", USE_CLIENT_DEFAULT)
+        return request, auth, options.get("follow_redirects", USE_CLIENT_DEFAULT)
 
     async def get(self, url: URL | str, **options: Unpack[RequestOptions]) -> Response:
         return await self.request("GET", url, **options)

@@ -9,8 +9,7 @@ serve a normal request with no connection left checked out.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -31,18 +30,8 @@ from crawler.http import (
 )
 from crawler.http._http11 import EAGER_BODY_MAX
 from crawler.http._pool import ConnectionPool
+from tests.http.pools import GUARD, pool_for
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
-
-GUARD = 10  # seconds: a hang guard, never a synchronisation
-
-
-@asynccontextmanager
-async def pool_for(**kwargs: object) -> AsyncIterator[ConnectionPool]:
-    pool = ConnectionPool(**kwargs)  # type: ignore[arg-type]
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 async def get(

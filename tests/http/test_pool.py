@@ -9,8 +9,6 @@ and ``wait_all_tasks_blocked``.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -28,18 +26,8 @@ from crawler.http import (
 )
 from crawler.http._http11 import EAGER_BODY_MAX
 from crawler.http._pool import ConnectionPool
+from tests.http.pools import GUARD, pool_for
 from tests.servers import H11Server, Reply, Seen, serve_h11, serve_tcp
-
-GUARD = 10  # seconds: a hang guard, never a synchronisation
-
-
-@asynccontextmanager
-async def pool_for(**kwargs: object) -> AsyncIterator[ConnectionPool]:
-    pool = ConnectionPool(**kwargs)  # type: ignore[arg-type]
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 async def fetch(pool: ConnectionPool, url: str, **kwargs: object) -> bytes:
