@@ -116,27 +116,25 @@ class FingerprintSet:
             self._has_zero = True
             self._count += new
             return new
-        table = self._table
-        mask = self._mask
-        i = int.from_bytes(fingerprint, "little") & mask
-        while True:
-            off = i << 4
-            slot = table[off : off + 16]
-            if slot == fingerprint:
-                return False
-            if slot == _EMPTY:
-                table[off : off + 16] = fingerprint
-                self._count += 1
-                if self._count > self._limit:
-                    self._grow()
-                return True
-            i = (i + 1) & mask
+        off, found = self._slot_of(fingerprint)
+        if found:
+            return False
+        self._table[off : off + 16] = fingerprint
+        self._count += 1
+        if self._count > self._limit:
+            self._grow()
+        return True
 
     def __contains__(self, fingerprint: object) -> bool:
         if not isinstance(fingerprint, bytes) or len(fingerprint) != FINGERPRINT_SIZE:
             return False
         if fingerprint == _EMPTY:
             return self._has_zero
+        return self._slot_of(fingerprint)[1]
+
+    def _slot_of(self, fingerprint: bytes) -> tuple[int, bool]:
+        """The byte offset of ``fingerprint``'s slot (linear probing), and whether it is
+        already there; when it is not, the offset is the empty slot it would take."""
         table = self._table
         mask = self._mask
         i = int.from_bytes(fingerprint, "little") & mask
@@ -144,9 +142,9 @@ class FingerprintSet:
             off = i << 4
             slot = table[off : off + 16]
             if slot == fingerprint:
-                return True
+                return off, True
             if slot == _EMPTY:
-                return False
+                return off, False
             i = (i + 1) & mask
 
     def _grow(self) -> None:

@@ -320,19 +320,24 @@ class ConnectionPool:
             self._serve_blocked()
         return None
 
+    def _try_reserve(self, origin: _Origin) -> bool:
+        """Take a connection slot for ``origin`` at once, if nobody is queued for its host
+        and both caps allow (closing an idle connection elsewhere to make room)."""
+        host = origin.host
+        if host.waiters:
+            return False
+        if host.count >= host.cap:
+            self._make_room_in_host(host)
+        if host.count < host.cap and self._make_global_room():
+            self._reserve(origin)
+            return True
+        return False
+
     async def _acquire_slow(
         self, origin: _Origin, request: Request, timeouts: Timeout, *, fresh: bool
     ) -> HTTP11Connection:
         """Get a slot for ``origin`` (waiting if need be) and open a connection in it."""
-        host = origin.host
-        reserved = False
-        if not host.waiters:
-            if host.count >= host.cap:
-                self._make_room_in_host(host)
-            if host.count < host.cap and self._make_global_room():
-                self._reserve(origin)
-                reserved = True
-        if not reserved:
+        if not self._try_reserve(origin):
             conn = await self._wait(origin, request, timeouts, fresh)
             if conn is not None:
                 return conn
@@ -652,16 +657,8 @@ class ConnectionPool:
     ) -> HTTP2Connection | HTTP11Connection | None:
         """Open the origin's connection (``state.connecting`` is set by the caller)."""
         origin = state.origin
-        host = origin.host
         try:
-            reserved = False
-            if not host.waiters:
-                if host.count >= host.cap:
-                    self._make_room_in_host(host)
-                if host.count < host.cap and self._make_global_room():
-                    self._reserve(origin)
-                    reserved = True
-            if not reserved:
+            if not self._try_reserve(origin):
                 await self._wait(origin, request, timeouts, fresh=True)
             try:
                 stream = await self._open_stream(origin, request, timeouts)
