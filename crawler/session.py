@@ -15,7 +15,7 @@ number that tells a response sent before the last login from one sent after.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
@@ -24,11 +24,10 @@ from ._redact import redact_url
 from .http import Client, Cookies, Headers
 from .http import Response as HTTPResponse
 from .http._auth import AuthTypes
-from .http._client import USE_CLIENT_DEFAULT, CookieArg, TimeoutArg, _UseClientDefault
+from .http._client import BodyRequestOptions, CookieArg, RequestOptions, TimeoutArg
 from .http._config import DEFAULT_TIMEOUT
 from .http._headers import HeaderTypes
 from .http._transports import Transport
-from .http._urls import QueryParams
 from .request import Request
 from .response import Response
 
@@ -185,75 +184,29 @@ class Session:
     # -- sending ---------------------------------------------------------------
 
     async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        cookies: CookieArg | None = None,
-        content: bytes | str | None = None,
-        data: Any = None,
-        json: Any = None,
-        follow_redirects: bool = True,
-        timeout: TimeoutArg | _UseClientDefault = USE_CLIENT_DEFAULT,  # noqa: ASYNC109 (httpx API)
+        self, method: str, url: str, **options: Unpack[BodyRequestOptions]
     ) -> Response:
         """Send one request as this session and return the final response, body read.
 
-        During a login, only the login itself gets through: other callers
-        wait for it to end, so nothing is sent with half-set cookies.
+        Redirects are followed unless ``follow_redirects=False``. During a login,
+        only the login itself gets through: other callers wait for it to end, so
+        nothing is sent with half-set cookies.
         """
         done = self._login_done
         if done is not None and not self._inside_login():
             await done.wait()
-        response = await self.client.request(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            json=json,
-            follow_redirects=follow_redirects,
-            timeout=timeout,
-        )
+        options.setdefault("follow_redirects", True)
+        response = await self.client.request(method, url, **options)
         if self._on_exchange is not None:
             self._on_exchange(response)
         crawl_request = Request(str(response.url), method=method, session=self.name)
         return Response.from_http(response, crawl_request)
 
-    async def get(
-        self,
-        url: str,
-        *,
-        params: QueryParams | None = None,
-        headers: HeaderTypes | None = None,
-        follow_redirects: bool = True,
-    ) -> Response:
-        return await self.request(
-            "GET", url, params=params, headers=headers, follow_redirects=follow_redirects
-        )
+    async def get(self, url: str, **options: Unpack[RequestOptions]) -> Response:
+        return await self.request("GET", url, **options)
 
-    async def post(
-        self,
-        url: str,
-        *,
-        headers: HeaderTypes | None = None,
-        content: bytes | str | None = None,
-        data: Any = None,
-        json: Any = None,
-        follow_redirects: bool = True,
-    ) -> Response:
-        return await self.request(
-            "POST",
-            url,
-            headers=headers,
-            content=content,
-            data=data,
-            json=json,
-            follow_redirects=follow_redirects,
-        )
+    async def post(self, url: str, **options: Unpack[BodyRequestOptions]) -> Response:
+        return await self.request("POST", url, **options)
 
     async def submit_form(
         self,
