@@ -8,7 +8,7 @@ from typing import TypeAlias, Union, overload
 
 from ._exceptions import LocalProtocolError
 
-__all__ = ["HeaderTypes", "Headers", "check_header"]
+__all__ = ["HeaderTypes", "Headers", "check_header", "is_token"]
 
 HeaderTypes: TypeAlias = Union[
     "Headers",
@@ -18,16 +18,31 @@ HeaderTypes: TypeAlias = Union[
     Sequence[tuple[bytes, bytes]],
 ]
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# fullmatch, never match with "$": "$" also matches before a final "\n", which
+# would let a name ending in a line break through.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
+_is_token = _TOKEN.fullmatch
+_bad_value = _BAD_VALUE.search
+
+
+def is_token(text: str) -> bool:
+    """Whether ``text`` may be a header name or a method (RFC 9110 token)."""
+    return _is_token(text) is not None
 
 
 def check_header(name: str, value: str) -> None:
-    """Refuse a header that would split or smuggle a message, before it is sent."""
-    if not _TOKEN.match(name):
+    """Refuse a header that would split or smuggle a message, before it is sent.
+
+    Called both when a request is built and by each connection as it encodes
+    the head, since auth, cookies and callers change headers in between. A
+    credential's value is never repeated in the message: errors end up in logs.
+    """
+    if _is_token(name) is None:
         raise LocalProtocolError(f"Invalid header name {name!r}")
-    if _BAD_VALUE.search(value):
-        raise LocalProtocolError(f"Invalid character in the value of header {name!r}: {value!r}")
+    if _bad_value(value) is not None:
+        shown = "" if name.lower() in _SECRET_HEADERS else f": {value!r}"
+        raise LocalProtocolError(f"Invalid character in the value of header {name!r}{shown}")
 
 
 def _text(value: str | bytes) -> str:
@@ -186,6 +201,12 @@ class Headers(MutableMapping[str, str]):
         return Headers(self)
 
     def validate(self) -> None:
+        """Raise LocalProtocolError for the first header that could split a message.
+
+        Cheap enough for every request (one set lookup per header once seen):
+        a Request checks itself when built, and an HTTP/2 connection checks
+        again as it encodes, after auth and cookies have had their turn.
+        """
         checked = _CHECKED
         for item in self._items:
             if item not in checked:

@@ -38,7 +38,7 @@ from ._exceptions import (
     WriteError,
     WriteTimeout,
 )
-from ._headers import Headers
+from ._headers import Headers, check_header
 from ._models import Request, Response
 from ._network import IOWatchdog, describe_error, stream_io
 
@@ -87,6 +87,32 @@ def _small_body(triples: list[tuple[bytes, bytes, bytes]]) -> bool:
             except ValueError:
                 return False
     return False
+
+
+def _encoded_item(item: tuple[str, str]) -> tuple[bytes, bytes, bytes] | None:
+    """Check one header and encode it as h11's triple, or None if h11 must see it.
+
+    Only a checked header enters ``_ENCODED``, so a cache hit needs no check.
+    Credentials are never cached (a process-wide table of secrets), so they
+    are checked on every request: two precompiled regex calls.
+    """
+    name, value = item
+    check_header(name, value)
+    try:
+        bname = name.encode("ascii")  # a token is ASCII
+        triple = (bname, bname.lower(), value.encode("latin-1"))
+    except UnicodeEncodeError:
+        raise LocalProtocolError(
+            f"Invalid character in the value of header {name!r} (not Latin-1)"
+        ) from None
+    lname = triple[1]
+    if lname in _H11_HEADERS:
+        return None
+    if lname not in _UNCACHED:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[item] = triple
+    return triple
 
 
 class HTTP11Connection:
@@ -314,11 +340,14 @@ class HTTP11Connection:
     def _encode_request(self, request: Request) -> bytes:
         """Serialise the request head and body.
 
-        Request already refused bad methods, header names and CR/LF/NUL in
-        values, and URL refused control characters, so h11 is handed the event
-        as pre-validated (``_parsed=True``): it still frames the message and
-        tracks the state (HEAD, Connection: close), without running its regexes
-        over every header a second time.
+        This is the last step before the socket, so it is where a header that
+        could split the message is refused, whatever put it there (auth, a
+        cookie, a caller changing ``request.headers`` after building it).
+        Header pairs are checked once per distinct pair (``_encoded_item``,
+        ``Headers.validate``), so h11 is handed the event as pre-validated
+        (``_parsed=True``): it still checks the method and target, frames the
+        message and tracks the state (HEAD, Connection: close), without
+        running its regexes over every header.
         """
         headers = request.headers
         url = request.url
@@ -327,6 +356,7 @@ class HTTP11Connection:
             target = (f"{url.path}?{url.query}" if url.query else url.path).encode("ascii")
             event = self._fast_event(method, target, headers)
             if event is None:
+                headers.validate()
                 raw = headers.raw
                 if "host" not in headers:
                     raw.insert(0, self._host_header)
@@ -336,7 +366,7 @@ class HTTP11Connection:
                     headers=raw,
                     _parsed=True,
                 )
-        except (UnicodeEncodeError, h11.LocalProtocolError) as exc:
+        except (UnicodeEncodeError, h11.LocalProtocolError, LocalProtocolError) as exc:
             raise LocalProtocolError(
                 f"Cannot send request to {url}: {exc}", request=request
             ) from None
@@ -354,8 +384,8 @@ class HTTP11Connection:
         re-checking what is already known here. When the method is a known
         one, the target is plain visible ASCII, and no header needs h11's
         own handling (Host, Content-Length, Transfer-Encoding), the event is
-        assembled directly, from header triples encoded once per distinct
-        header. Anything else takes h11's path, errors and all.
+        assembled directly, from header triples checked and encoded once per
+        distinct header. Anything else takes h11's path, errors and all.
         """
         bmethod = _METHODS.get(method)
         if bmethod is None or not _TARGET.fullmatch(target):
@@ -365,15 +395,9 @@ class HTTP11Connection:
         for item in headers._items:  # read-only; Headers is this package's own
             triple = cache.get(item)
             if triple is None:
-                name = item[0].encode("latin-1")
-                lname = name.lower()
-                if lname in _H11_HEADERS:
+                triple = _encoded_item(item)
+                if triple is None:
                     return None
-                triple = (name, lname, item[1].encode("latin-1"))
-                if lname not in _UNCACHED:  # credentials stay out of a process-wide cache
-                    if len(cache) >= _ENCODED_MAX:
-                        cache.clear()
-                    cache[item] = triple
             items.append(triple)
         event = _new_event(_H11Request)
         _set_attr(event, "method", bmethod)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -63,7 +64,7 @@ from ._exceptions import (
     RemoteProtocolError,
     WriteTimeout,
 )
-from ._headers import Headers
+from ._headers import Headers, is_token
 from ._models import Request, Response
 from ._network import describe_error, stream_io
 
@@ -81,6 +82,10 @@ _MAX_STREAM_ID = 2**31 - 1
 _DROPPED = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
+
+# What may go into :path: visible ASCII, as for an HTTP/1.1 request target.
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 
 _NotIndexed = hpack.NeverIndexedHeaderTuple
 _DataReceived = h2.events.DataReceived
@@ -195,8 +200,9 @@ class HTTP2Connection:
         self.on_release = on_release
         self.on_change = on_change
         self.on_closed = on_closed
-        # Request already refused bad names and CR/LF/NUL in values, and names
-        # are lower-cased here: h2's second pass over outgoing headers is skipped.
+        # _request_headers refuses bad names and CR/LF/NUL in values (with an
+        # error naming the header, which h2's own check would not give) and
+        # lower-cases names: h2's second pass over outgoing headers is skipped.
         # Incoming header fields are taken as they come (a crawler is lenient,
         # as browsers are, and h11 keeps only what splits messages): h2's checks
         # of them were a tenth of a request's CPU time.
@@ -372,7 +378,7 @@ class HTTP2Connection:
                 f"for {request.url}",
                 request=request,
             ) from None
-        except (h2.exceptions.ProtocolError, UnicodeEncodeError) as exc:
+        except (h2.exceptions.ProtocolError, UnicodeEncodeError, LocalProtocolError) as exc:
             raise LocalProtocolError(
                 f"Cannot send request to {request.url}: {exc}", request=request
             ) from None
@@ -385,10 +391,30 @@ class HTTP2Connection:
             scope.deadline = trio.current_time() + self.ping_interval
 
     def _request_headers(self, request: Request) -> list[tuple[bytes, bytes]]:
+        """The header block, checked here because nothing after this looks at it.
+
+        h2 is configured not to validate outgoing headers (for speed), and the
+        request may have changed since it was built (auth, cookies, callers),
+        so every field that could break the block or a proxy's HTTP/1.1
+        rendering of it is refused here: names that are not tokens (which
+        also keeps out pseudo-headers), CR/LF/NUL in values, a method that is
+        not a token, a path that is not visible ASCII.
+        """
         url = request.url
+        headers = request.headers
+        headers.validate()  # one set lookup per header already seen
+        method = request.method
+        bmethod = _METHODS.get(method)
+        if bmethod is None:
+            if not is_token(method):
+                raise LocalProtocolError(f"Invalid HTTP method {method!r}")
+            bmethod = method.encode("ascii")
+        path = f"{url.path}?{url.query}" if url.query else (url.path or "/")
+        if _TARGET.fullmatch(path) is None:
+            raise LocalProtocolError(f"Invalid character in the request target {path!r}")
         authority = self._authority
         regular: list[tuple[bytes, bytes]] = []
-        for name, value in request.headers.raw:
+        for name, value in headers.raw:
             lname = name.lower()
             if lname in _DROPPED:
                 if lname == b"host":
@@ -397,9 +423,8 @@ class HTTP2Connection:
             if lname == b"te" and value.lower() != b"trailers":
                 continue
             regular.append((lname, value))
-        path = f"{url.path}?{url.query}" if url.query else (url.path or "/")
         return [
-            (b":method", request.method.encode("ascii")),
+            (b":method", bmethod),
             (b":authority", authority),
             (b":scheme", self._scheme),
             # A path rarely repeats: indexing it would only push the headers
