@@ -45,6 +45,9 @@ from ._network import IOWatchdog, describe_error, stream_io
 __all__ = ["HTTP11Connection"]
 
 READ_SIZE = 65536
+#: Informational (1xx) responses accepted before the final one; a server that
+#: sends more is refused rather than followed round an endless loop.
+MAX_INFORMATIONAL = 100
 #: Largest response head accepted; a longer one is a RemoteProtocolError.
 MAX_HEADER_SIZE = 64 * 1024
 _VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
@@ -256,6 +259,7 @@ class HTTP11Connection:
             self.deadline = _INF if read_t is None else _current_time() + read_t
             eager = False
             buffered = 0
+            informational = 0
             head: Any = None
             receive = self._receive  # waits first: the answer cannot be here yet
             # h11's buffer is empty here (a connection with bytes left over is
@@ -296,7 +300,15 @@ class HTTP11Connection:
                     # list of pairs built just to be decoded and dropped.
                     triples = head.headers._full_items
                     eager = _small_body(triples)
-                elif kind is not _InformationalResponse:
+                elif kind is _InformationalResponse:
+                    informational += 1
+                    if informational > MAX_INFORMATIONAL:
+                        raise RemoteProtocolError(
+                            f"{request.url} sent more than {MAX_INFORMATIONAL} informational "
+                            "(1xx) responses before the final one",
+                            request=request,
+                        )
+                else:
                     raise RemoteProtocolError(
                         f"Server disconnected without sending a response to {request.url}",
                         request=request,

@@ -65,6 +65,7 @@ from ._exceptions import (
     WriteTimeout,
 )
 from ._headers import Headers, is_token
+from ._http11 import MAX_INFORMATIONAL
 from ._models import Request, Response
 from ._network import describe_error, stream_io
 
@@ -90,6 +91,7 @@ _METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPT
 _NotIndexed = hpack.NeverIndexedHeaderTuple
 _DataReceived = h2.events.DataReceived
 _ResponseReceived = h2.events.ResponseReceived
+_InformationalResponseReceived = h2.events.InformationalResponseReceived
 _StreamEnded = h2.events.StreamEnded
 _StreamReset = h2.events.StreamReset
 _WindowUpdated = h2.events.WindowUpdated
@@ -137,6 +139,7 @@ class _Stream:
         "error",
         "headers",
         "id",
+        "informational",
         "released",
         "request",
         "sending",
@@ -153,6 +156,7 @@ class _Stream:
         self.wakeup: trio.Event | None = None
         self.released = False
         self.sending = False
+        self.informational = 0  # 1xx responses received so far
 
     def wake(self) -> None:
         wakeup = self.wakeup
@@ -617,6 +621,26 @@ class HTTP2Connection:
             self.on_change(self)
         elif kind is _ConnectionTerminated:
             self._goaway(event.last_stream_id, event.error_code)
+        elif kind is _InformationalResponseReceived:
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream.informational += 1
+                if stream.informational > MAX_INFORMATIONAL:
+                    self._refuse(
+                        stream,
+                        f"{self.label} sent more than {MAX_INFORMATIONAL} informational "
+                        f"(1xx) responses for {stream.request.url} before the final one",
+                    )
+
+    def _refuse(self, stream: _Stream, why: str) -> None:
+        """Give up on a stream the server is abusing: reset it, fail its request."""
+        del self._streams[stream.id]
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
+        self._write_wakeup.set()
+        stream.error = RemoteProtocolError(why, request=stream.request)
+        stream.wake()
+        self._release(stream)
 
     def _reset_by_server(self, stream: _Stream, code: Any) -> None:
         request = stream.request

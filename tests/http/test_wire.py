@@ -4,7 +4,8 @@ Headers are checked when a ``Request`` is built, but auth, cookies and callers
 change requests after that; so the connection checks again as it encodes the
 head, for HTTP/1.1 and HTTP/2 alike. Each test here proves, on the server's
 side of a real loopback connection, that an injected line never arrived, and
-that the error names the offending header.
+that the error names the offending header. Also here: the cap on what a
+server may send before the final response.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from crawler.http import (
     BearerAuth,
     Client,
     LocalProtocolError,
+    RemoteProtocolError,
     Request,
 )
-from tests.http.pools import GUARD
+from crawler.http._http11 import MAX_INFORMATIONAL
+from tests.http.pools import GUARD, pool_for
 from tests.servers import serve_tcp
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -302,3 +305,61 @@ async def test_http2_pseudo_header_values_are_checked(attribute: str, value: str
             assert (await client.get(url + "/after")).content == b"ok"
     assert server.requests == 1
     assert _clean(server.fields)
+
+
+# -- what a server may send before the final response ----------------------------
+
+
+def _early_hints(count: int) -> Callable[[trio.SocketStream], object]:
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                data += chunk
+            hint = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+            try:
+                await stream.send_all(hint * count + OK)
+                await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    return handler
+
+
+async def test_http11_informational_flood_is_refused() -> None:
+    with trio.fail_after(GUARD):
+        async with serve_tcp(_early_hints(30_000)) as port, pool_for() as pool:
+            with pytest.raises(RemoteProtocolError, match=f"more than {MAX_INFORMATIONAL}"):
+                await pool.handle_request(Request("GET", f"http://127.0.0.1:{port}/"))
+            assert pool.num_active == 0 and pool.num_idle == 0  # closed, not kept
+
+
+async def test_http11_informational_responses_up_to_the_cap_are_skipped() -> None:
+    with trio.fail_after(GUARD):
+        async with serve_tcp(_early_hints(MAX_INFORMATIONAL)) as port, pool_for() as pool:
+            response = await pool.handle_request(Request("GET", f"http://127.0.0.1:{port}/"))
+            assert response.status_code == 200
+            assert await response.aread() == b"ok"
+
+
+async def test_http2_informational_flood_is_refused() -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            h2_recorder(informational=1_000) as (url, _),
+            Client(http2_prior_knowledge=True) as client,
+        ):
+            with pytest.raises(RemoteProtocolError, match=f"more than {MAX_INFORMATIONAL}"):
+                await client.get(url + "/flood")
+
+
+async def test_http2_informational_responses_up_to_the_cap_are_skipped() -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            h2_recorder(informational=MAX_INFORMATIONAL) as (url, _),
+            Client(http2_prior_knowledge=True) as client,
+        ):
+            response = await client.get(url + "/hints")
+            assert (response.status_code, response.content) == (200, b"ok")
