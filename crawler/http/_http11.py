@@ -82,14 +82,29 @@ _set_attr = object.__setattr__
 EAGER_BODY_MAX = 256 * 1024
 
 
-def _small_body(triples: list[tuple[bytes, bytes, bytes]]) -> bool:
+def _body_plan(triples: list[tuple[bytes, bytes, bytes]]) -> tuple[bool, bool]:
+    """(read the body with the head, close the connection after this response).
+
+    Both Content-Length and Transfer-Encoding: h11 rightly goes by the chunked
+    framing, but whoever sent it disagrees with itself about where the message
+    ends (the shape of a smuggling attempt), so the connection carries nothing
+    more. A chunked body is of unknown length, hence never read eagerly.
+    """
+    length = None
+    chunked = False
     for _, name, value in triples:
         if name == b"content-length":
-            try:
-                return int(value) <= EAGER_BODY_MAX
-            except ValueError:
-                return False
-    return False
+            length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    if chunked:
+        return False, length is not None
+    if length is None:
+        return False, False
+    try:
+        return int(length) <= EAGER_BODY_MAX, False
+    except ValueError:
+        return False, False
 
 
 def _encoded_item(item: tuple[str, str]) -> tuple[bytes, bytes, bytes] | None:
@@ -129,6 +144,7 @@ class HTTP11Connection:
     __slots__ = (
         "_close",
         "_eof",
+        "_framing_conflict",
         "_h11",
         "_host_header",
         "_host_item",
@@ -179,6 +195,9 @@ class HTTP11Connection:
         self.idle_since = 0.0
         self.is_closed = False
         self._eof = False  # the server closed its side (a body delimited by close)
+        # A response carried both Content-Length and Transfer-Encoding: never
+        # reused, since a proxy on the way may have framed it the other way.
+        self._framing_conflict = False
         self.requests_served = 0
         self.response_started = False
 
@@ -299,7 +318,9 @@ class HTTP11Connection:
                     # h11's own (name, lower-cased name, value) triples: no
                     # list of pairs built just to be decoded and dropped.
                     triples = head.headers._full_items
-                    eager = _small_body(triples)
+                    eager, conflict = _body_plan(triples)
+                    if conflict:
+                        self._framing_conflict = True
                 elif kind is _InformationalResponse:
                     informational += 1
                     if informational > MAX_INFORMATIONAL:
@@ -425,6 +446,7 @@ class HTTP11Connection:
             conn.our_state is _DONE
             and conn.their_state is _DONE
             and not self._eof
+            and not self._framing_conflict
             and not conn.trailing_data[0]  # bytes after the response: garbage
         ):
             conn.start_next_cycle()

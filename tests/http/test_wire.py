@@ -4,8 +4,8 @@ Headers are checked when a ``Request`` is built, but auth, cookies and callers
 change requests after that; so the connection checks again as it encodes the
 head, for HTTP/1.1 and HTTP/2 alike. Each test here proves, on the server's
 side of a real loopback connection, that an injected line never arrived, and
-that the error names the offending header. Also here: the cap on what a
-server may send before the final response.
+that the error names the offending header. Also here: the caps on what a
+server may send before the final response, and request-smuggling hygiene.
 """
 
 from __future__ import annotations
@@ -363,3 +363,53 @@ async def test_http2_informational_responses_up_to_the_cap_are_skipped() -> None
         ):
             response = await client.get(url + "/hints")
             assert (response.status_code, response.content) == (200, b"ok")
+
+
+# -- request-smuggling hygiene ----------------------------------------------------
+
+
+@dataclass
+class Framing:
+    """Answers each request on a connection with ``reply``; counts connections."""
+
+    reply: bytes
+    connections: int = 0
+    requests: list[int] = field(default_factory=list)
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        number = self.connections
+        pending = b""
+        try:
+            async with stream:
+                for _ in range(1_000):
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    pending += chunk
+                    while b"\r\n\r\n" in pending:
+                        _, pending = pending.split(b"\r\n\r\n", 1)
+                        self.requests.append(number)
+                        await stream.send_all(self.reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+BOTH = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n"
+)
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(("reply", "connections"), [(BOTH, [1, 2]), (CHUNKED, [1, 1])])
+async def test_content_length_with_chunked_closes_the_connection(
+    reply: bytes, connections: list[int]
+) -> None:
+    server = Framing(reply)
+    with trio.fail_after(GUARD):
+        async with serve_tcp(server.handle) as port, pool_for() as pool:
+            for _ in range(2):
+                response = await pool.handle_request(Request("GET", f"http://127.0.0.1:{port}/"))
+                assert await response.aread() == b"hello"
+    assert server.requests == connections
