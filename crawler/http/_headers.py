@@ -146,7 +146,20 @@ class Headers(MutableMapping[str, str]):
 
     @property
     def raw(self) -> list[tuple[bytes, bytes]]:
-        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._items]
+        """The pairs as bytes, for the wire; LocalProtocolError names a header that
+        is not Latin-1 (the only text HTTP/1.1 and HPACK strings carry)."""
+        try:
+            return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._items]
+        except UnicodeEncodeError:
+            for k, v in self._items:
+                if not (k + v).isascii():
+                    try:
+                        k.encode("latin-1"), v.encode("latin-1")
+                    except UnicodeEncodeError:
+                        raise LocalProtocolError(
+                            f"Header {k!r} cannot be sent: its name or value is not Latin-1"
+                        ) from None
+            raise
 
     # -- writing ---------------------------------------------------------------
 

@@ -121,7 +121,7 @@ def _encoded_item(item: tuple[str, str]) -> tuple[bytes, bytes, bytes] | None:
         triple = (bname, bname.lower(), value.encode("latin-1"))
     except UnicodeEncodeError:
         raise LocalProtocolError(
-            f"Invalid character in the value of header {name!r} (not Latin-1)"
+            f"Header {name!r} cannot be sent: its name or value is not Latin-1"
         ) from None
     lname = triple[1]
     if lname in _H11_HEADERS:

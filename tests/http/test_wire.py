@@ -138,6 +138,19 @@ async def _pseudo_header(client: Client, url: str) -> object:
     return await client.send(request)
 
 
+async def _not_latin1(client: Client, url: str) -> object:
+    # Not an injection, but a header that can never be sent: the error says which.
+    request = client.build_request("GET", url + "/a")
+    request.headers["X-Label"] = "\u2603 x-injected"
+    return await client.send(request)
+
+
+async def _not_latin1_with_body(client: Client, url: str) -> object:
+    request = client.build_request("POST", url + "/a", content=b"x")
+    request.headers["X-Label"] = "\u2603 x-injected"
+    return await client.send(request)
+
+
 ATTACKS: dict[str, tuple[Callable[[Client, str], object], str]] = {
     "bearer-auth": (_bearer, "'Authorization'"),
     "auth-callable": (_auth_callable, "'X-Signature'"),
@@ -149,6 +162,8 @@ ATTACKS: dict[str, tuple[Callable[[Client, str], object], str]] = {
     "name-with-trailing-newline": (_name_with_trailing_newline, "X-Injected"),
     "name-with-space": (_name_with_space, "'X-Injected 6'"),
     "pseudo-header-name": (_pseudo_header, "':path'"),
+    "not-latin-1": (_not_latin1, "'X-Label'"),
+    "not-latin-1-with-body": (_not_latin1_with_body, "'X-Label'"),
 }
 
 
