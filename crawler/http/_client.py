@@ -30,6 +30,7 @@ from ._cookies import Cookies
 from ._decompress import DecompressMiddleware
 from ._exceptions import UnsupportedProtocol
 from ._headers import Headers, HeaderTypes
+from ._http11 import EXPECT_CONTINUE_MIN
 from ._models import Request, Response
 from ._pool import ConnectionPool
 from ._redirects import FOLLOW_REDIRECTS, RedirectMiddleware
@@ -114,6 +115,10 @@ class Client:
     ``async with`` opens on its first request and must be closed with
     ``await client.aclose()``. Request methods read the whole body (bounded
     by ``max_response_size``); :meth:`stream` leaves it to the caller.
+
+    Request bodies of at least ``expect_continue`` bytes (1 MiB; ``None``:
+    never) go out over HTTP/1.1 only after the server's ``100 Continue`` (or
+    a second without an answer), so a refusal costs no upload.
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class Client:
         http2_prior_knowledge: bool = False,
         transport: Transport | None = None,
         max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
+        expect_continue: int | None = EXPECT_CONTINUE_MIN,
     ) -> None:
         if max_response_size is not None and max_response_size < 0:
             raise ValueError(f"max_response_size must be >= 0 or None, got {max_response_size!r}")
@@ -150,6 +156,7 @@ class Client:
                 verify=verify,
                 http2=http2,
                 http2_prior_knowledge=http2_prior_knowledge,
+                expect_continue=expect_continue,
             )
         self._bottom = transport
         self._transport: Transport = RedirectMiddleware(

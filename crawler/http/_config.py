@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 __all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "Limits", "Timeout"]
 
-_UNSET: float = -1.0
+# A unique object, compared by identity: any float, even a negative one that
+# must be refused, is something the caller said.
+_UNSET: float = cast(float, object())
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +45,20 @@ class Timeout:
 
     ``Timeout(5.0)`` sets all four; keyword arguments override single ones, so
     ``Timeout(10.0, connect=2.0)`` is a 2 s connect timeout and 10 s for the rest.
+
+    ``total`` is separate and off unless given: the four above bound each wait,
+    so a server that trickles one byte just inside the read timeout keeps a
+    request alive forever; ``total`` bounds the whole request, from asking the
+    pool for a connection until the last byte of the body has been read.
     """
 
-    __slots__ = ("connect", "pool", "read", "write")
+    __slots__ = ("connect", "pool", "read", "total", "write")
 
     connect: float | None
     read: float | None
     write: float | None
     pool: float | None
+    total: float | None
 
     def __init__(
         self,
@@ -59,7 +68,13 @@ class Timeout:
         read: float | None = _UNSET,
         write: float | None = _UNSET,
         pool: float | None = _UNSET,
+        total: float | None = _UNSET,
     ) -> None:
+        if total is _UNSET:
+            total = timeout.total if isinstance(timeout, Timeout) else None
+        if total is not None and total < 0:
+            raise ValueError(f"Timeout total must be >= 0 or None, got {total!r}")
+        self.total = total
         if isinstance(timeout, Timeout):
             base: tuple[float | None, ...] = (
                 timeout.connect,
@@ -72,27 +87,32 @@ class Timeout:
                 raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
             base = (timeout,) * 4
         given = (connect, read, write, pool)
-        values = [b if g == _UNSET else g for b, g in zip(base, given, strict=True)]
+        values = [b if g is _UNSET else g for b, g in zip(base, given, strict=True)]
         for name, value in zip(("connect", "read", "write", "pool"), values, strict=True):
             if value is not None and value < 0:
                 raise ValueError(f"Timeout {name} must be >= 0 or None, got {value!r}")
         self.connect, self.read, self.write, self.pool = values
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Timeout) and self.as_tuple() == other.as_tuple()
+        return (
+            isinstance(other, Timeout)
+            and self.as_tuple() == other.as_tuple()
+            and self.total == other.total
+        )
 
     def __hash__(self) -> int:
-        return hash(self.as_tuple())
+        return hash((*self.as_tuple(), self.total))
 
     def as_tuple(self) -> tuple[float | None, float | None, float | None, float | None]:
         return (self.connect, self.read, self.write, self.pool)
 
     def __repr__(self) -> str:
+        total = "" if self.total is None else f", total={self.total}"
         if len(set(self.as_tuple())) == 1:
-            return f"Timeout(timeout={self.connect})"
+            return f"Timeout(timeout={self.connect}{total})"
         return (
             f"Timeout(connect={self.connect}, read={self.read}, "
-            f"write={self.write}, pool={self.pool})"
+            f"write={self.write}, pool={self.pool}{total})"
         )
 
 

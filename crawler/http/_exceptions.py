@@ -37,6 +37,7 @@ __all__ = [
     "StreamError",
     "TimeoutException",
     "TooManyRedirects",
+    "TotalTimeout",
     "TransportError",
     "UnsupportedProtocol",
     "WriteError",
@@ -88,6 +89,20 @@ class WriteTimeout(TimeoutException):
 
 class PoolTimeout(TimeoutException):
     """No connection slot became free within the pool timeout."""
+
+
+class TotalTimeout(TimeoutException):
+    """The whole request (waiting, connecting, sending, reading the body) ran past
+    ``Timeout.total``: what the per-wait timeouts cannot catch, such as a server
+    that trickles a byte at a time."""
+
+
+def total_timeout(request: Request, total: float | None) -> TotalTimeout:
+    """The TotalTimeout for ``request``, worded the same wherever it is noticed."""
+    return TotalTimeout(
+        f"{request.method} {request.url} took longer than its total timeout of {total} s",
+        request=request,
+    )
 
 
 class NetworkError(TransportError):

@@ -35,8 +35,10 @@ from ._exceptions import (
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
+    TotalTimeout,
     WriteError,
     WriteTimeout,
+    total_timeout,
 )
 from ._headers import Headers, check_header
 from ._models import Request, Response
@@ -80,6 +82,14 @@ _set_attr = object.__setattr__
 #: Bodies up to this size (by Content-Length) are read with the response head;
 #: of any other body, up to this much is taken if it has already arrived.
 EAGER_BODY_MAX = 256 * 1024
+#: Request bodies of at least this many bytes are announced with
+#: ``Expect: 100-continue`` (curl's figure), so that a server that will refuse
+#: them can say so before megabytes go out for nothing.
+EXPECT_CONTINUE_MIN = 1024 * 1024
+#: How long to wait for ``100 Continue`` before sending the body anyway: many
+#: servers ignore the expectation and just wait for the body (curl: 1 s).
+EXPECT_CONTINUE_WAIT = 1.0
+_EXPECT = ("Expect", "100-continue")
 
 
 def _body_plan(triples: list[tuple[bytes, bytes, bytes]]) -> tuple[bool, bool]:
@@ -154,6 +164,7 @@ class HTTP11Connection:
         "_receive_nowait",
         "_send",
         "deadline",
+        "expect_continue_min",
         "idle_since",
         "is_closed",
         "on_release",
@@ -174,8 +185,11 @@ class HTTP11Connection:
         host_header: bytes,
         watchdog: IOWatchdog,
         max_header_size: int = MAX_HEADER_SIZE,
+        expect_continue_min: float = EXPECT_CONTINUE_MIN,
     ) -> None:
         self.origin = origin
+        #: Smallest request body sent with ``Expect: 100-continue`` (inf: never).
+        self.expect_continue_min = expect_continue_min
         self.watchdog = watchdog
         self.deadline = _INF  # trio time after which the watchdog closes us
         self.timed_out = False
@@ -250,14 +264,17 @@ class HTTP11Connection:
 
     # -- one exchange ------------------------------------------------------------
 
-    async def handle_request(self, request: Request, timeouts: Timeout) -> Response:
+    async def handle_request(
+        self, request: Request, timeouts: Timeout, end: float = _INF
+    ) -> Response:
         """Send ``request`` and read the response head.
 
         A small body with a Content-Length is read here too, and the
         connection goes back to the pool before this returns: no extra round
         through the body iterator per page, and a connection that is never
         held hostage by a caller that is slow to read. Anything larger, or of
-        unknown length, is streamed.
+        unknown length, is streamed. ``end`` is the trio time by which the
+        whole request must be over (``Timeout.total``), body included.
         """
         self.requests_served += 1
         self.response_started = False
@@ -267,23 +284,50 @@ class HTTP11Connection:
         finished = False
         write_t = timeouts.write
         read_t = timeouts.read
+        write_error: BaseException | None = None
+        receive = self._receive  # waits first: the answer cannot be here yet
+        # h11's buffer is empty here (a connection with bytes left over is
+        # never reused), so the first call would only say NEED_DATA.
+        event: Any = _NEED_DATA
         try:
-            data = self._encode_request(request)
+            expect = self._expects_continue(request) if request.content else False
+            head_data, body_data = self._encode_request(request, expect is None)
             # The watchdog closes the connection if this deadline passes while
             # we wait: no cancel scope per request (see IOWatchdog for why).
             self.watchdog.watch()
-            self.deadline = _INF if write_t is None else _current_time() + write_t
-            await self._send(data)
+            deadline = _INF if write_t is None else _current_time() + write_t
+            self.deadline = deadline if deadline < end else end
+            if expect is False:
+                data = head_data + body_data if body_data else head_data
+            else:
+                await self._send(head_data)
+                event = await self._await_continue(end)
+                receive = self._receive_now
+                if event is _NEED_DATA:
+                    data = body_data
+                    event = conn.next_event()  # the 100 may have come with more
+                else:
+                    data = b""  # a final answer came first: the body stays unsent
+                self.watchdog.watch()  # it may have gone to sleep during the wait
+                deadline = _INF if write_t is None else _current_time() + write_t
+                self.deadline = deadline if deadline < end else end
+            try:
+                if data:
+                    await self._send(data)
+            except _IO_ERRORS as exc:
+                if self.timed_out:
+                    raise
+                # The server may have answered early (413, say) and closed:
+                # its response is worth more than the failed write, if it came.
+                write_error = exc
+                self._eof = True  # never reuse: the request went out half-sent
             writing = False
-            self.deadline = _INF if read_t is None else _current_time() + read_t
+            deadline = _INF if read_t is None else _current_time() + read_t
+            self.deadline = deadline if deadline < end else end
             eager = False
             buffered = 0
             informational = 0
             head: Any = None
-            receive = self._receive  # waits first: the answer cannot be here yet
-            # h11's buffer is empty here (a connection with bytes left over is
-            # never reused), so the first call would only say NEED_DATA.
-            event: Any = _NEED_DATA
             while True:
                 kind = type(event)
                 if event is _NEED_DATA:
@@ -302,7 +346,8 @@ class HTTP11Connection:
                     if chunk:
                         self.response_started = True
                         if read_t is not None:
-                            self.deadline = _current_time() + read_t
+                            deadline = _current_time() + read_t
+                            self.deadline = deadline if deadline < end else end
                     else:
                         self._eof = True
                     conn.receive_data(chunk)
@@ -340,7 +385,12 @@ class HTTP11Connection:
             timed_out = self.timed_out
             self.close()
             self.on_release(self)
+            if write_error is not None and not isinstance(exc, trio.Cancelled):
+                # No response to be had after all: the write's error is the story.
+                raise _translate(write_error, request, "sending") from write_error
             if timed_out and not isinstance(exc, trio.Cancelled):
+                if self.deadline == end:
+                    raise total_timeout(request, timeouts.total) from None
                 if writing:
                     raise WriteTimeout(
                         f"Timed out after {write_t} s sending the request to {request.url}",
@@ -364,14 +414,58 @@ class HTTP11Connection:
         return Response(
             head.status_code,
             headers=Headers.from_triples(triples),
-            stream=HTTP11Body(None if finished else self, request, read_t, chunks),
+            stream=HTTP11Body(None if finished else self, request, timeouts, chunks, end),
             request=request,
             http_version=_VERSIONS.get(head.http_version, "HTTP/1.1"),
             reason_phrase=head.reason.decode("latin-1"),
         )
 
-    def _encode_request(self, request: Request) -> bytes:
-        """Serialise the request head and body.
+    def _expects_continue(self, request: Request) -> bool | None:
+        """How to send a request body: False at once, True (or None, adding the
+        header) after waiting for ``100 Continue``.
+
+        A caller's own Expect header is respected either way.
+        """
+        given = request.headers.get("expect")
+        if given is None:
+            return None if len(request.content) >= self.expect_continue_min else False
+        return given.strip().lower() == "100-continue"
+
+    async def _await_continue(self, end: float) -> Any:
+        """After a head sent with ``Expect: 100-continue``: ``_NEED_DATA`` to send
+        the body (``100 Continue`` came, or nothing within EXPECT_CONTINUE_WAIT),
+        or the final response's h11 event, which answers the request as it is.
+
+        A cancel scope is fine here: this is the path of large uploads only.
+        """
+        conn = self._h11
+        read = self._receive
+        self.deadline = end
+        with trio.move_on_at(min(_current_time() + EXPECT_CONTINUE_WAIT, end)):
+            while True:
+                event = conn.next_event()
+                if event is _NEED_DATA:
+                    chunk = await read(READ_SIZE)
+                    if chunk:
+                        self.response_started = True
+                    else:
+                        self._eof = True
+                    conn.receive_data(chunk)
+                    read = self._receive_now
+                elif type(event) is _InformationalResponse:
+                    if event.status_code == 100:
+                        return _NEED_DATA
+                else:
+                    # h11 was told the body was sent; it was not, so the server
+                    # may still read the next request as its body: close after.
+                    self._eof = True
+                    return event
+        return _NEED_DATA
+
+    def _encode_request(self, request: Request, expect: bool = False) -> tuple[bytes, bytes]:
+        """Serialise the request head, and the body with its framing.
+
+        ``expect`` adds ``Expect: 100-continue`` (on a copy of the headers).
 
         This is the last step before the socket, so it is where a header that
         could split the message is refused, whatever put it there (auth, a
@@ -383,6 +477,9 @@ class HTTP11Connection:
         running its regexes over every header.
         """
         headers = request.headers
+        if expect:
+            headers = headers.copy()
+            headers[_EXPECT[0]] = _EXPECT[1]
         url = request.url
         method = request.method
         try:
@@ -404,11 +501,9 @@ class HTTP11Connection:
                 f"Cannot send request to {url}: {exc}", request=request
             ) from None
         conn = self._h11
-        data = conn.send(event)
-        if request.content:
-            data += conn.send(h11.Data(data=request.content))
-        data += conn.send(_END)
-        return data
+        head = conn.send(event)
+        body = conn.send(h11.Data(data=request.content)) if request.content else b""
+        return head, body + conn.send(_END)
 
     def _fast_event(self, method: str, target: bytes, headers: Headers) -> h11.Request | None:
         """The h11 event for the common request, built without h11's checks, or None.
@@ -463,18 +558,21 @@ class HTTP11Body:
     (so it completes even inside a cancelled scope).
     """
 
-    __slots__ = ("_conn", "_pending", "_read_timeout", "_request")
+    __slots__ = ("_conn", "_end", "_pending", "_read_timeout", "_request", "_total")
 
     def __init__(
         self,
         conn: HTTP11Connection | None,
         request: Request,
-        read_timeout: float | None,
+        timeouts: Timeout,
         pending: list[bytes],
+        end: float = _INF,
     ) -> None:
         self._conn = conn
         self._request = request
-        self._read_timeout = read_timeout
+        self._read_timeout = timeouts.read
+        self._total = timeouts.total
+        self._end = end  # trio time by which the whole body must be in
         self._pending = pending  # in reverse order, so pop() is cheap
 
     def __aiter__(self) -> HTTP11Body:
@@ -500,8 +598,18 @@ class HTTP11Body:
                     raise StopAsyncIteration
                 if event is _NEED_DATA:
                     timeout = self._read_timeout
+                    end = self._end
                     conn.watchdog.watch()
-                    conn.deadline = _INF if timeout is None else _current_time() + timeout
+                    if end == _INF:
+                        conn.deadline = _INF if timeout is None else _current_time() + timeout
+                    else:
+                        now = _current_time()
+                        if now >= end:  # a body read after the total timeout
+                            conn.deadline = end
+                            conn.timed_out = True
+                            raise total_timeout(self._request, self._total)
+                        deadline = _INF if timeout is None else now + timeout
+                        conn.deadline = deadline if deadline < end else end
                     chunk = await conn._receive(READ_SIZE)
                     conn.deadline = _INF
                     if not chunk:
@@ -520,7 +628,11 @@ class HTTP11Body:
                 self._conn = None
                 conn.close()
                 conn.on_release(conn)
+            if isinstance(exc, TotalTimeout):
+                raise
             if timed_out and not isinstance(exc, trio.Cancelled):
+                if conn.deadline == self._end:
+                    raise total_timeout(self._request, self._total) from None
                 raise ReadTimeout(
                     f"Timed out after {self._read_timeout} s reading the body of "
                     f"{self._request.url}",

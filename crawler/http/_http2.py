@@ -63,6 +63,7 @@ from ._exceptions import (
     ReadTimeout,
     RemoteProtocolError,
     WriteTimeout,
+    total_timeout,
 )
 from ._headers import Headers, is_token
 from ._http11 import MAX_INFORMATIONAL
@@ -135,6 +136,7 @@ class _Stream:
 
     __slots__ = (
         "chunks",
+        "end",
         "ended",
         "error",
         "headers",
@@ -143,6 +145,7 @@ class _Stream:
         "released",
         "request",
         "sending",
+        "total",
         "wakeup",
     )
 
@@ -157,6 +160,8 @@ class _Stream:
         self.released = False
         self.sending = False
         self.informational = 0  # 1xx responses received so far
+        self.end = _INF  # trio time by which the whole exchange must be over
+        self.total: float | None = None  # the Timeout.total behind ``end``
 
     def wake(self) -> None:
         wakeup = self.wakeup
@@ -311,7 +316,9 @@ class HTTP2Connection:
 
     # -- one exchange --------------------------------------------------------------
 
-    async def handle_request(self, request: Request, timeouts: Timeout) -> Response:
+    async def handle_request(
+        self, request: Request, timeouts: Timeout, end: float = _INF
+    ) -> Response:
         """Open a stream, send ``request`` on it and wait for the response head.
 
         The body stays in the stream's buffer for ``HTTP2Body``; the stream's
@@ -319,6 +326,8 @@ class HTTP2Connection:
         has been read yet.
         """
         stream = _Stream(request)
+        stream.end = end
+        stream.total = timeouts.total
         try:
             self._open(stream)
             if request.content:
@@ -471,12 +480,23 @@ class HTTP2Connection:
         stream.sending = False
 
     async def _wait(self, stream: _Stream, seconds: float | None) -> bool:
-        """Wait for news on ``stream``; False if ``seconds`` passed first."""
+        """Wait for news on ``stream``; False if ``seconds`` passed first.
+
+        Raises TotalTimeout if the stream's total deadline passed first.
+        """
         wakeup = stream.wakeup = trio.Event()
-        with trio.move_on_after(_INF if seconds is None else seconds):
+        limit = _INF if seconds is None else trio.current_time() + seconds
+        end = stream.end
+        if end < limit:
+            limit = end
+        with trio.move_on_at(limit):
             await wakeup.wait()
         stream.wakeup = None
-        return wakeup.is_set()
+        if wakeup.is_set():
+            return True
+        if limit == end:
+            raise total_timeout(stream.request, stream.total)
+        return False
 
     def _ack(self, stream: _Stream, size: int) -> None:
         """The consumer took ``size`` flow-controlled bytes: let the server send more."""

@@ -42,15 +42,17 @@ from ._exceptions import (
     RemoteProtocolError,
     UnsupportedProtocol,
     WriteError,
+    total_timeout,
 )
 from ._http2 import ConnectionLost, HTTP2Connection, StreamUnprocessed
-from ._http11 import HTTP11Connection
+from ._http11 import EXPECT_CONTINUE_MIN, HTTP11Connection
 from ._models import Request, Response
 from ._network import IOWatchdog, open_stream
 from ._tls import VerifyTypes, create_ssl_context
 
 __all__ = ["ConnectionPool"]
 
+_INF = float("inf")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _TRUST_IDLE_FOR = 1.0  # seconds; see ConnectionPool._take_idle
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -143,6 +145,10 @@ class ConnectionPool:
     ``limits.max_connections`` caps the whole pool; ``max_connections_per_host``
     (or a per-host override from ``host_limits`` / ``set_host_limit``) caps
     each host name: the politeness guarantee no code path can bypass.
+
+    HTTP/1.1 request bodies of at least ``expect_continue`` bytes (``None``:
+    never) are announced with ``Expect: 100-continue``, so that a server that
+    refuses them (413, 417, 401...) can say so before they are sent.
     """
 
     def __init__(
@@ -155,7 +161,11 @@ class ConnectionPool:
         http2_prior_knowledge: bool = False,
         host_limits: Mapping[str, int] | None = None,
         clock: Callable[[], float] | None = None,
+        expect_continue: int | None = EXPECT_CONTINUE_MIN,
     ) -> None:
+        if expect_continue is not None and expect_continue < 0:
+            raise ValueError(f"expect_continue must be >= 0 or None, got {expect_continue!r}")
+        self._expect_min: float = _INF if expect_continue is None else expect_continue
         self._http2 = http2
         self._h2_prior_knowledge = http2_prior_knowledge
         self._h2_context: ssl.SSLContext | None = None
@@ -195,14 +205,16 @@ class ConnectionPool:
         if origin is None:
             origin = self._new_origin(request)
         timeouts = request.timeout or self._timeout
+        total = timeouts.total
+        end = _INF if total is None else trio.current_time() + total
         if origin.h2 is not None:
-            return await self._handle_h2(origin.h2, request, timeouts)
+            return await self._handle_h2(origin.h2, request, timeouts, end)
         idempotent = request.method in _IDEMPOTENT
         conn = self._take_idle(origin, idempotent) if not origin.host.waiters else None
         if conn is None:
-            conn = await self._acquire_slow(origin, request, timeouts, fresh=False)
+            conn = await self._acquire_before(end, origin, request, timeouts, fresh=False)
         try:
-            return await conn.handle_request(request, timeouts)
+            return await conn.handle_request(request, timeouts, end)
         except _RETRYABLE:
             # A keep-alive connection the server had already dropped: nothing
             # of the response arrived, so a safe request can go out again.
@@ -210,8 +222,8 @@ class ConnectionPool:
                 raise
             if not idempotent:
                 raise
-        conn = await self._acquire_slow(origin, request, timeouts, fresh=True)
-        return await conn.handle_request(request, timeouts)
+        conn = await self._acquire_before(end, origin, request, timeouts, fresh=True)
+        return await conn.handle_request(request, timeouts, end)
 
     async def aclose(self) -> None:
         """Close every connection; waiting and later requests fail with RuntimeError."""
@@ -333,6 +345,16 @@ class ConnectionPool:
             return True
         return False
 
+    async def _acquire_before(
+        self, end: float, origin: _Origin, request: Request, timeouts: Timeout, *, fresh: bool
+    ) -> HTTP11Connection:
+        """``_acquire_slow``, given up with TotalTimeout at ``end`` (only then a cancel scope)."""
+        if end == _INF:
+            return await self._acquire_slow(origin, request, timeouts, fresh=fresh)
+        with trio.move_on_at(end):
+            return await self._acquire_slow(origin, request, timeouts, fresh=fresh)
+        raise total_timeout(request, timeouts.total)
+
     async def _acquire_slow(
         self, origin: _Origin, request: Request, timeouts: Timeout, *, fresh: bool
     ) -> HTTP11Connection:
@@ -427,6 +449,7 @@ class ConnectionPool:
             self._checkin,
             host_header=origin.host_header,
             watchdog=self._watchdog,
+            expect_continue_min=self._expect_min,
         )
         conn.pool_origin = origin
         self._conns.add(conn)
@@ -567,17 +590,25 @@ class ConnectionPool:
     # connection (and learns the protocol by ALPN); the others wait in the
     # origin's FIFO queue until it is there, so a burst opens one connection.
 
-    async def _handle_h2(self, state: _H2Origin, request: Request, timeouts: Timeout) -> Response:
+    async def _handle_h2(
+        self, state: _H2Origin, request: Request, timeouts: Timeout, end: float
+    ) -> Response:
         retries = 0
         while True:
-            conn = await self._h2_acquire(state, request, timeouts)
+            if end == _INF:
+                conn = await self._h2_acquire(state, request, timeouts)
+            else:
+                with trio.move_on_at(end) as scope:
+                    conn = await self._h2_acquire(state, request, timeouts)
+                if scope.cancelled_caught:  # whatever was taken has been given back
+                    raise total_timeout(request, timeouts.total)
             if conn is None:  # the origin turned out to speak HTTP/1.1
                 return await self.handle_request(request)
             if type(conn) is HTTP11Connection:  # we opened it, and ALPN said HTTP/1.1
-                return await conn.handle_request(request, timeouts)
+                return await conn.handle_request(request, timeouts, end)
             assert isinstance(conn, HTTP2Connection)
             try:
-                return await conn.handle_request(request, timeouts)
+                return await conn.handle_request(request, timeouts, end)
             except StreamUnprocessed:
                 # Not processed by the server: safe to send again, whatever the method.
                 if retries >= _H2_RETRIES:

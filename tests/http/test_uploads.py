@@ -1,0 +1,294 @@
+"""Request bodies and whole-request deadlines, against misbehaving loopback servers.
+
+* A server may answer an upload before reading it (413) and hang up: its
+  answer is what the caller gets, not the failed write.
+* ``Expect: 100-continue`` keeps a large body unsent until the server agrees;
+  the servers here count the body bytes they received to prove it.
+* ``Timeout.total`` stops a server that trickles bytes just fast enough to
+  keep every read timeout from firing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from crawler.http import (
+    Client,
+    Request,
+    Timeout,
+    TimeoutException,
+    TotalTimeout,
+    WriteError,
+)
+from tests.http.pools import GUARD, pool_for
+from tests.http.test_http11 import assert_healthy, get
+from tests.servers import serve_tcp
+
+Handler = Callable[[trio.SocketStream], Awaitable[None]]
+BIG = 32 * 1024 * 1024
+TOO_LARGE = (
+    b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
+)
+
+
+async def read_head(stream: trio.SocketStream) -> tuple[bytes, bytes]:
+    """One request head, and whatever of the body came with it."""
+    data = b""
+    for _ in range(10_000):
+        if b"\r\n\r\n" in data:
+            head, _, rest = data.partition(b"\r\n\r\n")
+            return head.lower(), rest
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.lower(), b""
+
+
+def content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name == b"content-length":
+            return int(value)
+    raise AssertionError(f"no Content-Length in {head!r}")
+
+
+async def read_to_eof(stream: trio.SocketStream) -> int:
+    """Bytes received until the client closes; the read fails if it never does."""
+    received = 0
+    with trio.fail_after(GUARD):
+        while chunk := await stream.receive_some(65536):
+            received += len(chunk)
+    return received
+
+
+async def read_exactly(stream: trio.SocketStream, have: bytes, size: int) -> bytes:
+    parts = [have]
+    got = len(have)
+    while got < size:
+        chunk = await stream.receive_some(min(65536 * 4, size - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+# -- an answer that comes before the upload is over ---------------------------
+
+
+async def test_early_response_during_upload_is_returned() -> None:
+    async def refuse(stream: trio.SocketStream) -> None:
+        async with stream:
+            await read_head(stream)
+            await stream.send_all(TOO_LARGE)
+        # Closing with the body unread resets the connection under the client.
+
+    with trio.fail_after(GUARD):
+        async with serve_tcp(refuse) as port, pool_for(expect_continue=None) as pool:
+            url = f"http://127.0.0.1:{port}/upload"
+            status, body, _ = await get(pool, url, "POST", content=b"x" * BIG)
+            assert (status, body) == (413, b"too large")
+            await assert_healthy(pool)
+
+
+async def test_upload_cut_off_without_an_answer_is_still_a_write_error() -> None:
+    async def hang_up(stream: trio.SocketStream) -> None:
+        async with stream:
+            await read_head(stream)
+
+    with trio.fail_after(GUARD):
+        async with serve_tcp(hang_up) as port, pool_for(expect_continue=None) as pool:
+            url = f"http://127.0.0.1:{port}/upload"
+            with pytest.raises(WriteError, match=f"{url} failed while sending"):
+                await get(pool, url, "POST", content=b"x" * BIG)
+            await assert_healthy(pool)
+
+
+# -- Expect: 100-continue -------------------------------------------------------
+
+
+def rejecting_server(received: list[int], heads: list[bytes]) -> Handler:
+    """Answers 417 to the head and counts the body bytes that still arrive."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            head, rest = await read_head(stream)
+            heads.append(head)
+            await stream.send_all(
+                b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 4\r\n\r\nnope"
+            )
+            received.append(len(rest) + await read_to_eof(stream))
+
+    return handler
+
+
+async def test_server_that_refuses_upfront_receives_no_body() -> None:
+    received: list[int] = []
+    heads: list[bytes] = []
+    with trio.fail_after(GUARD):
+        async with serve_tcp(rejecting_server(received, heads)) as port, pool_for() as pool:
+            url = f"http://127.0.0.1:{port}/upload"
+            status, body, _ = await get(pool, url, "PUT", content=b"x" * (2 * 1024 * 1024))
+            assert (status, body) == (417, b"nope")
+            await assert_healthy(pool)
+    # The server saw the client close the connection, without one body byte.
+    assert received == [0]
+    assert b"expect: 100-continue" in heads[0]
+
+
+async def test_callers_own_expect_header_is_respected_for_a_small_body() -> None:
+    received: list[int] = []
+    heads: list[bytes] = []
+    with trio.fail_after(GUARD):
+        async with serve_tcp(rejecting_server(received, heads)) as port, pool_for() as pool:
+            url = f"http://127.0.0.1:{port}/upload"
+            headers = {"Expect": "100-continue"}
+            status, _, _ = await get(pool, url, "POST", content=b"small", headers=headers)
+            assert status == 417
+    assert received == [0]
+    assert heads[0].count(b"expect:") == 1
+
+
+def accepting_server(digests: list[str], *, send_continue: bool) -> Handler:
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            head, rest = await read_head(stream)
+            assert b"expect: 100-continue" in head
+            if send_continue:
+                await stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = await read_exactly(stream, rest, content_length(head))
+            digests.append(hashlib.sha256(body).hexdigest())
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await read_to_eof(stream)
+
+    return handler
+
+
+@pytest.mark.parametrize("send_continue", [True, False], ids=["continue", "ignores-expect"])
+async def test_body_is_sent_whole_after_continue_or_without_an_answer(
+    send_continue: bool,
+) -> None:
+    body = bytes(range(256)) * (8 * 1024 + 3)  # 2 MiB and a bit, not all one byte
+    digests: list[str] = []
+    handler = accepting_server(digests, send_continue=send_continue)
+    with trio.fail_after(GUARD):
+        async with serve_tcp(handler) as port, pool_for() as pool:
+            status, answer, _ = await get(
+                pool, f"http://127.0.0.1:{port}/upload", "POST", content=body
+            )
+            assert (status, answer) == (200, b"ok")
+    assert digests == [hashlib.sha256(body).hexdigest()]
+
+
+async def test_expect_continue_can_be_turned_off() -> None:
+    received: list[int] = []
+    heads: list[bytes] = []
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(rejecting_server(received, heads)) as port,
+            pool_for(expect_continue=None) as pool,
+        ):
+            await get(pool, f"http://127.0.0.1:{port}/", "POST", content=b"x" * 1024)
+    assert b"expect:" not in heads[0]
+    with pytest.raises(ValueError, match="expect_continue"):
+        Client(expect_continue=-1)
+
+
+# -- Timeout.total --------------------------------------------------------------
+
+
+def trickling_server(head: bytes, *, drip_head: bool = False) -> Handler:
+    """Sends ``head`` (a byte at a time if ``drip_head``), then a body byte every 50 ms."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            await read_head(stream)
+            try:
+                if not drip_head:
+                    await stream.send_all(head)
+                for i in range(2000):
+                    if drip_head and i < len(head):
+                        await stream.send_all(head[i : i + 1])
+                    else:
+                        await stream.send_all(b"x")
+                    await trio.sleep(0.05)
+            except trio.BrokenResourceError:
+                pass  # the client gave up, as it should
+
+    return handler
+
+
+SMALL_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+HUGE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "drip_head"),
+    [(SMALL_HEAD, True), (SMALL_HEAD, False), (HUGE_HEAD, False)],
+    ids=["head", "eager-body", "streamed-body"],
+)
+async def test_trickling_server_is_stopped_by_the_total_timeout(
+    head: bytes, drip_head: bool
+) -> None:
+    timeout = Timeout(1.0, total=0.5)
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(trickling_server(head, drip_head=drip_head)) as port,
+            pool_for(timeout=timeout) as pool,
+        ):
+            url = f"http://127.0.0.1:{port}/slow"
+            with pytest.raises(TotalTimeout, match=rf"GET {url} .*total timeout of 0\.5 s"):
+                await get(pool, url)
+            await assert_healthy(pool)
+
+
+async def test_streamed_body_read_after_the_total_timeout_raises(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def stall(stream: trio.SocketStream) -> None:
+        async with stream:
+            await read_head(stream)
+            await stream.send_all(HUGE_HEAD + b"x" * 10)
+            await trio.sleep_forever()
+
+    with trio.fail_after(GUARD):
+        async with serve_tcp(stall) as port, pool_for() as pool:
+            url = f"http://127.0.0.1:{port}/later"
+            request = Request("GET", url, timeout=Timeout(None, total=2.0))
+            response = await pool.handle_request(request)
+            await trio.sleep(3)  # the mock clock: time passes, nobody waits
+            with pytest.raises(TotalTimeout, match=url):
+                await response.aread()
+            await assert_healthy(pool)
+
+
+async def test_client_total_timeout_covers_the_body() -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(trickling_server(HUGE_HEAD)) as port,
+            Client(timeout=Timeout(1.0, total=0.5)) as client,
+        ):
+            url = f"http://127.0.0.1:{port}/"
+            with pytest.raises(TotalTimeout) as caught:
+                await client.get(url)
+            assert isinstance(caught.value, TimeoutException)
+            async with client.stream("GET", url) as response:
+                with pytest.raises(TotalTimeout):
+                    async for _ in response.aiter_bytes():
+                        pass
+
+
+def test_total_timeout_is_validated_and_kept_when_copied() -> None:
+    timeout = Timeout(5.0, total=30.0)
+    assert Timeout(timeout).total == 30.0
+    assert Timeout(5.0).total is None
+    assert timeout != Timeout(5.0)
+    assert "total=30.0" in repr(timeout)
+    with pytest.raises(ValueError, match="total"):
+        Timeout(total=-1)
