@@ -49,6 +49,7 @@ from .http import StreamError as StreamError
 from .http import Timeout as Timeout
 from .http import TimeoutException as TimeoutException
 from .http import TooManyRedirects as TooManyRedirects
+from .http import TotalTimeout as TotalTimeout
 from .http import Transport as Transport
 from .http import TransportError as TransportError
 from .http import UnsupportedProtocol as UnsupportedProtocol

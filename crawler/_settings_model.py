@@ -93,6 +93,14 @@ class Settings:
     pool_timeout: float = setting(
         60.0, "Seconds a request may wait for a free connection; 0 waits forever.", minimum=0
     )
+    download_timeout: float = setting(
+        180.0,
+        "Seconds one request may take in all, from waiting for a connection to the last "
+        "byte of the body: the limit the other timeouts cannot set, since a server that "
+        "trickles bytes never lets one of them expire. It fails (and is retried) like any "
+        "timeout; 0 means no limit.",
+        minimum=0,
+    )
     download_delay: float = setting(
         0.0,
         'Seconds between two requests to one host. `[domains."HOST"] download_delay` '
@@ -297,6 +305,7 @@ class Settings:
             read=self.read_timeout or None,
             write=self.write_timeout or None,
             pool=self.pool_timeout or None,
+            total=self.download_timeout or None,
         )
 
     def limits(self) -> Limits:

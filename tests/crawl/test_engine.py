@@ -556,6 +556,7 @@ async def test_download_delay_spaces_one_host_without_slowing_another(
             read_timeout=0,
             write_timeout=0,
             pool_timeout=0,
+            download_timeout=0,
             domains={"127.0.0.1": {"download_delay": 10.0}},
         )
         start = trio.current_time()
