@@ -605,8 +605,6 @@ class HTTP11Body:
                     else:
                         now = _current_time()
                         if now >= end:  # a body read after the total timeout
-                            conn.deadline = end
-                            conn.timed_out = True
                             raise total_timeout(self._request, self._total)
                         deadline = _INF if timeout is None else now + timeout
                         conn.deadline = deadline if deadline < end else end

@@ -13,9 +13,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 import pytest
 import trio
 import trio.testing
+from h2.errors import ErrorCodes
 
 from crawler.http import (
     Client,
@@ -292,3 +297,87 @@ def test_total_timeout_is_validated_and_kept_when_copied() -> None:
     assert "total=30.0" in repr(timeout)
     with pytest.raises(ValueError, match="total"):
         Timeout(total=-1)
+
+
+# -- HTTP/2 ---------------------------------------------------------------------
+
+
+def h2_server(on_request: Callable[[h2.connection.H2Connection, int, str], str]) -> Handler:
+    """A raw h2c server: ``on_request(conn, stream_id, path)`` acts on each request's
+    headers and returns "trickle" to drip a body byte every 50 ms on that stream."""
+
+    async def handler(sock: trio.SocketStream) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        conn = h2.connection.H2Connection(config=config)
+        conn.initiate_connection()
+        trickling: list[int] = []
+        try:
+            await sock.send_all(conn.data_to_send())
+            for _ in range(10_000):
+                with trio.move_on_after(0.05):
+                    data = await sock.receive_some(65536)
+                    if not data:
+                        return
+                    for event in conn.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            path = dict(event.headers)[":path"]
+                            if on_request(conn, event.stream_id, path) == "trickle":
+                                trickling.append(event.stream_id)
+                for stream_id in trickling:
+                    stream = conn.streams.get(stream_id)  # gone once reset
+                    if stream is not None and stream.open:
+                        conn.send_data(stream_id, b"x")
+                await sock.send_all(conn.data_to_send())
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h2.exceptions.H2Error):
+            pass
+        finally:
+            await trio.aclose_forcefully(sock)
+
+    return handler
+
+
+def answer(conn: h2.connection.H2Connection, stream_id: int, status: int, body: bytes) -> None:
+    conn.send_headers(stream_id, [(":status", str(status)), ("content-length", str(len(body)))])
+    conn.send_data(stream_id, body, end_stream=True)
+
+
+async def test_http2_early_response_and_rst_stream_no_error_during_upload() -> None:
+    def on_request(conn: h2.connection.H2Connection, stream_id: int, path: str) -> str:
+        if path == "/upload":
+            # Answer at once, then ask the client to stop sending (RFC 9113 8.1);
+            # the body never gets more than the initial 64 KiB window.
+            answer(conn, stream_id, 413, b"too large")
+            conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        else:
+            answer(conn, stream_id, 200, b"ok")
+        return ""
+
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(h2_server(on_request)) as port,
+            pool_for(http2_prior_knowledge=True) as pool,
+        ):
+            base = f"http://127.0.0.1:{port}"
+            status, body, version = await get(pool, base + "/upload", "POST", content=b"x" * BIG)
+            assert (status, body, version) == (413, b"too large", "HTTP/2")
+            assert (await get(pool, base + "/next"))[:2] == (200, b"ok")
+
+
+async def test_http2_trickling_stream_is_stopped_by_the_total_timeout() -> None:
+    def on_request(conn: h2.connection.H2Connection, stream_id: int, path: str) -> str:
+        if path == "/slow":
+            conn.send_headers(stream_id, [(":status", "200")])
+            return "trickle"
+        answer(conn, stream_id, 200, b"ok")
+        return ""
+
+    timeout = Timeout(1.0, total=0.5)
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(h2_server(on_request)) as port,
+            pool_for(http2_prior_knowledge=True, timeout=timeout) as pool,
+        ):
+            base = f"http://127.0.0.1:{port}"
+            with pytest.raises(TotalTimeout, match=f"{base}/slow"):
+                await get(pool, base + "/slow")
+            assert (await get(pool, base + "/next"))[:2] == (200, b"ok")
