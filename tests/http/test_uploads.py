@@ -29,6 +29,7 @@ from crawler.http import (
     TimeoutException,
     TotalTimeout,
     WriteError,
+    _http11,
 )
 from tests.http.pools import GUARD, pool_for
 from tests.http.test_http11 import assert_healthy, get
@@ -133,6 +134,14 @@ def rejecting_server(received: list[int], heads: list[bytes]) -> Handler:
     return handler
 
 
+@pytest.fixture
+def patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wait for the server's answer as long as the hang guard allows: a loaded
+    machine must not turn a refusal into an upload."""
+    monkeypatch.setattr(_http11, "EXPECT_CONTINUE_WAIT", GUARD)
+
+
+@pytest.mark.usefixtures("patient")
 async def test_server_that_refuses_upfront_receives_no_body() -> None:
     received: list[int] = []
     heads: list[bytes] = []
@@ -147,6 +156,7 @@ async def test_server_that_refuses_upfront_receives_no_body() -> None:
     assert b"expect: 100-continue" in heads[0]
 
 
+@pytest.mark.usefixtures("patient")
 async def test_callers_own_expect_header_is_respected_for_a_small_body() -> None:
     received: list[int] = []
     heads: list[bytes] = []
@@ -177,8 +187,11 @@ def accepting_server(digests: list[str], *, send_continue: bool) -> Handler:
 
 @pytest.mark.parametrize("send_continue", [True, False], ids=["continue", "ignores-expect"])
 async def test_body_is_sent_whole_after_continue_or_without_an_answer(
-    send_continue: bool,
+    send_continue: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Waiting for 100 Continue must not be cut short by a slow server, and
+    # a server that ignores Expect need not hold the test up for a second.
+    monkeypatch.setattr(_http11, "EXPECT_CONTINUE_WAIT", GUARD if send_continue else 0.05)
     body = bytes(range(256)) * (8 * 1024 + 3)  # 2 MiB and a bit, not all one byte
     digests: list[str] = []
     handler = accepting_server(digests, send_continue=send_continue)
