@@ -23,7 +23,10 @@ HTTP/2 (``http2=True`` for TLS origins, ``http2_prior_knowledge=True`` for
 plain ones) lives beside this on its own path: an origin that may speak it has
 an ``_H2Origin`` with one shared connection, a stream count and a FIFO queue
 of requests waiting for a stream. HTTP/1.1 origins never touch it; the only
-cost to them is one attribute test per request.
+cost to them is one attribute test per request. An HTTP/2 connection without
+streams is idle like an HTTP/1.1 one between requests: it is listed with
+them, oldest first, so the same code closes it to make room under either cap,
+for keep-alive expiry or beyond ``max_keepalive_connections``.
 """
 
 from __future__ import annotations
@@ -186,7 +189,8 @@ class ConnectionPool:
         self._origins: dict[OriginKey, _Origin] = {}
         self._hosts: dict[str, _Host] = {}
         self._blocked: deque[_Host] = deque()
-        self._idle_all: dict[HTTP11Connection, None] = {}  # insertion order = oldest first
+        # Idle connections of both protocols; insertion order = oldest first.
+        self._idle_all: dict[HTTP11Connection | HTTP2Connection, None] = {}
         self._conns: set[HTTP11Connection] = set()
         self._watchdog = IOWatchdog(self._conns)
         self._total = 0  # open or opening connections
@@ -229,9 +233,7 @@ class ConnectionPool:
         """Close every connection; waiting and later requests fail with RuntimeError."""
         self._closed = True
         while self._idle_all:
-            conn = next(iter(self._idle_all))
-            self._remove_idle(conn)
-            self._forget(conn)
+            self._close_idle(next(iter(self._idle_all)))
         # Active connections are closed under their users, whose pending I/O
         # fails and checks them in (which forgets them, the pool being closed).
         for conn in list(self._conns):
@@ -510,8 +512,20 @@ class ConnectionPool:
             conn = next(iter(idle_all))
             if not conn.has_expired(now, expiry):
                 return
+            self._close_idle(conn)
+
+    def _close_idle(self, conn: HTTP11Connection | HTTP2Connection) -> None:
+        """Close an idle connection of either protocol; its slot is the caller's to give."""
+        if isinstance(conn, HTTP11Connection):
             self._remove_idle(conn)
             self._forget(conn)
+            return
+        del self._idle_all[conn]
+        making_room, self._making_room = self._making_room, True
+        try:
+            conn.close()
+        finally:
+            self._making_room = making_room
 
     def _remove_idle(self, conn: HTTP11Connection) -> None:
         del self._idle_all[conn]
@@ -533,24 +547,30 @@ class ConnectionPool:
         if self._max is None or self._total < self._max:
             return True
         if not self._idle_all:
-            return self._close_idle_h2() if self._h2_conns else False
-        oldest = next(iter(self._idle_all))
-        self._remove_idle(oldest)
-        self._forget(oldest)
+            return False
+        self._close_idle(next(iter(self._idle_all)))
         return True
 
     def _make_room_in_host(self, host: _Host) -> None:
         """Close idle connections of ``host`` (other ports, or stale ones passed over
         for a retry) until a new one fits under its cap."""
         while host.count >= host.cap:
-            for origin in host.origins:
-                if origin.idle:
-                    conn = origin.idle[0]
-                    self._remove_idle(conn)
-                    self._forget(conn)
-                    break
-            else:
+            conn = self._idle_in_host(host)
+            if conn is None:
                 return
+            self._close_idle(conn)
+
+    def _idle_in_host(self, host: _Host) -> HTTP11Connection | HTTP2Connection | None:
+        idle_all = self._idle_all
+        for origin in host.origins:
+            if origin.idle:
+                return origin.idle[0]
+            state = origin.h2
+            if state is not None:
+                for conn in state.conns:
+                    if conn in idle_all:
+                        return conn
+        return None
 
     def _slot_freed(self, host: _Host) -> None:
         if self._closed:
@@ -584,11 +604,12 @@ class ConnectionPool:
     # -- HTTP/2 ------------------------------------------------------------------
     #
     # An HTTP/2 connection takes one connection slot of its host and of the pool
-    # (host.count, _total) like any other, but never sits in the idle lists:
-    # requests share it, up to min(server's SETTINGS_MAX_CONCURRENT_STREAMS,
-    # the host's cap) streams at once. The first request to an origin opens the
-    # connection (and learns the protocol by ALPN); the others wait in the
-    # origin's FIFO queue until it is there, so a burst opens one connection.
+    # (host.count, _total) like any other, and sits in _idle_all (not in its
+    # origin's deque) while it has no streams: requests share it, up to
+    # min(server's SETTINGS_MAX_CONCURRENT_STREAMS, the host's cap) streams at
+    # once. The first request to an origin opens the connection (and learns the
+    # protocol by ALPN); the others wait in the origin's FIFO queue until it is
+    # there, so a burst opens one connection.
 
     async def _handle_h2(
         self, state: _H2Origin, request: Request, timeouts: Timeout, end: float
@@ -679,6 +700,8 @@ class ConnectionPool:
             return None
         if state.streams >= state.origin.host.cap or conn.active >= conn.max_streams:
             return None
+        if conn.active == 0:
+            self._idle_all.pop(conn, None)
         state.streams += 1
         conn.active += 1
         return conn
@@ -777,8 +800,23 @@ class ConnectionPool:
             if conn is not state.conn and not conn.is_closed:
                 conn.retire()
         self._h2_serve(state)
-        if self._blocked and conn.active == 0 and not conn.is_closed:
-            conn.close()  # other hosts wait for a slot under the global cap: give this one
+        if conn.active == 0 and not conn.is_closed:
+            self._h2_idle(conn)
+
+    def _h2_idle(self, conn: HTTP2Connection) -> None:
+        """Keep a connection whose streams are over, or close it, as ``_checkin`` does."""
+        host = conn.pool_origin.host
+        if (
+            self._blocked
+            or host.waiters
+            or self._closed
+            or (self._max_idle is not None and len(self._idle_all) >= self._max_idle)
+        ):
+            conn.close()  # _h2_closed gives its slot to whoever waits for one
+            return
+        self._idle_all[conn] = None
+        if self._expiry is not None:
+            self._expire(conn.idle_since)
 
     def _h2_changed(self, conn: HTTP2Connection) -> None:
         """GOAWAY or new server settings: stop using it, or use more of it."""
@@ -790,6 +828,7 @@ class ConnectionPool:
     def _h2_closed(self, conn: HTTP2Connection) -> None:
         state: _H2Origin = conn.pool_state
         self._h2_conns.discard(conn)
+        self._idle_all.pop(conn, None)
         with contextlib.suppress(ValueError):
             state.conns.remove(conn)
         if state.conn is conn:
@@ -800,18 +839,6 @@ class ConnectionPool:
         if not self._making_room:  # else the slot is already promised to the caller
             self._slot_freed(host)
         self._h2_serve(state)
-
-    def _close_idle_h2(self) -> bool:
-        """Close an HTTP/2 connection without streams to make room; False if none."""
-        for conn in self._h2_conns:
-            if conn.active == 0:
-                self._making_room = True
-                try:
-                    conn.close()
-                finally:
-                    self._making_room = False
-                return True
-        return False
 
     # -- setup -------------------------------------------------------------------
 

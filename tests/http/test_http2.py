@@ -11,8 +11,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ from crawler.http import (
 from crawler.http._http2 import HTTP2Connection
 from crawler.http._pool import ConnectionPool
 from crawler.stats import progress_line
-from tests.servers import serve_asgi, serve_tcp
+from tests.http.pools import assert_consistent, pool_for
+from tests.servers import serve_asgi, serve_h11, serve_tcp
 
 GUARD = 20
 MB = 1024 * 1024
@@ -149,9 +151,11 @@ async def tls_site(
         yield url, seen
 
 
-def h2_pool(certs: Certs, per_host: int = 100, **kwargs: Any) -> ConnectionPool:
+def h2_pool(
+    certs: Certs, per_host: int = 100, **kwargs: Any
+) -> AbstractAsyncContextManager[ConnectionPool]:
     limits = Limits(max_connections_per_host=per_host)
-    return ConnectionPool(http2=True, verify=certs.ca, limits=limits, **kwargs)
+    return pool_for(http2=True, verify=certs.ca, limits=limits, **kwargs)
 
 
 async def get_json(pool: ConnectionPool, url: str, content: bytes | None = None) -> Any:
@@ -314,9 +318,26 @@ class RawServer:
     resets_received: list[int] = field(default_factory=list)
     requests_seen: int = 0
     reset_seen: trio.Event = field(default_factory=trio.Event)
+    open_now: int = 0  # connections open as the server sees them
+    closed: trio.Event = field(default_factory=trio.Event)  # set at each close, then renewed
+    gate: trio.Event = field(default_factory=trio.Event)  # "gate": answer once this is set
 
     async def handle(self, sock: trio.SocketStream) -> None:
         self.connections += 1
+        self.open_now += 1
+        try:
+            await self._serve(sock)
+        finally:
+            self.open_now -= 1
+            self.closed.set()
+            self.closed = trio.Event()
+
+    async def all_closed(self) -> None:
+        """Return once the server has seen every connection to it closed."""
+        while self.open_now:
+            await self.closed.wait()
+
+    async def _serve(self, sock: trio.SocketStream) -> None:
         conn_no = self.connections
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         conn = h2.connection.H2Connection(config=config)
@@ -365,6 +386,10 @@ class RawServer:
                             self.unprocessed.append(path)
                             await sock.send_all(conn.data_to_send())
                             return
+                        elif action == "gate":
+                            await sock.send_all(conn.data_to_send())
+                            await self.gate.wait()
+                            self._answer(conn, event.stream_id, path)
                         elif action == "hang":
                             await sock.send_all(conn.data_to_send())
                             await trio.sleep_forever()
@@ -389,17 +414,16 @@ class RawServer:
 
 @asynccontextmanager
 async def raw_server(
-    behaviour: Callable[[RawServer, int, int, str], str],
+    behaviour: Callable[[RawServer, int, int, str], str], host: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[str, RawServer]]:
     server = RawServer(behaviour)
-    async with serve_tcp(server.handle) as port:
-        yield f"http://127.0.0.1:{port}", server
+    async with serve_tcp(server.handle, host) as port:
+        yield f"http://{host}:{port}", server
 
 
-def h2c_pool(per_host: int = 100, **kwargs: Any) -> ConnectionPool:
-    return ConnectionPool(
-        http2_prior_knowledge=True, limits=Limits(max_connections_per_host=per_host), **kwargs
-    )
+def h2c_pool(per_host: int = 100, **kwargs: Any) -> AbstractAsyncContextManager[ConnectionPool]:
+    limits = Limits(max_connections_per_host=per_host)
+    return pool_for(http2_prior_knowledge=True, limits=limits, **kwargs)
 
 
 async def fetch_text(pool: ConnectionPool, url: str) -> str:
@@ -620,11 +644,14 @@ async def test_full_global_cap_closes_an_idle_http2_connection() -> None:
         async with (
             raw_server(behaviour) as (url_a, server_a),
             raw_server(behaviour) as (url_b, server_b),
-            ConnectionPool(http2_prior_knowledge=True, limits=limits) as pool,
+            pool_for(http2_prior_knowledge=True, limits=limits) as pool,
         ):
             assert await fetch_text(pool, f"{url_a}/1") == "ok /1"
             assert await fetch_text(pool, f"{url_b}/2") == "ok /2"  # A's idle one made room
-            assert "1 active" in repr(pool) and "HTTP/2: 1 connections" in repr(pool)
+            assert (
+                repr(pool)
+                == "<ConnectionPool [0 active, 1 idle, HTTP/2: 1 connections, 0 streams]>"
+            )
             assert await fetch_text(pool, f"{url_a}/3") == "ok /3"
     assert (server_a.connections, server_b.connections) == (2, 1)
 
@@ -644,7 +671,7 @@ async def test_http2_connection_gives_its_slot_to_a_blocked_host() -> None:
         async with (
             raw_server(behaviour) as (url_a, server_a),
             raw_server(behaviour) as (url_b, server_b),
-            ConnectionPool(http2_prior_knowledge=True, limits=limits) as pool,
+            pool_for(http2_prior_knowledge=True, limits=limits) as pool,
         ):
             # A's stream holds the pool's only connection, so B waits for the
             # global cap; once A's stream is over, its idle connection makes room.
@@ -666,3 +693,201 @@ async def test_http2_connection_gives_its_slot_to_a_blocked_host() -> None:
                 a_scope.cancel()  # A's stream is reset: its connection is now idle
             assert got == ["ok /b"]
     assert (server_a.connections, server_b.connections) == (1, 1)
+
+
+# -- idle HTTP/2 connections under the caps ------------------------------------------------
+#
+# An HTTP/2 connection without streams is idle exactly as an HTTP/1.1 one
+# between requests is: it may be closed to make room under the per-host or the
+# global cap, it counts toward max_keepalive_connections, and it expires. The
+# pool timeout is far above the hang guard, so a request stuck behind an idle
+# connection fails the guard instead of waiting the timeout out.
+
+LONG_POOL_WAIT = Timeout(5.0, pool=GUARD * 30)
+
+
+def answer(server: RawServer, conn_no: int, stream_id: int, path: str) -> str:
+    return "answer"
+
+
+def tls_h11_context(certs: Certs) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.cert, certs.key)
+    return context
+
+
+async def test_idle_http2_connection_makes_room_for_another_port_of_its_host() -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer) as (url_a, a),
+            raw_server(answer) as (url_b, b),
+            h2c_pool(per_host=1, timeout=LONG_POOL_WAIT) as pool,
+        ):
+            assert await fetch_text(pool, f"{url_a}/a") == "ok /a"
+            assert await fetch_text(pool, f"{url_b}/b") == "ok /b"  # A's idle one made room
+            await a.all_closed()
+            assert b.open_now == 1 and (pool.num_active, pool.num_idle) == (0, 1)
+            assert_consistent(pool)
+            assert await fetch_text(pool, f"{url_a}/a2") == "ok /a2"  # and back again
+            await b.all_closed()
+            assert_consistent(pool)
+    assert (a.connections, b.connections) == (2, 1)
+
+
+async def test_idle_http2_connection_makes_room_under_the_global_cap() -> None:
+    limits = Limits(max_connections=1, max_connections_per_host=10)
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer, "127.0.0.2") as (url_a, a),
+            raw_server(answer, "127.0.0.3") as (url_b, b),
+            pool_for(http2_prior_knowledge=True, limits=limits, timeout=LONG_POOL_WAIT) as pool,
+        ):
+            assert await fetch_text(pool, f"{url_a}/a") == "ok /a"
+            assert await fetch_text(pool, f"{url_b}/b") == "ok /b"
+            await a.all_closed()
+            assert repr(pool).startswith("<ConnectionPool [0 active, 1 idle, HTTP/2: 1 conn")
+            assert b.open_now == 1 and (pool.num_active, pool.num_idle) == (0, 1)
+            assert_consistent(pool)
+    assert (a.connections, b.connections) == (1, 1)
+
+
+async def test_idle_http2_connections_count_toward_max_keepalive() -> None:
+    limits = Limits(max_keepalive_connections=1, max_connections_per_host=10)
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer) as (url_a, a),
+            raw_server(answer) as (url_b, b),
+            pool_for(http2_prior_knowledge=True, limits=limits) as pool,
+        ):
+            assert await fetch_text(pool, f"{url_a}/a") == "ok /a"
+            assert await fetch_text(pool, f"{url_b}/b") == "ok /b"
+            await b.all_closed()  # one idle connection is all the pool keeps
+            assert a.open_now == 1 and pool.num_idle == 1
+            assert_consistent(pool)
+            assert await fetch_text(pool, f"{url_a}/a2") == "ok /a2"  # the kept one, reused
+            assert_consistent(pool)
+    assert (a.connections, b.connections) == (1, 1)
+
+
+async def test_idle_http2_connection_expires_when_another_one_goes_idle() -> None:
+    now = [0.0]
+    limits = Limits(keepalive_expiry=5.0, max_connections_per_host=10)
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer) as (url_a, a),
+            raw_server(answer) as (url_b, b),
+            pool_for(http2_prior_knowledge=True, limits=limits, clock=lambda: now[0]) as pool,
+        ):
+            assert await fetch_text(pool, f"{url_a}/a") == "ok /a"
+            now[0] = 10.0
+            assert await fetch_text(pool, f"{url_b}/b") == "ok /b"  # B going idle expires A
+            await a.all_closed()
+            assert b.open_now == 1 and pool.num_idle == 1
+            assert_consistent(pool)
+    assert (a.connections, b.connections) == (1, 1)
+
+
+async def test_http2_connection_with_an_open_stream_is_never_closed_to_make_room() -> None:
+    def behaviour(server: RawServer, conn_no: int, stream_id: int, path: str) -> str:
+        return "gate" if path == "/held" else "answer"
+
+    got: list[str] = []
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(behaviour) as (url_a, a),
+            raw_server(answer) as (url_b, b),
+            h2c_pool(per_host=1, timeout=LONG_POOL_WAIT) as pool,
+        ):
+
+            async def fetch(url: str) -> None:
+                got.append(await fetch_text(pool, url))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fetch, f"{url_a}/held")
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(fetch, f"{url_b}/b")
+                await trio.testing.wait_all_tasks_blocked()
+                # B waits for the host's only slot; A's stream keeps its connection.
+                assert got == [] and a.open_now == 1 and b.connections == 0
+                assert_consistent(pool)
+                a.gate.set()
+            # A's stream ended, its connection went idle and gave B the slot.
+            assert sorted(got) == ["ok /b", "ok /held"]
+            await a.all_closed()
+            assert_consistent(pool)
+    assert (a.connections, b.connections) == (1, 1)
+
+
+async def test_mixed_idle_connections_make_room_for_each_other_in_a_host(certs: Certs) -> None:
+    # Prior knowledge makes http:// origins HTTP/2; https:// ones stay HTTP/1.1.
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer) as (url_a, a),
+            serve_h11(ssl_context=tls_h11_context(certs)) as b,
+            h2c_pool(per_host=1, timeout=LONG_POOL_WAIT, verify=certs.ca) as pool,
+        ):
+            assert await fetch_text(pool, f"{url_a}/a") == "ok /a"
+            response = await pool.handle_request(Request("GET", f"{b.url}/b"))
+            assert response.http_version == "HTTP/1.1" and await response.aread() == b"ok /b"
+            await a.all_closed()  # the idle HTTP/2 connection made room for HTTP/1.1
+            assert_consistent(pool)
+            assert await fetch_text(pool, f"{url_a}/a2") == "ok /a2"
+            while b.open_now:  # and the idle HTTP/1.1 one for HTTP/2
+                await b.closed.wait()
+            assert_consistent(pool)
+    assert (a.connections, b.connections_total) == (2, 1)
+
+
+async def get_h1(pool: ConnectionPool, url: str) -> bytes:
+    response = await pool.handle_request(Request("GET", url))
+    assert response.http_version == "HTTP/1.1"
+    return await response.aread()
+
+
+async def test_global_cap_closes_the_oldest_idle_connection_whatever_its_protocol(
+    certs: Certs,
+) -> None:
+    limits = Limits(max_connections=2)
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer) as (url_a, a),
+            serve_h11(ssl_context=tls_h11_context(certs)) as b,
+            serve_h11(ssl_context=tls_h11_context(certs)) as c,
+            pool_for(
+                http2_prior_knowledge=True, limits=limits, timeout=LONG_POOL_WAIT, verify=certs.ca
+            ) as pool,
+        ):
+            assert await fetch_text(pool, f"{url_a}/a") == "ok /a"  # idle first: the oldest
+            assert await get_h1(pool, f"{b.url}/b") == b"ok /b"
+            assert await get_h1(pool, f"{c.url}/c") == b"ok /c"
+            await a.all_closed()  # not B's, which went idle after it
+            assert b.open_now == 1 and c.open_now == 1 and pool.num_idle == 2
+            assert_consistent(pool)
+    assert (a.connections, b.connections_total, c.connections_total) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("h2_first", [True, False])
+async def test_mixed_idle_connections_share_max_keepalive(certs: Certs, h2_first: bool) -> None:
+    limits = Limits(max_keepalive_connections=1)
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer) as (url_a, a),
+            serve_h11(ssl_context=tls_h11_context(certs)) as b,
+            pool_for(http2_prior_knowledge=True, limits=limits, verify=certs.ca) as pool,
+        ):
+            for step in ("h2", "h1") if h2_first else ("h1", "h2"):
+                if step == "h2":
+                    assert await fetch_text(pool, f"{url_a}/a") == "ok /a"
+                else:
+                    assert await get_h1(pool, f"{b.url}/b") == b"ok /b"
+            # The second to go idle found the only keep-alive place taken.
+            if h2_first:
+                while b.open_now:
+                    await b.closed.wait()
+                assert a.open_now == 1
+            else:
+                await a.all_closed()
+                assert b.open_now == 1
+            assert pool.num_idle == 1
+            assert_consistent(pool)
+    assert (a.connections, b.connections_total) == (1, 1)
