@@ -26,7 +26,7 @@ from crawler.http import (
 )
 from crawler.http._http11 import EAGER_BODY_MAX
 from crawler.http._pool import ConnectionPool
-from tests.http.pools import GUARD, pool_for
+from tests.http.pools import GUARD, assert_consistent, pool_errors, pool_for
 from tests.servers import H11Server, Reply, Seen, serve_h11, serve_tcp
 
 
@@ -447,3 +447,20 @@ async def test_ipv6_origin_host_header_and_label() -> None:
             assert server.requests[0].headers["host"] == f"[::1]:{server.port}"
             assert pool.connection_counts() == {url: (0, 1)}
             assert repr(pool) == "<ConnectionPool [0 active, 1 idle]>"
+
+
+async def test_the_invariant_check_sees_a_miscounted_or_doubled_connection() -> None:
+    with trio.fail_after(GUARD):
+        async with serve_h11() as server, pool_for() as pool:
+            await fetch(pool, server.url + "/")
+            assert pool_errors(pool) == []
+            pool._total += 1
+            assert pool_errors(pool) == ["pool total 2, hosts' counts add up to 1"]
+            pool._total -= 1
+            (origin,) = pool._origins.values()
+            origin.idle.append(origin.idle[0])  # one connection listed idle twice
+            errors = pool_errors(pool)
+            assert any("is idle twice" in e for e in errors)
+            assert any(e.startswith("127.0.0.1: count 1, connections and slots 2") for e in errors)
+            origin.idle.pop()
+            assert_consistent(pool)
