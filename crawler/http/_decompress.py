@@ -2,32 +2,53 @@
 
 Every decoder emits bounded pieces (``step`` bytes at most per piece), so the
 size check in ``Response.aiter_bytes`` sees a gzip bomb grow one piece at a
-time and stops it long before memory runs out. zlib and brotli can bound
-their output natively; zstandard cannot, so its decoder counts what one input
-chunk produced and stops at the response's ``max_size`` itself.
+time and stops it long before memory runs out. zlib, brotli and zstd (through
+``compression.zstd`` or its backport) all bound their output natively.
+
+A body must end where its compressed stream ends: one cut short (a dropped
+connection on a close-delimited body, a server that lied in Content-Length)
+raises ``DecodingError`` instead of passing for a whole, shorter page.
+
+Stacks of codings are undone by an explicit loop over the stages, not nested
+generators, and each stage's decoder is built when the first byte reaches it,
+so a header listing thousands of codings costs neither stack nor memory; more
+than ``MAX_CODINGS`` is refused anyway, as curl and urllib3 do.
 
 Headers are left as received (Content-Encoding and Content-Length describe
 the bytes on the wire), as httpx does. A response without Content-Encoding,
-or with ``identity``, keeps its stream untouched: no wrapper, no cost.
+with only ``identity``, or with a coding we do not know keeps its stream
+untouched: no wrapper, no cost, and the header still says what the bytes are.
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
 import brotli
-import zstandard
 
-from ._exceptions import DecodingError, ResponseTooLarge
+from ._exceptions import DecodingError
 from ._models import AsyncByteStream, Request, Response
 from ._transports import Transport
 
-__all__ = ["SUPPORTED_ENCODINGS", "DecodingStream", "DecompressMiddleware"]
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
+__all__ = ["MAX_CODINGS", "SUPPORTED_ENCODINGS", "DecodingStream", "DecompressMiddleware"]
 
 DEFAULT_STEP = 64 * 1024
+MAX_CODINGS = 5
 _GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_TRUNCATED = "the body ends inside its compressed stream (truncated)"
+
+
+class _Truncated(Exception):
+    """The body ended inside a compressed stream."""
 
 
 class _Decoder(Protocol):
@@ -39,52 +60,63 @@ class _Decoder(Protocol):
 class _ZlibDecoder:
     """gzip (with concatenated members) and deflate (zlib-wrapped or raw)."""
 
-    __slots__ = ("_head", "_obj", "_step", "_wbits")
+    __slots__ = ("_head", "_obj", "_skip", "_started", "_step", "_wbits")
 
     def __init__(self, wbits: int | None, step: int) -> None:
         # wbits None: deflate, choose zlib or raw once the first two bytes are in.
         self._wbits = wbits
         self._step = step
         self._head = b""
-        self._obj = zlib.decompressobj(wbits) if wbits is not None else None
+        self._obj: zlib._Decompress | None = None
+        self._started = False  # a first stream was opened
+        self._skip = False  # trailing bytes after the last stream: ignored, as browsers do
 
-    def decode(self, data: bytes) -> Iterator[bytes]:
-        obj = self._obj
-        if obj is None:
-            data = self._head + data
-            if len(data) < 2:
-                self._head = data
-                return
+    def _open(self, data: bytes) -> bytes:
+        """Start the next stream; b"" while its first bytes are still to come."""
+        data = self._head + data
+        if len(data) < 2:
+            self._head = data
+            return b""
+        self._head = b""
+        if self._wbits is None:
             cmf, flg = data[0], data[1]
             zlib_wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
             self._wbits = zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS
-            obj = self._obj = zlib.decompressobj(self._wbits)
+        elif self._started and not data.startswith(_GZIP_MAGIC):
+            self._skip = True
+            return b""
+        self._started = True
+        self._obj = zlib.decompressobj(self._wbits)
+        return data
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
         step = self._step
-        while data:
-            out = obj.decompress(data, step)
-            if out:
-                yield out
-            data = obj.unconsumed_tail
-            while len(out) == step and not data:
-                # Output was cut at ``step``: zlib may hold more for no new input.
-                out = obj.decompress(b"", step)
+        while data and not self._skip:
+            obj = self._obj
+            if obj is None:
+                data = self._open(data)
+                obj = self._obj
+                if obj is None or not data:
+                    return
+            while True:
+                out = obj.decompress(data, step)
                 if out:
                     yield out
                 data = obj.unconsumed_tail
-            if obj.eof:
-                data = obj.unused_data
-                if self._wbits != 16 + zlib.MAX_WBITS or not data.startswith(_GZIP_MAGIC):
-                    return  # trailing bytes after the stream: ignored, as browsers do
-                obj = self._obj = zlib.decompressobj(self._wbits)
+                # Output cut at ``step`` may leave more inside zlib for no new input.
+                if obj.eof or (not data and len(out) < step):
+                    break
+            if not obj.eof:
+                return
+            data = obj.unused_data
+            self._obj = None
+            if self._wbits != 16 + zlib.MAX_WBITS:
+                self._skip = True  # deflate is one stream; gzip may hold several members
 
     def flush(self) -> Iterator[bytes]:
-        if self._obj is None:
-            if self._head:
-                raise zlib.error("deflate body shorter than its two-byte header")
-            return
-        out = self._obj.flush()
-        if out:
-            yield out
+        if self._obj is not None or (self._head and not self._started):
+            raise _Truncated()
+        return iter(())
 
 
 class _BrotliDecoder:
@@ -108,71 +140,82 @@ class _BrotliDecoder:
             yield out
 
     def flush(self) -> Iterator[bytes]:
+        if not self._obj.is_finished():
+            raise _Truncated()
         return iter(())
 
 
-class _Sink:
-    """Collects zstandard's output for one input chunk, refusing to exceed ``limit``."""
-
-    __slots__ = ("chunks", "limit", "size")
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.limit: int | None = None
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        if self.limit is not None and self.size > self.limit:
-            self.chunks.clear()
-            raise _TooLarge()
-        self.chunks.append(bytes(data))
-        return len(data)
-
-
-class _TooLarge(Exception):
-    pass
+def _starts_zstd_frame(data: bytes) -> bool:
+    # A standard frame, or a skippable one (magic 0x184D2A50 to 0x184D2A5F, little-endian).
+    return data.startswith(_ZSTD_MAGIC) or (data[0] & 0xF0 == 0x50 and data[1:4] == b"\x2a\x4d\x18")
 
 
 class _ZstdDecoder:
-    """zstd, across concatenated frames, via a writer so output comes in ``step`` pieces."""
+    """zstd, across concatenated frames."""
 
-    __slots__ = ("_sink", "_writer")
+    __slots__ = ("_head", "_obj", "_skip", "_started", "_step")
 
-    def __init__(self, step: int, limit: int | None) -> None:
-        self._sink = _Sink()
-        self._sink.limit = limit
-        # The writer only ever calls ``write``, which _Sink provides.
-        self._writer = zstandard.ZstdDecompressor().stream_writer(
-            self._sink,  # type: ignore[arg-type]
-            write_size=step,
-            write_return_read=True,
-        )
+    def __init__(self, step: int) -> None:
+        self._step = step
+        self._head = b""
+        self._obj: zstd.ZstdDecompressor | None = None
+        self._started = False
+        self._skip = False
+
+    def _open(self, data: bytes) -> bytes:
+        data = self._head + data
+        if self._started:
+            if len(data) < 4:
+                self._head = data
+                return b""
+            if not _starts_zstd_frame(data):
+                self._skip = True
+                return b""
+        self._head = b""
+        self._started = True
+        self._obj = zstd.ZstdDecompressor()
+        return data
 
     def decode(self, data: bytes) -> Iterator[bytes]:
-        sink = self._sink
-        sink.size = 0
-        self._writer.write(data)
-        chunks, sink.chunks = sink.chunks, []
-        yield from chunks
+        step = self._step
+        while data and not self._skip:
+            obj = self._obj
+            if obj is None:
+                data = self._open(data)
+                obj = self._obj
+                if obj is None or not data:
+                    return
+            out = obj.decompress(data, step)
+            if out:
+                yield out
+            while not obj.eof and not obj.needs_input:
+                out = obj.decompress(b"", step)
+                if not out:
+                    break
+                yield out
+            if not obj.eof:
+                return
+            data = obj.unused_data
+            self._obj = None
 
     def flush(self) -> Iterator[bytes]:
+        if self._obj is not None:
+            raise _Truncated()
         return iter(())
 
 
 SUPPORTED_ENCODINGS = ("gzip", "deflate", "br", "zstd")
+_KNOWN = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
 
 
-def _make_decoder(coding: str, step: int, limit: int | None) -> _Decoder | None:
-    if coding in ("gzip", "x-gzip"):
-        return _ZlibDecoder(16 + zlib.MAX_WBITS, step)
+def _make_decoder(coding: str, step: int) -> _Decoder:
     if coding == "deflate":
         return _ZlibDecoder(None, step)
     if coding == "br":
         return _BrotliDecoder(step)
     if coding == "zstd":
-        return _ZstdDecoder(step, limit)
-    return None
+        return _ZstdDecoder(step)
+    return _ZlibDecoder(16 + zlib.MAX_WBITS, step)  # gzip, x-gzip
 
 
 def _codings(header: str) -> list[str]:
@@ -181,11 +224,68 @@ def _codings(header: str) -> list[str]:
     return [c for c in reversed(names) if c and c != "identity"]
 
 
-def _chain(decoder: _Decoder, chunks: Iterable[bytes], final: bool) -> Iterator[bytes]:
-    for chunk in chunks:
-        yield from decoder.decode(chunk)
-    if final:
-        yield from decoder.flush()
+class _Pipeline:
+    """Pushes wire bytes through the stages and pulls decoded pieces out, one at a time.
+
+    Pull-driven, so a piece only ever exists between two stages and memory stays
+    bounded by ``step`` per stage whatever the compression ratio. A stage's decoder
+    is built when its first byte arrives; a stage that never gets one decodes an
+    empty body, which is fine (a 204 or HEAD reply that says ``gzip``).
+    """
+
+    __slots__ = ("_codings", "_decoders", "_done", "_flushed", "_pending", "_step")
+
+    def __init__(self, codings: list[str], step: int) -> None:
+        n = len(codings)
+        self._codings = codings
+        self._step = step
+        self._decoders: list[_Decoder | None] = [None] * n
+        self._pending: list[Iterator[bytes]] = [iter(())] * n
+        self._flushed = [False] * n
+        self._done = [False] * n
+
+    def feed(self, data: bytes) -> None:
+        """Hand the first stage more wire bytes; only once ``pull`` returned None."""
+        if data:
+            self._pending[0] = self._decoder(0).decode(data)
+
+    def _decoder(self, i: int) -> _Decoder:
+        decoder = self._decoders[i]
+        if decoder is None:
+            decoder = self._decoders[i] = _make_decoder(self._codings[i], self._step)
+        return decoder
+
+    def pull(self, wire_done: bool) -> bytes | None:
+        """The next decoded piece; None when the first stage needs more wire bytes.
+        Raises StopIteration once every stage has ended."""
+        pending, flushed, done = self._pending, self._flushed, self._done
+        last = len(pending) - 1
+        i = last
+        while True:  # each pass moves a piece one stage on, or a stage one step to its end
+            piece = next(pending[i], None)
+            if piece is not None:
+                if i == last:
+                    if piece:
+                        return piece
+                    continue
+                i += 1
+                pending[i] = self._decoder(i).decode(piece)
+                continue
+            if i > 0 and not done[i - 1]:
+                i -= 1  # this stage has used up its input: get more from the one before
+                continue
+            if i == 0 and not wire_done:
+                return None
+            if not flushed[i]:
+                flushed[i] = True
+                decoder = self._decoders[i]
+                if decoder is not None:
+                    pending[i] = decoder.flush()
+                continue
+            done[i] = True
+            if i == last:
+                raise StopIteration
+            i += 1
 
 
 class DecodingStream:
@@ -195,90 +295,44 @@ class DecodingStream:
     abandoned half-way leaves nothing for the garbage collector to finalise.
     """
 
-    __slots__ = (
-        "_codings",
-        "_decoders",
-        "_done",
-        "_inner",
-        "_iter",
-        "_pending",
-        "_response",
-        "_step",
-    )
+    __slots__ = ("_done", "_inner", "_iter", "_pipeline", "_response")
 
     def __init__(self, response: Response, codings: list[str], step: int = DEFAULT_STEP) -> None:
         self._response = response
         self._inner: AsyncByteStream = response.stream
         self._iter: AsyncIterator[bytes] | None = None
-        self._pending: Iterator[bytes] = iter(())
-        self._decoders: list[_Decoder] | None = None
-        self._codings = codings
-        self._step = step
+        self._pipeline = _Pipeline(codings, step)
         self._done = False
 
     def __aiter__(self) -> DecodingStream:
         return self
 
-    def _start(self) -> list[_Decoder]:
-        # Built at first read, when the client has set max_size on the response.
-        limit = self._response.max_size
-        decoders = []
-        for coding in self._codings:
-            decoder = _make_decoder(coding, self._step, limit)
-            if decoder is not None:  # unknown codings are skipped, as httpx does
-                decoders.append(decoder)
-        self._decoders = decoders
-        return decoders
-
-    def _pipeline(self, data: bytes, final: bool) -> Iterator[bytes]:
-        decoders = self._decoders if self._decoders is not None else self._start()
-        chunks: Iterable[bytes] = (data,) if data else ()
-        for decoder in decoders:
-            chunks = _chain(decoder, chunks, final)
-        return iter(chunks)
-
     async def __anext__(self) -> bytes:
+        pipeline = self._pipeline
         while True:
             try:
-                return next(self._pending)
+                piece = pipeline.pull(self._done)
             except StopIteration:
-                pass
-            except _TooLarge:
-                raise self._too_large() from None
-            except (zlib.error, brotli.error, zstandard.ZstdError) as exc:
-                raise self._error(exc) from None
-            if self._done:
-                raise StopAsyncIteration
+                raise StopAsyncIteration from None
+            except _Truncated:
+                raise self._error(
+                    "the body ends before its compressed stream (truncated)"
+                ) from None
+            except (zlib.error, brotli.error, zstd.ZstdError) as exc:
+                raise self._error(str(exc)) from None
+            if piece is not None:
+                return piece
             if self._iter is None:
                 self._iter = aiter(self._inner)
             try:
-                data = await anext(self._iter)
+                pipeline.feed(await anext(self._iter))
             except StopAsyncIteration:
                 self._done = True
-                self._pending = self._pipeline(b"", final=True)
-                continue
-            self._pending = self._pipeline(data, final=False)
 
-    def _error(self, exc: Exception) -> DecodingError:
-        request = self._response.request
-        where = request.url if request is not None else "the response"
-        header = self._response.headers.get("content-encoding", "")
-        return DecodingError(
-            f"Could not decode the body of {where} (Content-Encoding: {header}): {exc}",
-            request=request,
-        )
-
-    def _too_large(self) -> ResponseTooLarge:
-        request = self._response.request
-        where = request.url if request is not None else "the response"
-        return ResponseTooLarge(
-            f"Response body of {where} exceeds the maximum of "
-            f"{self._response.max_size} bytes once decompressed",
-            request=request,
-        )
+    def _error(self, why: str) -> DecodingError:
+        return _decoding_error(self._response, f"could not decode the body: {why}")
 
     async def aclose(self) -> None:
-        self._pending = iter(())
         iterator, self._iter = self._iter, None
         # An async-generator body (``ByteStream``) must be closed as an iterator
         # too; a class-based one is its own iterator and is closed once, below.
@@ -291,6 +345,15 @@ class DecodingStream:
             await self._inner.aclose()
 
 
+def _decoding_error(response: Response, why: str) -> DecodingError:
+    request = response.request
+    where = request.url if request is not None else "the response"
+    header = ", ".join(response.headers.get_list("content-encoding"))
+    if len(header) > 80:
+        header = header[:80] + "..."
+    return DecodingError(f"{where} (Content-Encoding: {header}): {why}", request=request)
+
+
 class DecompressMiddleware:
     """A transport that decodes gzip, deflate, br and zstd bodies from the one it wraps."""
 
@@ -301,10 +364,17 @@ class DecompressMiddleware:
     async def handle_request(self, request: Request) -> Response:
         response = await self.transport.handle_request(request)
         values = response.headers.get_list("content-encoding")  # no KeyError when absent
-        if values:
-            codings = _codings(", ".join(values))
-            if codings:
-                response.stream = DecodingStream(response, codings, self._step)
+        if not values:
+            return response
+        codings = _codings(values[0] if len(values) == 1 else ", ".join(values))
+        if len(codings) > MAX_CODINGS:
+            await response.aclose()
+            raise _decoding_error(
+                response,
+                f"{len(codings)} codings stacked; at most {MAX_CODINGS} are decoded",
+            )
+        if codings and _KNOWN.issuperset(codings):
+            response.stream = DecodingStream(response, codings, self._step)
         return response
 
     async def aclose(self) -> None:

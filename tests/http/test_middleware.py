@@ -7,7 +7,6 @@ import zlib
 
 import brotli
 import pytest
-import zstandard
 
 from crawler.http import (
     ByteStream,
@@ -25,6 +24,7 @@ from crawler.http import (
     TooManyRedirects,
     UnsupportedProtocol,
 )
+from crawler.http._decompress import zstd
 
 
 class TrackedStream:
@@ -324,7 +324,7 @@ def encoded(body: bytes, coding: str) -> bytes:
     if coding == "br":
         return bytes(brotli.compress(body))
     if coding == "zstd":
-        return bytes(zstandard.ZstdCompressor().compress(body))
+        return zstd.compress(body)
     raise AssertionError(coding)
 
 
