@@ -33,6 +33,8 @@ def _is_retryable(exc: BaseException) -> bool:
         return True
     # A request we could not even put on the wire (bad header, unsupported
     # scheme) fails the same way every time: retrying it only wastes time.
+    # DecodingError (a RequestError, not a TransportError) is not retried either:
+    # the server framed those bytes as the whole body and would send them again.
     never_sendable = isinstance(exc, LocalProtocolError | UnsupportedProtocol)
     return isinstance(exc, TransportError) and not never_sendable
 

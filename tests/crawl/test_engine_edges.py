@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gzip
+import logging
 from collections import Counter, UserDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from crawler import Request, Response, Spider
+from crawler import DecodingError, Request, Response, Spider
 from crawler.engine import Engine
 from crawler.session import Session
 from tests.crawl.test_engine import run, settings
@@ -493,3 +495,56 @@ def test_a_request_refuses_headers_it_could_never_send() -> None:
     with pytest.raises(ValueError, match=r"header 'X-U' of http://h\.test/.*latin-1"):
         Request("http://h.test/", headers={"X-U": "ключ"})
     assert Request("http://h.test/", headers={"X-B": b"caf\xe9"}).headers == {"X-B": "café"}
+
+
+async def test_a_truncated_compressed_page_fails_once_with_a_clear_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Half a page must not reach the callback as a whole one; the same bytes would
+    come back on a retry, so it fails at once, counted and logged, not as an internal
+    error with a traceback."""
+    hits: Counter[str] = Counter()
+    page = gzip.compress(b"<title>whole</title>" + b"<p>text</p>" * 5000)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = await stream.receive_some(4096)
+            if not data:
+                return
+            head += data
+        path = head.split(b" ", 2)[1].decode()
+        hits[path] += 1
+        body = page[: len(page) // 2] if path == "/cut" else page
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await stream.aclose()
+
+    errors: list[BaseException] = []
+    async with serve_tcp(handler) as port:
+
+        class Cut(Spider):
+            name = "cut"
+
+            def start_requests(self) -> Iterator[Request]:
+                for path in ("/cut", "/whole"):
+                    yield Request(f"http://127.0.0.1:{port}{path}", errback=self.failed)
+
+            def parse(self, response: Response) -> dict[str, str]:
+                return {"path": response.url.path}
+
+            def failed(self, request: Request, error: BaseException) -> None:
+                errors.append(error)
+
+        with caplog.at_level(logging.WARNING, logger="crawler"):
+            stats, items = await run(Cut, settings("", obey_robots=False, retry_times=2))
+    assert items == [{"path": "/whole"}]
+    assert hits["/cut"] == 1
+    assert (stats.failed, stats.retries, dict(stats.errors)) == (1, 0, {"DecodingError": 1})
+    assert len(errors) == 1 and isinstance(errors[0], DecodingError)
+    (line,) = [r.getMessage() for r in caplog.records if "/cut" in r.getMessage()]
+    assert f"giving up on GET http://127.0.0.1:{port}/cut" in line
+    assert "truncated" in line
