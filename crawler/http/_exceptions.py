@@ -142,7 +142,12 @@ class UnsupportedProtocol(TransportError):
 
 
 class DecodingError(RequestError):
-    """A body could not be decoded (bad gzip, bad charset...)."""
+    """The body arrived as framed but cannot be decoded: a compressed stream that is
+    corrupt or cut short, or more Content-Encodings stacked than we undo.
+
+    Not a ``TransportError``: the exchange itself completed, and asking again would
+    most likely bring the same bytes, so the crawl engine does not retry it.
+    """
 
 
 class TooManyRedirects(RequestError):
