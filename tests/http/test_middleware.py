@@ -377,6 +377,15 @@ async def test_concatenated_zstd_frames() -> None:
     assert (await decode(body, "zstd")).content == b"one two"
 
 
+@pytest.mark.parametrize("split", [1, 3, 1000])
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+async def test_members_and_trailing_junk_across_chunk_boundaries(coding: str, split: int) -> None:
+    """A second member's magic bytes may arrive one at a time; junk after the last
+    member is ignored however it is cut."""
+    body = encoded(b"one ", coding) + encoded(b"two", coding) + b"<!-- junk -->"
+    assert (await decode(body, coding, split=split)).content == b"one two"
+
+
 async def test_identity_and_absent_encoding_leave_the_stream_alone() -> None:
     stream = TrackedStream(b"plain")
     for headers in ({}, {"Content-Encoding": "identity"}):
