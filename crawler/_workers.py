@@ -31,6 +31,7 @@ from .http import URL, Client, HTTPError, HTTPStatusError
 from .http import Request as HTTPRequest
 from .http import Response as HTTPResponse
 from .http._pool import ConnectionPool
+from .http._redirects import CROSS_ORIGIN_DROPPED
 from .pipeline import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
 from .politeness import THROTTLE_STATUSES, Politeness, RobotsCache, parse_retry_after
 from .request import Request
@@ -456,13 +457,15 @@ class Crawler:
         meta.pop("retry_times", None)
         changes: dict[str, Any] = {"url": url, "meta": meta}
         if URL(url).origin != URL(request.url).origin:
-            # Credentials stay with their origin: no Authorization or Cookie header
-            # given by hand, and no session auth, on the other side of the redirect.
+            # Credentials stay with their origin: no Authorization, Proxy-Authorization
+            # or Cookie header given by hand, and no session auth, on the other side of
+            # the redirect (the same headers the client's own redirects drop).
             changes["meta"]["cross_origin_redirect"] = True
             if request.headers:
-                drop = ("authorization", "cookie")
                 changes["headers"] = {
-                    k: v for k, v in request.headers.items() if k.lower() not in drop
+                    k: v
+                    for k, v in request.headers.items()
+                    if k.lower() not in CROSS_ORIGIN_DROPPED
                 }
         if status == 303 or (status in (301, 302) and request.method == "POST"):
             headers = changes.get("headers", request.headers)

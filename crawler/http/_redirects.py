@@ -1,8 +1,9 @@
 """RedirectMiddleware: follow 3xx responses the way browsers and httpx do.
 
 Each hop is a fresh Request built from the previous one. Credentials never
-cross origins: Authorization and explicit cookies are dropped when the
-redirect changes scheme, host or port, and the Cookie header is always
+cross origins: Authorization, Proxy-Authorization and explicit cookies are
+dropped when the redirect changes scheme, host or port (so an https to http
+downgrade on the same host drops them too), and the Cookie header is always
 rebuilt by the cookie middleware underneath for the new URL. The body of
 each intermediate response is read (up to a small cap) so that its
 connection goes back to the pool for reuse instead of being closed.
@@ -23,12 +24,17 @@ from ._models import Request, Response
 from ._transports import Transport
 from ._urls import URL
 
-__all__ = ["FOLLOW_REDIRECTS", "RedirectMiddleware"]
+__all__ = ["CROSS_ORIGIN_DROPPED", "FOLLOW_REDIRECTS", "RedirectMiddleware"]
 
 # Request extension: False to get the 3xx response itself.
 FOLLOW_REDIRECTS = "follow_redirects"
 # A redirect body bigger than this is not worth reading to keep the connection.
 MAX_REDIRECT_BODY = 64 * 1024
+
+# Headers carrying credentials for the origin they were first sent to. This
+# client speaks to no proxy, so a Proxy-Authorization header given by hand
+# reaches the origin server like Authorization does, and leaks the same way.
+CROSS_ORIGIN_DROPPED = ("authorization", "proxy-authorization", "cookie")
 
 _BODY_HEADERS = (
     "content-length",
@@ -118,8 +124,9 @@ class RedirectMiddleware:
                 del headers[name]
         if url.origin != request.url.origin:
             extensions.pop(EXPLICIT_COOKIES, None)
-            if "authorization" in headers:
-                del headers["authorization"]
+            for name in CROSS_ORIGIN_DROPPED:
+                if name in headers:
+                    del headers[name]
         content = request.content
         if method != request.method and method == "GET":
             content = b""

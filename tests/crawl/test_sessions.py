@@ -566,7 +566,11 @@ async def test_credentials_do_not_follow_a_redirect_to_another_origin() -> None:
                     for path in ("/away", "/here"):
                         yield Request(
                             home.url + path,
-                            headers={"Authorization": "Bearer tok", "Cookie": "given=1"},
+                            headers={
+                                "Authorization": "Bearer tok",
+                                "Proxy-Authorization": "Basic cHg=",
+                                "Cookie": "given=1",
+                            },
                         )
 
                 def parse(self, response: Response) -> None:
@@ -576,10 +580,12 @@ async def test_credentials_do_not_follow_a_redirect_to_another_origin() -> None:
     [landed] = other.requests
     assert landed.target == "/landed"
     assert "authorization" not in landed.headers
+    assert "proxy-authorization" not in landed.headers
     assert "cookie" not in landed.headers
     [stay] = [r for r in home.requests if r.target == "/stay"]
     assert stay.headers["authorization"].startswith("Basic ")  # the session's auth wins
     assert stay.headers["cookie"] == "given=1"
+    assert stay.headers["proxy-authorization"] == "Basic cHg="
 
 
 def test_secret_keys_and_urls_are_redacted() -> None:

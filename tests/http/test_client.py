@@ -237,6 +237,21 @@ async def test_auth_is_kept_same_origin_and_dropped_cross_origin(url: str, other
     assert "authorization" not in cross["headers"]
 
 
+async def test_proxy_authorization_is_kept_same_origin_and_dropped_cross_origin(
+    url: str, other_url: str
+) -> None:
+    # Proxy credentials given by hand go to the origin server (no proxy is in
+    # play), so they must not follow a redirect to another one.
+    headers = {"Proxy-Authorization": "Basic cHJveHk6cHc="}
+    async with Client() as client:
+        same = echoed(await client.get(url + "/redirect", params={"to": "/echo"}, headers=headers))
+        cross = echoed(
+            await client.get(url + "/redirect", params={"to": other_url + "/echo"}, headers=headers)
+        )
+    assert same["headers"]["proxy-authorization"] == "Basic cHJveHk6cHc="
+    assert "proxy-authorization" not in cross["headers"]
+
+
 async def test_cookie_param_dropped_cross_origin(url: str, other_url: str) -> None:
     async with Client() as client:
         response = await client.get(

@@ -216,15 +216,18 @@ async def test_3xx_without_location_is_returned() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "kept"),
+    ("start", "target", "kept"),
     [
-        ("http://h.test/same", True),
-        ("http://h.test:8080/port", False),
-        ("https://h.test/scheme", False),
-        ("http://other.test/host", False),
+        ("http://h.test/", "http://h.test/same", True),
+        ("http://h.test/", "http://h.test:8080/port", False),
+        ("http://h.test/", "https://h.test/scheme", False),
+        ("http://h.test/", "http://other.test/host", False),
+        ("https://h.test/", "https://h.test/same", True),
+        ("https://h.test/", "http://h.test/downgrade", False),
+        ("https://h.test/", "https://other.test/host", False),
     ],
 )
-async def test_credentials_are_dropped_across_origins(target: str, kept: bool) -> None:
+async def test_credentials_are_dropped_across_origins(start: str, target: str, kept: bool) -> None:
     seen: list[Request] = []
 
     def handler(request: Request) -> Response:
@@ -235,14 +238,16 @@ async def test_credentials_are_dropped_across_origins(target: str, kept: bool) -
     await transport.handle_request(
         Request(
             "GET",
-            "http://h.test/",
-            headers={"Authorization": "Basic xyz"},
+            start,
+            headers={"Authorization": "Basic xyz", "Proxy-Authorization": "Basic p"},
             extensions={"cookies": {"sid": "s"}},
         )
     )
     first, second = seen
     assert first.headers["authorization"] == "Basic xyz" and first.headers["cookie"] == "sid=s"
+    assert first.headers["proxy-authorization"] == "Basic p"
     assert ("authorization" in second.headers) is kept
+    assert ("proxy-authorization" in second.headers) is kept
     assert ("cookie" in second.headers) is kept
 
 
