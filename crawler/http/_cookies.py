@@ -6,11 +6,16 @@ Cookie header for a URL visits only the buckets of its host and parent domains
 scans the whole jar: a long crawl that collected cookies from thousands of
 sites pays per request only for the site it talks to.
 
-Not a browser: no public suffix list is shipped (a list fetched or bundled
-would go stale, and fetching one at run time is off limits), so the only
-"public suffix" refused as a Domain attribute is a single label such as
-``com`` or ``localhost``. SameSite is kept but not enforced, since a crawler
-has no notion of a top-level browsing context.
+Host names and Domain attributes are compared in one canonical form
+(lowercase, IDNA A-labels, no leading or trailing dot), so ``test.`` or
+``TEST`` cannot pass for something other than the single label ``test``. A
+Domain attribute that is a public suffix (``co.uk``, ``github.io``; the list
+bundled by ``publicsuffixlist``, looked up once per domain) is refused, as
+browsers do. The sizes follow RFC 6265 section 6.1 as browsers apply them:
+4096 bytes per cookie, 50 cookies per site (registrable domain, so a site
+cannot multiply them over subdomains, and one Cookie header stays bounded)
+and 3000 in all. SameSite is kept but not enforced, since a crawler has no
+notion of a top-level browsing context.
 """
 
 from __future__ import annotations
@@ -25,19 +30,39 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from publicsuffixlist import PublicSuffixList
+
 from ._exceptions import CookieError
 from ._urls import URL
 
 if TYPE_CHECKING:
     from ._models import Response
 
-__all__ = ["Cookie", "Cookies", "parse_cookie_date", "parse_set_cookie"]
+__all__ = [
+    "MAX_COOKIES",
+    "MAX_COOKIES_PER_DOMAIN",
+    "MAX_COOKIE_SIZE",
+    "Cookie",
+    "Cookies",
+    "parse_cookie_date",
+    "parse_set_cookie",
+]
 
 # RFC 6265bis caps a cookie's lifetime at 400 days; it also keeps the float
 # arithmetic away from overflow when a server sends Max-Age=99999999999999.
 _MAX_AGE_CAP = 400 * 24 * 3600
-# Enough for any real site; stops one hostile site from growing the jar without end.
-MAX_COOKIES_PER_DOMAIN = 200
+# RFC 6265 section 6.1 limits, which browsers apply as caps. A bigger cookie is
+# ignored; past the count limits the oldest cookies go (expired ones first).
+# The per-domain count is per site (registrable domain): every cookie a request
+# can carry belongs to its host's site, so this also bounds the Cookie header.
+MAX_COOKIE_SIZE = 4096
+MAX_COOKIES_PER_DOMAIN = 50
+MAX_COOKIES = 3000
+# Past MAX_COOKIES the jar is trimmed this far below it, so the sweep over the
+# whole jar that finds expired cookies runs once per this many new cookies.
+_TRIM_SLACK = 300
+# RFC 6265bis 5.6: an attribute value longer than this is ignored.
+_MAX_ATTRIBUTE = 1024
 
 _SECURE_SCHEMES = frozenset({"https", "wss"})
 _NAME_OK = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -145,6 +170,50 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)
+def canonical_domain(name: str) -> str | None:
+    """``name`` lowercase, as IDNA A-labels, without leading or trailing dots; None if
+    it cannot be a host name. Hosts from URLs and Domain attributes both go through
+    this, so that ``example.com.``, ``EXAMPLE.com`` and ``example.com`` are one key."""
+    name = name.strip(".")
+    if not name or ".." in name:
+        return None
+    if name.isascii():
+        return name.lower()
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+
+
+def _canonical_host(host: str) -> str:
+    """A URL's host is already lowercase A-labels; only a trailing dot may remain."""
+    return host.rstrip(".") if host.endswith(".") else host
+
+
+@lru_cache(maxsize=1)
+def _suffix_list() -> PublicSuffixList:
+    # Parsing the bundled list takes about 0.1 s: only jars that see a Domain
+    # attribute pay it, once per process.
+    return PublicSuffixList()
+
+
+@lru_cache(maxsize=8192)
+def is_public_suffix(domain: str) -> bool:
+    """True for ``com``, ``co.uk``, ``github.io``, any single label, and names
+    under a top-level domain the list does not know."""
+    return "." not in domain or bool(_suffix_list().is_public(domain))
+
+
+@lru_cache(maxsize=8192)
+def _site_of(domain: str) -> str:
+    """The registrable domain ``domain`` belongs to: the unit the per-domain cap counts.
+    An address, a public suffix host and ``""`` (cookies for any host) are their own."""
+    if not domain or _is_ip(domain) or "." not in domain:
+        return domain
+    return _suffix_list().privatesuffix(domain) or domain
+
+
 def domain_match(host: str, domain: str) -> bool:
     """RFC 6265 5.1.3: equal, or a dot-separated suffix of a host name (not of an IP)."""
     if host == domain:
@@ -210,6 +279,8 @@ def _parse_attributes(attrs: str, now: float) -> _Attributes:
     for attr in attrs.split(";"):
         key, _, val = attr.partition("=")
         key, val = key.strip().lower(), val.strip()
+        if len(val) > _MAX_ATTRIBUTE:
+            continue
         if key == "expires":
             parsed = parse_cookie_date(val)
             if parsed is not None:
@@ -218,7 +289,8 @@ def _parse_attributes(attrs: str, now: float) -> _Attributes:
             delta = int(val)
             out.max_age = 0.0 if delta <= 0 else now + min(delta, _MAX_AGE_CAP)
         elif key == "domain" and val:
-            out.domain = val.lstrip(".").lower()
+            # A Domain that is no host name can match no host: "" refuses the cookie.
+            out.domain = canonical_domain(val) or ""
         elif key == "path":
             out.path = val if val.startswith("/") else None
         elif key == "secure":
@@ -231,16 +303,30 @@ def _parse_attributes(attrs: str, now: float) -> _Attributes:
 
 
 def _storage_domain(host: str, domain: str | None) -> tuple[str, bool] | None:
-    """RFC 6265 5.3 steps 4-6: the (domain, host_only) to store under, None to refuse."""
+    """RFC 6265 5.3 steps 4-6: the (domain, host_only) to store under, None to refuse.
+
+    Both names are canonical. A public suffix or an address is acceptable as a
+    Domain only when it is the host itself, and then the cookie is host-only.
+    """
     if domain is None:
         return host, True
-    if "." not in domain or _is_ip(domain):
-        # A public-suffix-like single label or an address is only acceptable
-        # as the host itself, and then the cookie is host-only.
-        return (host, True) if domain == host else None
-    if not domain_match(host, domain):
+    if not domain:  # a Domain attribute that is no host name
         return None
-    return (host, True) if _is_ip(host) else (domain, False)
+    if domain == host:
+        return (host, True) if _is_ip(host) or is_public_suffix(host) else (domain, False)
+    if _is_ip(domain) or not domain_match(host, domain) or is_public_suffix(domain):
+        return None
+    return domain, False
+
+
+def _bucket_key(domain: str) -> str | None:
+    """The bucket a ``domain=`` argument names: ``""`` for cookies sent to any host."""
+    return canonical_domain(domain) if domain else ""
+
+
+def _too_big(name: str, value: str) -> bool:
+    # Header text is latin-1, one byte per character on the wire.
+    return len(name) + len(value) > MAX_COOKIE_SIZE
 
 
 def parse_set_cookie(line: str, url: URL, now: float) -> Cookie | None:
@@ -255,11 +341,16 @@ def parse_set_cookie(line: str, url: URL, now: float) -> Cookie | None:
     name, value = name.strip(), value.strip()
     if not sep or not name or _BAD_VALUE.search(name) or _BAD_VALUE.search(value):
         return None
+    if _too_big(name, value):
+        return None
     av = _parse_attributes(attrs, now) if attrs else _Attributes()
     # RFC 6265bis: a non-secure origin may not set a Secure cookie.
     if av.secure and url.scheme not in _SECURE_SCHEMES:
         return None
-    stored = _storage_domain(url.host, av.domain)
+    host = _canonical_host(url.host)
+    if not host:
+        return None
+    stored = _storage_domain(host, av.domain)
     if stored is None:
         return None
     domain, host_only = stored
@@ -289,7 +380,7 @@ class Cookies(MutableMapping[str, str]):
     without waiting.
     """
 
-    __slots__ = ("_buckets", "_clock", "_seq")
+    __slots__ = ("_buckets", "_clock", "_order", "_seq", "_sites")
 
     def __init__(
         self,
@@ -298,6 +389,11 @@ class Cookies(MutableMapping[str, str]):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._buckets: dict[str, dict[tuple[str, str], Cookie]] = {}
+        # Every cookie by creation number, oldest first: the total cap evicts
+        # from the front without a scan.
+        self._order: dict[int, Cookie] = {}
+        # site -> {bucket domain: None}: the buckets the per-site cap counts.
+        self._sites: dict[str, dict[str, None]] = {}
         self._seq = itertools.count()
         self._clock = clock
         if cookies is not None:
@@ -309,8 +405,22 @@ class Cookies(MutableMapping[str, str]):
         """Store ``cookie``, replacing one with the same name, domain and path.
 
         A replacement keeps the creation order of the cookie it replaces (RFC
-        6265 5.3 step 11), which is what the header ordering is based on.
+        6265 5.3 step 11), which is what the header ordering is based on. A
+        cookie over MAX_COOKIE_SIZE or for a domain that is no host name is
+        refused with CookieError (those from servers never get this far).
         """
+        if _too_big(cookie.name, cookie.value):
+            raise CookieError(
+                f"Cookie {cookie.name!r} is too big: name and value exceed "
+                f"{MAX_COOKIE_SIZE} bytes ({len(cookie.name) + len(cookie.value)})"
+            )
+        if cookie.domain:
+            domain = canonical_domain(cookie.domain)
+            if domain is None:
+                raise CookieError(
+                    f"Invalid domain {cookie.domain!r} for cookie {cookie.name!r}: not a host name"
+                )
+            cookie.domain = domain
         bucket = self._buckets.get(cookie.domain)
         key = (cookie.path, cookie.name)
         old = bucket.get(key) if bucket is not None else None
@@ -327,22 +437,47 @@ class Cookies(MutableMapping[str, str]):
                 cookie.created = self._clock()
         if bucket is None:
             bucket = self._buckets[cookie.domain] = {}
+            self._sites.setdefault(_site_of(cookie.domain), {})[cookie.domain] = None
         bucket[key] = cookie
-        if len(bucket) > MAX_COOKIES_PER_DOMAIN:
-            self._evict(bucket)
+        self._order[cookie.seq] = cookie
+        if old is None:
+            self._enforce_limits(cookie.domain)
 
-    def _evict(self, bucket: dict[tuple[str, str], Cookie]) -> None:
+    def _enforce_limits(self, domain: str) -> None:
+        domains = self._sites[_site_of(domain)]
+        if sum(len(self._buckets[d]) for d in domains) > MAX_COOKIES_PER_DOMAIN:
+            self._trim_site([c for d in domains for c in self._buckets[d].values()])
+        if len(self._order) > MAX_COOKIES:
+            self._trim_jar()
+
+    def _remove_expired(self, cookies: list[Cookie]) -> list[Cookie]:
+        """Remove the expired ones of ``cookies``; the others, oldest first."""
         now = self._clock()
-        for key in [k for k, c in bucket.items() if c.is_expired(now)]:
-            del bucket[key]
-        while len(bucket) > MAX_COOKIES_PER_DOMAIN:
-            oldest = min(bucket, key=lambda k: bucket[k].seq)
-            del bucket[oldest]
+        live = []
+        for cookie in cookies:
+            if cookie.is_expired(now):
+                self._remove(cookie)
+            else:
+                live.append(cookie)
+        live.sort(key=lambda c: c.seq)
+        return live
+
+    def _trim_site(self, cookies: list[Cookie]) -> None:
+        live = self._remove_expired(cookies)
+        for cookie in live[: max(0, len(live) - MAX_COOKIES_PER_DOMAIN)]:
+            self._remove(cookie)
+
+    def _trim_jar(self) -> None:
+        self._remove_expired(list(self._order.values()))
+        if len(self._order) <= MAX_COOKIES:
+            return
+        excess = len(self._order) - (MAX_COOKIES - _TRIM_SLACK)
+        for cookie in list(itertools.islice(self._order.values(), excess)):
+            self._remove(cookie)
 
     def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
         """Set a cookie by hand; with a ``domain`` it also goes to its subdomains."""
         _check_name_value(name, value)
-        domain = domain.lower().lstrip(".")
         if not path.startswith("/"):
             raise CookieError(f"Cookie path must start with '/', got {path!r} for {name!r}")
         self.set_cookie(Cookie(name, value, domain, path))
@@ -369,7 +504,7 @@ class Cookies(MutableMapping[str, str]):
         """The cookies a request to ``url`` carries, in header order (RFC 6265 5.4)."""
         if not isinstance(url, URL):
             url = URL(url)
-        host = url.host
+        host = _canonical_host(url.host)
         if not self._buckets or not host:
             return []
         path = url.path or "/"
@@ -395,7 +530,7 @@ class Cookies(MutableMapping[str, str]):
                         continue
                     found.append(cookie)
             dot = domain.find(".") if walk_parents else -1
-            if dot < 0 or dot == len(domain) - 1:  # no parent, or a trailing dot
+            if dot < 0:
                 break
             domain = domain[dot + 1 :]
         anywhere = self._buckets.get("")
@@ -431,8 +566,9 @@ class Cookies(MutableMapping[str, str]):
 
     def _select(self, name: str, domain: str | None, path: str | None) -> Iterator[Cookie]:
         if domain is not None:
+            key = _bucket_key(domain)
             buckets: Iterable[dict[tuple[str, str], Cookie]] = (
-                self._buckets.get(domain.lower().lstrip("."), {}),
+                (self._buckets.get(key, {}),) if key is not None else ()
             )
         else:
             buckets = self._buckets.values()
@@ -471,24 +607,34 @@ class Cookies(MutableMapping[str, str]):
         """Remove every cookie, or those of one domain (and path)."""
         if domain is None and path is None:
             self._buckets.clear()
+            self._order.clear()
+            self._sites.clear()
             return
-        targets = [domain.lower().lstrip(".")] if domain is not None else list(self._buckets)
+        if domain is None:
+            targets = list(self._buckets)
+        else:
+            key = _bucket_key(domain)
+            targets = [key] if key is not None else []
         for key in targets:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                continue
-            if path is None:
-                del self._buckets[key]
-            else:
-                for ckey in [k for k in bucket if k[0] == path]:
-                    del bucket[ckey]
+            for cookie in list(self._buckets.get(key, {}).values()):
+                if path is None or cookie.path == path:
+                    self._remove(cookie)
 
     def _remove(self, cookie: Cookie) -> None:
-        bucket = self._buckets.get(cookie.domain)
-        if bucket is not None and bucket.get((cookie.path, cookie.name)) is cookie:
-            del bucket[(cookie.path, cookie.name)]
-            if not bucket:
-                del self._buckets[cookie.domain]
+        """The one way out of the jar, keeping the bucket, order and site indexes in step."""
+        domain = cookie.domain
+        bucket = self._buckets.get(domain)
+        if bucket is None or bucket.get((cookie.path, cookie.name)) is not cookie:
+            return
+        del bucket[(cookie.path, cookie.name)]
+        del self._order[cookie.seq]
+        if not bucket:
+            del self._buckets[domain]
+            site = _site_of(domain)
+            domains = self._sites[site]
+            del domains[domain]
+            if not domains:
+                del self._sites[site]
 
     def update(  # type: ignore[override]
         self, cookies: Cookies | Mapping[str, str] | Iterable[tuple[str, str]] = (), /
@@ -504,8 +650,8 @@ class Cookies(MutableMapping[str, str]):
 
     @property
     def jar(self) -> list[Cookie]:
-        """Every stored cookie object (a snapshot list)."""
-        return [c for bucket in self._buckets.values() for c in bucket.values()]
+        """Every stored cookie object, oldest first (a snapshot list)."""
+        return list(self._order.values())
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -525,13 +671,13 @@ class Cookies(MutableMapping[str, str]):
         return (c.name for c in self.jar)
 
     def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._buckets.values())
+        return len(self._order)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and any(True for _ in self._select(name, None, None))
 
     def __bool__(self) -> bool:
-        return any(self._buckets.values())
+        return bool(self._order)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{c.name}={c.domain or '*'}{c.path}" for c in self.jar)
@@ -542,8 +688,7 @@ class Cookies(MutableMapping[str, str]):
     def to_list(self) -> list[dict[str, Any]]:
         """Unexpired cookies as JSON-ready dicts in creation order, for a resumable crawl."""
         now = self._clock()
-        cookies = sorted((c for c in self.jar if not c.is_expired(now)), key=lambda c: c.seq)
-        return [c.to_dict() for c in cookies]
+        return [c.to_dict() for c in self._order.values() if not c.is_expired(now)]
 
     @classmethod
     def from_list(
@@ -558,5 +703,8 @@ class Cookies(MutableMapping[str, str]):
                     f"Cookie #{index} is not a stored cookie: "
                     f"unknown keys {sorted(unknown)} or missing name/value in {dict(item)!r}"
                 )
-            jar.set_cookie(Cookie(**item))
+            try:
+                jar.set_cookie(Cookie(**item))
+            except CookieError as exc:
+                raise CookieError(f"Cookie #{index} cannot be restored: {exc}") from None
         return jar

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import ssl
 import tracemalloc
 import zlib
@@ -30,6 +31,7 @@ from crawler.http import (
     UnsupportedProtocol,
 )
 from crawler.http._client import USER_AGENT
+from crawler.http._cookies import MAX_COOKIE_SIZE, MAX_COOKIES_PER_DOMAIN
 from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
 Scope = dict[str, Any]
@@ -139,6 +141,27 @@ async def other_url() -> AsyncIterator[str]:
         yield base
 
 
+class _Loopback(trio.abc.HostnameResolver):
+    """Every name resolves to 127.0.0.1: real host names (with a trailing dot, under
+    a public suffix) reach a loopback server, with no DNS involved."""
+
+    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))]
+
+    async def getnameinfo(self, sockaddr, flags):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+@pytest.fixture
+async def port(url: str) -> AsyncIterator[int]:
+    """The test site's port, reachable under any host name for the test's duration."""
+    trio.socket.set_custom_hostname_resolver(_Loopback())
+    try:
+        yield int(url.rsplit(":", 1)[1])
+    finally:
+        trio.socket.set_custom_hostname_resolver(None)
+
+
 def echoed(response: Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()
@@ -203,6 +226,49 @@ async def test_cookie_for_another_domain_is_rejected(url: str) -> None:
             url + "/set-cookie", params=[("c", "f=1; Domain=example.com"), ("c", "ok=1")]
         )
         assert list(client.cookies) == ["ok"]
+
+
+async def test_trailing_dot_domain_cookie_does_not_reach_other_sites(port: int) -> None:
+    async with Client() as client:
+        await client.get(
+            f"http://www.evil.test.:{port}/set-cookie", params={"c": "td=1; Domain=test."}
+        )
+        victim = echoed(await client.get(f"http://victim.test.:{port}/echo"))
+        plain = echoed(await client.get(f"http://victim.test:{port}/echo"))
+    assert "cookie" not in victim["headers"] and "cookie" not in plain["headers"]
+
+
+async def test_public_suffix_domain_cookie_is_refused(port: int) -> None:
+    async with Client() as client:
+        await client.get(f"http://a.co.uk:{port}/set-cookie", params={"c": "ps=1; Domain=co.uk"})
+        await client.get(
+            f"http://www.example.co.uk:{port}/set-cookie",
+            params={"c": "ok=1; Domain=Example.CO.UK."},
+        )
+        other = echoed(await client.get(f"http://b.co.uk:{port}/echo"))
+        sibling = echoed(await client.get(f"http://shop.example.co.uk.:{port}/echo"))
+    assert "cookie" not in other["headers"]
+    assert sibling["headers"]["cookie"] == "ok=1"
+
+
+async def test_cookie_header_stays_bounded_however_many_cookies_a_site_sets() -> None:
+    hops = 10
+
+    def responder(seen: Seen) -> Reply:
+        hop = int(seen.target.rsplit("/", 1)[1])
+        if hop == hops:
+            return Reply(200, [], b"end")
+        headers = [("Set-Cookie", f"h{hop}c{i}={'v' * 100}") for i in range(12)]
+        headers.append(("Set-Cookie", f"big{hop}={'b' * MAX_COOKIE_SIZE}"))
+        return Reply(302, [*headers, ("Location", f"/hop/{hop + 1}")])
+
+    async with serve_h11(responder) as server, Client() as client:
+        response = await client.get(server.url + "/hop/0")
+    assert response.status_code == 200 and len(response.history) == hops
+    sent = [_cookies_of(seen.headers) for seen in server.requests]
+    assert not any(name.startswith("big") for cookies in sent for name in cookies)
+    assert len(sent[-1]) == MAX_COOKIES_PER_DOMAIN  # 120 were set: the oldest went
+    assert "h9c11" in sent[-1] and "h0c0" not in sent[-1]
 
 
 async def test_cookies_are_per_host(url: str, other_url: str) -> None:

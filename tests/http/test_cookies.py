@@ -9,6 +9,8 @@ import pytest
 
 from crawler.http import URL, Cookie, CookieError, Cookies, Request, Response
 from crawler.http._cookies import (
+    MAX_COOKIE_SIZE,
+    MAX_COOKIES,
     MAX_COOKIES_PER_DOMAIN,
     default_path,
     domain_match,
@@ -146,6 +148,71 @@ def test_single_label_domain_equal_to_the_host_is_host_only() -> None:
     (cookie,) = cookies.jar
     assert cookie.host_only
     assert header(cookies, "http://localhost/") == "a=1"
+
+
+def test_trailing_dot_does_not_defeat_the_single_label_rule() -> None:
+    cookies, _ = jar()
+    receive(cookies, "http://www.evil.test./", "td=1; Domain=test.", "tl=1; Domain=TEST..")
+    assert len(cookies) == 0
+    assert header(cookies, "http://victim.test./") is None
+    assert header(cookies, "http://victim.test/") is None
+
+
+def test_hosts_and_domains_are_compared_in_one_canonical_form() -> None:
+    cookies, _ = jar()
+    receive(cookies, "http://WWW.Example.COM./", "a=1; Domain=EXAMPLE.com.", "h=2")
+    receive(cookies, "http://www.bücher.de/", "b=3; Domain=BÜCHER.de")
+    assert {c.domain for c in cookies.jar} == {"example.com", "www.example.com", "xn--bcher-kva.de"}
+    assert header(cookies, "http://www.example.com/") == "a=1; h=2"
+    assert header(cookies, "http://www.example.com./") == "a=1; h=2"
+    assert header(cookies, "http://other.example.com/") == "a=1"
+    assert header(cookies, "http://xn--bcher-kva.de/") == "b=3"
+    assert header(cookies, "http://shop.Bücher.de./") == "b=3"
+
+
+@pytest.mark.parametrize("domain", ["a..example.com", "x" * 64 + ".example.com", "exa\u00admple"])
+def test_domain_that_is_not_a_host_name_is_refused(domain: str) -> None:
+    cookies, _ = jar()
+    receive(cookies, "http://www.example.com/", f"a=1; Domain={domain}")
+    assert len(cookies) == 0
+
+
+def test_hand_set_domains_are_canonical_too() -> None:
+    cookies = Cookies()
+    cookies.set("a", "1", domain="Bücher.DE.")
+    assert cookies.get("a", domain="xn--bcher-kva.de") == "1"
+    assert cookies.get("a", domain="BÜCHER.de.") == "1"
+    assert cookies.cookie_header("http://www.bücher.de/") == "a=1"
+    with pytest.raises(CookieError, match=r"'a\.\.b'"):
+        cookies.set("b", "1", domain="a..b")
+
+
+@pytest.mark.parametrize(
+    ("host", "domain"),
+    [("a.co.uk", "co.uk"), ("x.github.io", "github.io"), ("a.b.kawasaki.jp", "b.kawasaki.jp")],
+)
+def test_public_suffix_domain_is_refused(host: str, domain: str) -> None:
+    cookies, _ = jar()
+    receive(cookies, f"http://{host}/", f"a=1; Domain={domain}", f"b=2; Domain=.{domain}.")
+    assert len(cookies) == 0
+    assert header(cookies, f"http://other.{domain}/") is None
+
+
+def test_public_suffix_domain_from_that_very_host_is_host_only() -> None:
+    cookies, _ = jar()
+    receive(cookies, "http://co.uk/", "a=1; Domain=co.uk")
+    (cookie,) = cookies.jar
+    assert cookie.host_only and cookie.domain == "co.uk"
+    assert header(cookies, "http://co.uk/") == "a=1"
+    assert header(cookies, "http://a.co.uk/") is None
+
+
+def test_registrable_domain_under_a_public_suffix_is_accepted() -> None:
+    cookies, _ = jar()
+    receive(cookies, "http://www.example.co.uk/", "a=1; Domain=example.co.uk")
+    receive(cookies, "http://me.github.io/", "b=2; Domain=me.github.io")
+    assert header(cookies, "http://shop.example.co.uk/") == "a=1"
+    assert header(cookies, "http://blog.me.github.io/") == "b=2"
 
 
 def test_ip_hosts_get_host_only_cookies() -> None:
@@ -366,6 +433,63 @@ def test_per_domain_cap_evicts_the_oldest() -> None:
         receive(cookies, "http://h.test/", f"c{i}=1")
     assert len(cookies) == MAX_COOKIES_PER_DOMAIN
     assert "c0" not in cookies and f"c{MAX_COOKIES_PER_DOMAIN + 4}" in cookies
+
+
+def test_limits_follow_rfc_6265_section_6_1() -> None:
+    assert MAX_COOKIE_SIZE == 4096 and MAX_COOKIES_PER_DOMAIN == 50 and MAX_COOKIES == 3000
+
+
+def test_per_domain_cap_covers_every_subdomain_of_a_site() -> None:
+    # Host-only and domain cookies on many subdomains of one site count together,
+    # so no host of the site can be sent more than the cap.
+    cookies, _ = jar()
+    for i in range(120):
+        host = f"h{i % 7}.deep.site.test"
+        attrs = "; Domain=site.test" if i % 3 == 0 else ("; Domain=deep.site.test" if i % 3 else "")
+        receive(cookies, f"http://{host}/", f"c{i}=v{attrs}")
+    assert len(cookies) == MAX_COOKIES_PER_DOMAIN
+    assert "c69" not in cookies and "c70" in cookies and "c119" in cookies
+    sent = header(cookies, "http://h1.deep.site.test/")
+    assert sent is not None and sent.count("=") <= MAX_COOKIES_PER_DOMAIN
+
+
+def test_per_domain_cap_drops_expired_cookies_before_live_ones() -> None:
+    cookies, clock = jar()
+    receive(cookies, "http://h.test/", "old=1")
+    receive(cookies, "http://h.test/", "brief=1; Max-Age=5")
+    clock.now += 10
+    for i in range(MAX_COOKIES_PER_DOMAIN - 1):
+        receive(cookies, "http://h.test/", f"c{i}=1")
+    assert "old" in cookies and len(cookies) == MAX_COOKIES_PER_DOMAIN
+
+
+def test_total_cap_evicts_the_oldest_across_sites() -> None:
+    cookies, _ = jar()
+    sites = MAX_COOKIES // MAX_COOKIES_PER_DOMAIN + 1
+    for site in range(sites):
+        for i in range(MAX_COOKIES_PER_DOMAIN):
+            receive(cookies, f"http://s{site}.test/", f"c{i}=1")
+    assert len(cookies) <= MAX_COOKIES
+    assert header(cookies, "http://s0.test/") is None  # the first site's cookies went first
+    newest = header(cookies, f"http://s{sites - 1}.test/")
+    assert newest is not None and newest.count("=") == MAX_COOKIES_PER_DOMAIN
+
+
+def test_oversized_cookie_is_ignored() -> None:
+    cookies, _ = jar()
+    fits = "v" * (MAX_COOKIE_SIZE - 1)  # name + value = 4096 bytes
+    receive(cookies, "http://h.test/", f"a={fits}", f"bb={fits}", f"{'n' * 4097}=")
+    assert [c.name for c in cookies.jar] == ["a"]
+    with pytest.raises(CookieError, match="4096"):
+        cookies.set("bb", fits)
+
+
+def test_oversized_attribute_is_ignored() -> None:
+    cookies, _ = jar()
+    long_path = "/" + "p" * 1024
+    receive(cookies, "http://www.h.test/dir/x", f"a=1; Path={long_path}; Domain=h.test")
+    (cookie,) = cookies.jar
+    assert cookie.path == "/dir" and cookie.domain == "h.test"
 
 
 def test_host_with_a_trailing_dot_gets_each_cookie_once() -> None:
