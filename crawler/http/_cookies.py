@@ -241,10 +241,38 @@ def default_path(request_path: str) -> str:
 def _check_name_value(name: str, value: str) -> None:
     if not _NAME_OK.match(name):
         raise CookieError(f"Invalid cookie name {name!r}: must be a non-empty HTTP token")
-    if _BAD_VALUE.search(value):
+    if not _sendable(value):
         raise CookieError(
-            f"Invalid value for cookie {name!r}: {value!r} contains ';' or a control character"
+            f"Invalid value for cookie {name!r}: {value!r} contains ';', a control character "
+            "or a character outside Latin-1 (header text)"
         )
+
+
+def _sendable(text: str) -> bool:
+    """No ';' or control character, and Latin-1 only: header text goes out as Latin-1."""
+    return not _BAD_VALUE.search(text) and (text.isascii() or max(text) <= "\xff")
+
+
+def _check_storable(cookie: Cookie) -> None:
+    """Refuse, naming it, a hand-made cookie that the jar could not send or look up."""
+    name = cookie.name
+    if not name or not _sendable(name) or not _sendable(cookie.value):
+        raise CookieError(
+            f"Invalid cookie {name!r}={cookie.value!r}: the name must be non-empty, and "
+            "neither may hold ';', a control character or one outside Latin-1"
+        )
+    if _too_big(name, cookie.value):
+        raise CookieError(
+            f"Cookie {name!r} is too big: name and value exceed "
+            f"{MAX_COOKIE_SIZE} bytes ({len(name) + len(cookie.value)})"
+        )
+    if cookie.domain:
+        domain = canonical_domain(cookie.domain)
+        if domain is None:
+            raise CookieError(
+                f"Invalid domain {cookie.domain!r} for cookie {name!r}: not a host name"
+            )
+        cookie.domain = domain
 
 
 def parse_cookie_header(header: str) -> dict[str, str]:
@@ -347,8 +375,8 @@ def parse_set_cookie(line: str, url: URL, now: float) -> Cookie | None:
     # RFC 6265bis: a non-secure origin may not set a Secure cookie.
     if av.secure and url.scheme not in _SECURE_SCHEMES:
         return None
-    host = _canonical_host(url.host)
-    if not host:
+    host = canonical_domain(url.host)
+    if host is None:  # no host, or one no cookie can be kept for ("a..b")
         return None
     stored = _storage_domain(host, av.domain)
     if stored is None:
@@ -406,21 +434,15 @@ class Cookies(MutableMapping[str, str]):
 
         A replacement keeps the creation order of the cookie it replaces (RFC
         6265 5.3 step 11), which is what the header ordering is based on. A
-        cookie over MAX_COOKIE_SIZE or for a domain that is no host name is
-        refused with CookieError (those from servers never get this far).
+        cookie that could not be sent (empty name, ';', a control character or
+        one outside Latin-1, over MAX_COOKIE_SIZE) or whose domain is no host
+        name is refused with CookieError, here rather than at send time.
         """
-        if _too_big(cookie.name, cookie.value):
-            raise CookieError(
-                f"Cookie {cookie.name!r} is too big: name and value exceed "
-                f"{MAX_COOKIE_SIZE} bytes ({len(cookie.name) + len(cookie.value)})"
-            )
-        if cookie.domain:
-            domain = canonical_domain(cookie.domain)
-            if domain is None:
-                raise CookieError(
-                    f"Invalid domain {cookie.domain!r} for cookie {cookie.name!r}: not a host name"
-                )
-            cookie.domain = domain
+        _check_storable(cookie)
+        self._store(cookie)
+
+    def _store(self, cookie: Cookie) -> None:
+        """set_cookie for a cookie known to be valid, as parse_set_cookie's are."""
         bucket = self._buckets.get(cookie.domain)
         key = (cookie.path, cookie.name)
         old = bucket.get(key) if bucket is not None else None
@@ -492,7 +514,7 @@ class Cookies(MutableMapping[str, str]):
         for line in lines:
             cookie = self.parse_set_cookie(line, url)
             if cookie is not None:
-                self.set_cookie(cookie)
+                self._store(cookie)
 
     def parse_set_cookie(self, line: str, url: URL) -> Cookie | None:
         """The cookie ``line`` sets for a response from ``url``, or None if refused."""

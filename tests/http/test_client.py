@@ -21,6 +21,7 @@ import trustme
 from crawler.http import (
     Client,
     Cookie,
+    CookieError,
     Cookies,
     MockTransport,
     Request,
@@ -269,6 +270,14 @@ async def test_cookie_header_stays_bounded_however_many_cookies_a_site_sets() ->
     assert not any(name.startswith("big") for cookies in sent for name in cookies)
     assert len(sent[-1]) == MAX_COOKIES_PER_DOMAIN  # 120 were set: the oldest went
     assert "h9c11" in sent[-1] and "h0c0" not in sent[-1]
+
+
+async def test_cookie_value_a_header_cannot_carry_is_refused_when_set(url: str) -> None:
+    async with Client() as client:
+        with pytest.raises(CookieError, match=r"'a'.*Latin-1"):
+            client.cookies["a"] = "€"
+        seen = echoed(await client.get(url + "/echo"))
+    assert "cookie" not in seen["headers"]
 
 
 async def test_cookies_are_per_host(url: str, other_url: str) -> None:

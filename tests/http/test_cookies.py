@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
 
 import pytest
 
@@ -174,6 +175,12 @@ def test_hosts_and_domains_are_compared_in_one_canonical_form() -> None:
 def test_domain_that_is_not_a_host_name_is_refused(domain: str) -> None:
     cookies, _ = jar()
     receive(cookies, "http://www.example.com/", f"a=1; Domain={domain}")
+    assert len(cookies) == 0
+
+
+def test_host_that_is_no_host_name_gets_no_cookie_and_no_error() -> None:
+    cookies, _ = jar()
+    receive(cookies, "http://www..test/", "a=1", "b=2; Domain=test")
     assert len(cookies) == 0
 
 
@@ -406,6 +413,31 @@ def test_clear_one_domain() -> None:
 def test_bad_names_and_values_are_refused(name: str, value: str) -> None:
     with pytest.raises(CookieError, match="cookie"):
         Cookies().set(name, value)
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        Cookie("a", "€"),
+        Cookie("", "1"),
+        Cookie("a;b", "1"),
+        Cookie("a", "1\r\nX-Evil: 1"),
+        Cookie("a", "1", domain="a..b"),
+        Cookie("a", "v" * MAX_COOKIE_SIZE),
+    ],
+)
+def test_hand_made_cookie_that_could_not_be_sent_is_refused(cookie: Cookie) -> None:
+    cookies = Cookies()
+    with pytest.raises(CookieError, match=re.escape(repr(cookie.name))):
+        cookies.set_cookie(cookie)
+    assert len(cookies) == 0
+    with pytest.raises(CookieError, match="#0"):
+        Cookies.from_list([cookie.to_dict()])
+
+
+def test_value_outside_latin_1_is_refused_when_set() -> None:
+    with pytest.raises(CookieError, match="Latin-1"):
+        Cookies({"a": "€"})
 
 
 def test_jar_is_iterable_cookie_objects() -> None:
