@@ -11,6 +11,9 @@ from .engine import Crawler as Crawler
 from .engine import Engine as Engine
 from .engine import crawl as crawl
 from .engine import run_crawl as run_crawl
+from .http import MAX_COOKIE_SIZE as MAX_COOKIE_SIZE
+from .http import MAX_COOKIES as MAX_COOKIES
+from .http import MAX_COOKIES_PER_DOMAIN as MAX_COOKIES_PER_DOMAIN
 from .http import URL as URL
 from .http import AsyncByteStream as AsyncByteStream
 from .http import BasicAuth as BasicAuth

@@ -6,6 +6,9 @@ from ._client import Client as Client
 from ._config import Limits as Limits
 from ._config import Timeout as Timeout
 from ._cookie_middleware import CookieMiddleware as CookieMiddleware
+from ._cookies import MAX_COOKIE_SIZE as MAX_COOKIE_SIZE
+from ._cookies import MAX_COOKIES as MAX_COOKIES
+from ._cookies import MAX_COOKIES_PER_DOMAIN as MAX_COOKIES_PER_DOMAIN
 from ._cookies import Cookie as Cookie
 from ._cookies import Cookies as Cookies
 from ._decompress import DecompressMiddleware as DecompressMiddleware
@@ -23,6 +26,9 @@ from ._urls import URL as URL
 
 __all__ = [
     *_exception_names,
+    "MAX_COOKIES",
+    "MAX_COOKIES_PER_DOMAIN",
+    "MAX_COOKIE_SIZE",
     "URL",
     "AsyncByteStream",
     "BasicAuth",

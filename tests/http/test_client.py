@@ -19,6 +19,8 @@ import trio
 import trustme
 
 from crawler.http import (
+    MAX_COOKIE_SIZE,
+    MAX_COOKIES_PER_DOMAIN,
     Client,
     Cookie,
     CookieError,
@@ -32,7 +34,6 @@ from crawler.http import (
     UnsupportedProtocol,
 )
 from crawler.http._client import USER_AGENT
-from crawler.http._cookies import MAX_COOKIE_SIZE, MAX_COOKIES_PER_DOMAIN
 from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
 Scope = dict[str, Any]
