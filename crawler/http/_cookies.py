@@ -181,7 +181,8 @@ def canonical_domain(name: str) -> str | None:
     if name.isascii():
         return name.lower()
     try:
-        return name.encode("idna").decode("ascii").lower()
+        # As URL does it, so a host and a Domain naming it come out the same.
+        return name.lower().encode("idna").decode("ascii")
     except UnicodeError:
         return None
 
@@ -369,7 +370,7 @@ def parse_set_cookie(line: str, url: URL, now: float) -> Cookie | None:
     name, value = name.strip(), value.strip()
     if not sep or not name or _BAD_VALUE.search(name) or _BAD_VALUE.search(value):
         return None
-    if _too_big(name, value):
+    if len(name) + len(value) > MAX_COOKIE_SIZE:
         return None
     av = _parse_attributes(attrs, now) if attrs else _Attributes()
     # RFC 6265bis: a non-secure origin may not set a Secure cookie.
