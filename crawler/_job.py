@@ -398,7 +398,9 @@ def _restore(crawler: Crawler, meta: Mapping[str, str]) -> None:
     for name, cookies, logged_in in json.loads(meta.get("cookies", "[]")):
         session = crawler.session(name)
         if cookies:
-            session.cookies.update(Cookies.from_list(cookies))
+            # Saved by an older build, a cookie may break today's rules: one
+            # refused cookie is logged, and does not stop the resume.
+            session.cookies.update(Cookies.from_list(cookies, skip_refused=True))
         if logged_in:
             # Its cookies hold the login: no need to log in again until a response
             # comes back logged out.

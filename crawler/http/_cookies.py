@@ -23,6 +23,7 @@ from __future__ import annotations
 import calendar
 import ipaddress
 import itertools
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -47,6 +48,8 @@ __all__ = [
     "parse_cookie_date",
     "parse_set_cookie",
 ]
+
+log = logging.getLogger(__name__)
 
 # RFC 6265bis caps a cookie's lifetime at 400 days; it also keeps the float
 # arithmetic away from overflow when a server sends Max-Age=99999999999999.
@@ -715,8 +718,16 @@ class Cookies(MutableMapping[str, str]):
 
     @classmethod
     def from_list(
-        cls, items: Iterable[Mapping[str, Any]], *, clock: Callable[[], float] = time.time
+        cls,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        clock: Callable[[], float] = time.time,
+        skip_refused: bool = False,
     ) -> Cookies:
+        """A jar holding the cookies ``to_list`` gave. With ``skip_refused``, a cookie
+        the jar refuses today (one saved under looser rules, say over MAX_COOKIE_SIZE)
+        is logged and left out instead of failing the whole restore; an item that is
+        not a stored cookie at all still raises."""
         jar = cls(clock=clock)
         fields = set(Cookie.__dataclass_fields__) - {"seq"}
         for index, item in enumerate(items):
@@ -729,5 +740,7 @@ class Cookies(MutableMapping[str, str]):
             try:
                 jar.set_cookie(Cookie(**item))
             except CookieError as exc:
-                raise CookieError(f"Cookie #{index} cannot be restored: {exc}") from None
+                if not skip_refused:
+                    raise CookieError(f"Cookie #{index} cannot be restored: {exc}") from None
+                log.warning("Cookie #%d not restored: %s", index, exc)
         return jar

@@ -435,6 +435,15 @@ def test_hand_made_cookie_that_could_not_be_sent_is_refused(cookie: Cookie) -> N
         Cookies.from_list([cookie.to_dict()])
 
 
+def test_from_list_can_skip_the_cookies_it_refuses(caplog: pytest.LogCaptureFixture) -> None:
+    items = [{"name": "big", "value": "v" * 5000}, {"name": "ok", "value": "1"}]
+    restored = Cookies.from_list(items, skip_refused=True)
+    assert list(restored) == ["ok"]
+    assert "#0 not restored" in caplog.text and "'big'" in caplog.text
+    with pytest.raises(CookieError, match="#1"):
+        Cookies.from_list([items[1], {"nope": 1}], skip_refused=True)
+
+
 def test_value_outside_latin_1_is_refused_when_set() -> None:
     with pytest.raises(CookieError, match="Latin-1"):
         Cookies({"a": "€"})
