@@ -371,7 +371,7 @@ def parse_set_cookie(line: str, url: URL, now: float) -> Cookie | None:
     pair, _, attrs = line.partition(";")
     name, sep, value = pair.partition("=")
     name, value = name.strip(), value.strip()
-    if not sep or not name or _BAD_VALUE.search(name) or _BAD_VALUE.search(value):
+    if not sep or not name or not _sendable(name) or not _sendable(value):
         return None
     if len(name) + len(value) > MAX_COOKIE_SIZE:
         return None

@@ -435,6 +435,14 @@ def test_hand_made_cookie_that_could_not_be_sent_is_refused(cookie: Cookie) -> N
         Cookies.from_list([cookie.to_dict()])
 
 
+def test_set_cookie_line_outside_latin_1_is_ignored() -> None:
+    # Servers' headers are Latin-1 text; a Response built by hand may hold more.
+    cookies, _ = jar()
+    receive(cookies, "http://h.test/", "a=€", "€=1", "ok=é")
+    assert [c.name for c in cookies.jar] == ["ok"]
+    assert header(cookies, "http://h.test/") == "ok=é"
+
+
 def test_from_list_can_skip_the_cookies_it_refuses(caplog: pytest.LogCaptureFixture) -> None:
     items = [{"name": "big", "value": "v" * 5000}, {"name": "ok", "value": "1"}]
     restored = Cookies.from_list(items, skip_refused=True)
