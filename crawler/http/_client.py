@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 from ._auth import AuthTypes, BasicAuth, build_auth
 from ._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Limits, Timeout
-from ._cookie_middleware import EXPLICIT_COOKIES, CookieMiddleware
+from ._cookie_middleware import EXPLICIT_COOKIES, CookieMiddleware, check_cookies
 from ._cookies import Cookies
 from ._decompress import DecompressMiddleware
 from ._exceptions import UnsupportedProtocol
@@ -108,6 +108,19 @@ def _with_trailing_slash(url: URL) -> URL:
     return url if url.path.endswith("/") else url.copy_with(path=url.path + "/")
 
 
+def _jar_from(cookies: CookieArg | None) -> Cookies:
+    """A new jar holding ``cookies``, checked as one request's cookies are.
+
+    ``Cookies`` checks names and values given as a mapping, but copies a jar's
+    ``Cookie`` objects as they are, and those may have been made by hand.
+    """
+    if isinstance(cookies, Cookies):
+        check_cookies(((c.name, c.value) for c in cookies.jar), "given to the client")
+    elif cookies:
+        check_cookies(cookies.items(), "given to the client")
+    return Cookies(cookies)
+
+
 class Client:
     """An HTTP client with connection pooling, cookies, redirects and decompression.
 
@@ -145,7 +158,7 @@ class Client:
         self._headers = Headers(DEFAULT_HEADERS)
         self._headers.update_from(headers)
         self._auth = build_auth(auth)
-        self._cookies = Cookies(cookies)
+        self._cookies = _jar_from(cookies)
         self.timeout = _as_timeout(timeout)
         self.follow_redirects = follow_redirects
         self.max_response_size = max_response_size
@@ -202,7 +215,7 @@ class Client:
 
     @cookies.setter
     def cookies(self, value: CookieArg | None) -> None:
-        replacement = Cookies(value)
+        replacement = _jar_from(value)
         self._cookies.clear()
         self._cookies.update(replacement)
 

@@ -7,11 +7,15 @@ URL: a login that answers "302 + Set-Cookie" works as in a browser.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 from ._cookies import Cookies, parse_cookie_header
+from ._exceptions import CookieError
 from ._models import Request, Response
 from ._transports import Transport
 
-__all__ = ["EXPLICIT_COOKIES", "CookieMiddleware"]
+__all__ = ["EXPLICIT_COOKIES", "CookieMiddleware", "check_cookies"]
 
 # Request extension holding the cookies given for one request (``cookies=``,
 # or a Cookie header set by hand). They win over jar cookies of the same name,
@@ -19,6 +23,36 @@ __all__ = ["EXPLICIT_COOKIES", "CookieMiddleware"]
 EXPLICIT_COOKIES = "cookies"
 _HEADER_TAKEN = "cookies_from_header"
 _HEADER_SET = "cookie_header_set"
+
+# What a cookie from the caller must be to stay one cookie in the Cookie header
+# (the rules of Cookies.set): a name that is a token, so no "=", ";", spaces or
+# controls, and a value without ";" or controls. RFC 6265 lets a value be
+# quoted, but the quotes belong to the value and protect nothing: servers split
+# the header at every ";". fullmatch, as "$" would let a final "\n" through.
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[;\x00-\x1f\x7f]")
+
+
+def check_cookies(cookies: Iterable[tuple[str, str]], where: str) -> None:
+    """Refuse a cookie that would add another to the Cookie header, or split it.
+
+    For cookies the caller gives (per request, or to a client): servers' cookies
+    are filtered as they are parsed. Checked as they will be written, so
+    ``str()`` of each; a value is never repeated in the error, it may be a secret.
+    """
+    for name, value in cookies:
+        name, value = str(name), str(value)
+        if _NAME.fullmatch(name) is None:
+            raise CookieError(
+                f"Invalid cookie name {name!r} {where}: a cookie name must be a "
+                "non-empty token (no '=', ';', spaces or control characters)"
+            )
+        bad = _BAD_VALUE.search(value)
+        if bad is not None:
+            raise CookieError(
+                f"Invalid value for cookie {name!r} {where}: it holds {bad.group()!r} "
+                "(a value may hold no ';' or control character, quoted or not)"
+            )
 
 
 class CookieMiddleware:
@@ -32,6 +66,9 @@ class CookieMiddleware:
         extensions = request.extensions
         explicit = extensions.get(EXPLICIT_COOKIES)
         if not extensions.get(_HEADER_TAKEN):
+            # Once per request (redirect hops and resends skip this block).
+            if explicit:
+                check_cookies(explicit.items(), f"given for {request.url}")
             # A hand-written Cookie header is read once and kept as explicit
             # cookies, so a resend of this request object (a retry) does not
             # mistake the header built here for the caller's.

@@ -15,6 +15,7 @@ proven on the server's side of a real loopback connection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,8 +27,9 @@ import pytest
 import trio
 from h2.errors import ErrorCodes
 
-from crawler.http import Client, RemoteProtocolError, Request
+from crawler.http import Client, Cookie, CookieError, Cookies, RemoteProtocolError, Request
 from tests.http.pools import GUARD, pool_for
+from tests.http.test_wire import recorder
 from tests.servers import serve_tcp
 
 OK_FIELDS = [(b":status", b"200"), (b"content-length", b"2")]
@@ -186,3 +188,85 @@ async def test_http2_unusual_but_harmless_headers_are_kept(case: str) -> None:
     assert response.headers[name.decode("latin-1")] == value.decode("latin-1")
     assert response.content == b"ok"
     assert server.resets == []
+
+
+# -- cookies given by the caller -------------------------------------------------
+
+# Each would put an "admin" cookie (or line) of its own into the Cookie header.
+BAD_COOKIES: dict[str, tuple[dict[str, str], str]] = {
+    "semicolon-in-value": ({"a": "b; admin=1"}, "'a'"),
+    "quoted-value-with-semicolon": ({"a": '"b; admin=1"'}, "'a'"),
+    "crlf-in-value": ({"a": "b\r\nX-Admin: 1"}, "'a'"),
+    "nul-in-value": ({"a": "b\x00admin=1"}, "'a'"),
+    "tab-in-value": ({"a": "b\tadmin=1"}, "'a'"),
+    "semicolon-in-name": ({"x; admin": "1"}, "'x; admin'"),
+    "equals-in-name": ({"admin=1; x": "1"}, "'admin=1; x'"),
+    "space-in-name": ({"x admin": "1"}, "'x admin'"),
+    "tab-in-name": ({"x\tadmin": "1"}, "'x\\tadmin'"),
+    "newline-ending-name": ({"admin\n": "1"}, "'admin\\n'"),
+    "empty-name": ({"": "admin=1"}, "''"),
+}
+
+
+def _jar_with(cookies: dict[str, str]) -> Cookies:
+    """A jar holding ``cookies`` as Cookie objects set by hand (no checks on that path)."""
+    jar = Cookies()
+    for name, value in cookies.items():
+        jar.set_cookie(Cookie(name, value))
+    return jar
+
+
+@pytest.mark.parametrize("given", ["mapping", "jar"])
+@pytest.mark.parametrize("case", list(BAD_COOKIES))
+async def test_per_request_cookie_that_would_add_another_is_refused(case: str, given: str) -> None:
+    cookies, named = BAD_COOKIES[case]
+    per_request = cookies if given == "mapping" else _jar_with(cookies)
+    with trio.fail_after(GUARD):
+        async with recorder() as (url, server):
+            async with Client() as client:
+                with pytest.raises(CookieError) as info:
+                    await client.get(url + "/a", cookies=per_request)
+                # A good cookie still goes, and the client is still usable.
+                response = await client.get(url + "/after", cookies={"ok": "1"})
+                assert response.content == b"ok"
+            await server.quiet()
+    message = str(info.value)
+    assert named in message and url + "/a" in message
+    if case.endswith("-in-value"):
+        assert "admin" not in message.lower()  # a cookie's value is never repeated
+    assert b"admin" not in bytes(server.received).lower()
+    assert server.received.count(b" HTTP/1.1\r\n") == 1
+    assert b"\r\nCookie: ok=1\r\n" in server.received
+
+
+@pytest.mark.parametrize("given", ["mapping", "jar"])
+@pytest.mark.parametrize("case", ["semicolon-in-value", "equals-in-name", "newline-ending-name"])
+async def test_cookies_given_to_the_client_are_checked(case: str, given: str) -> None:
+    cookies, named = BAD_COOKIES[case]
+    with trio.fail_after(GUARD):
+        async with recorder() as (url, server):
+            with pytest.raises(CookieError, match=re.escape(named)):
+                jar = cookies if given == "mapping" else _jar_with(cookies)
+                async with Client(cookies=jar) as client:
+                    await client.get(url + "/a")
+            async with Client() as client:
+                with pytest.raises(CookieError, match=re.escape(named)):
+                    client.cookies = _jar_with(cookies)
+                await client.get(url + "/after")
+            await server.quiet()
+    assert b"admin" not in bytes(server.received).lower()
+    assert server.received.count(b" HTTP/1.1\r\n") == 1
+    assert b"Cookie:" not in server.received  # nothing was half-set
+
+
+async def test_harmless_cookies_go_as_given() -> None:
+    # Quotes are part of a value (RFC 6265 allows them around it); '=' may be in one.
+    cookies = {"a": '"quoted value"', "b": "x=y", "c": ""}
+    with trio.fail_after(GUARD):
+        async with recorder() as (url, server):
+            async with Client(cookies={"jar": "1"}) as client:
+                await client.get(url + "/a", cookies=cookies)
+                await client.get(url + "/b", cookies=_jar_with(cookies))
+            await server.quiet()
+    line = b'\r\nCookie: jar=1; a="quoted value"; b=x=y; c=\r\n'
+    assert server.received.count(line) == 2
