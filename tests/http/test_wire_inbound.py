@@ -209,7 +209,8 @@ BAD_COOKIES: dict[str, tuple[dict[str, str], str]] = {
 
 
 def _jar_with(cookies: dict[str, str]) -> Cookies:
-    """A jar holding ``cookies`` as Cookie objects set by hand (no checks on that path)."""
+    """A jar holding ``cookies`` as Cookie objects set by hand; the jar refuses some of
+    them itself, as they are set, and the client checks the rest when they are sent."""
     jar = Cookies()
     for name, value in cookies.items():
         jar.set_cookie(Cookie(name, value))
@@ -220,18 +221,20 @@ def _jar_with(cookies: dict[str, str]) -> Cookies:
 @pytest.mark.parametrize("case", list(BAD_COOKIES))
 async def test_per_request_cookie_that_would_add_another_is_refused(case: str, given: str) -> None:
     cookies, named = BAD_COOKIES[case]
-    per_request = cookies if given == "mapping" else _jar_with(cookies)
     with trio.fail_after(GUARD):
         async with recorder() as (url, server):
             async with Client() as client:
                 with pytest.raises(CookieError) as info:
+                    per_request = cookies if given == "mapping" else _jar_with(cookies)
                     await client.get(url + "/a", cookies=per_request)
                 # A good cookie still goes, and the client is still usable.
                 response = await client.get(url + "/after", cookies={"ok": "1"})
                 assert response.content == b"ok"
             await server.quiet()
     message = str(info.value)
-    assert named in message and url + "/a" in message
+    assert named in message
+    # A request's cookies are named with its URL; a jar may refuse one before any request.
+    assert url + "/a" in message or given == "jar"
     if case.endswith("-in-value"):
         assert "admin" not in message.lower()  # a cookie's value is never repeated
     assert b"admin" not in bytes(server.received).lower()
