@@ -68,7 +68,7 @@ _TRIM_SLACK = 300
 _MAX_ATTRIBUTE = 1024
 
 _SECURE_SCHEMES = frozenset({"https", "wss"})
-_NAME_OK = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_NAME_OK = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[;\x00-\x1f\x7f]")
 
 
@@ -243,11 +243,12 @@ def default_path(request_path: str) -> str:
 
 
 def _check_name_value(name: str, value: str) -> None:
-    if not _NAME_OK.match(name):
+    if not _NAME_OK.fullmatch(name):
         raise CookieError(f"Invalid cookie name {name!r}: must be a non-empty HTTP token")
     if not _sendable(value):
+        # The value is not repeated: cookies carry secrets, and errors reach logs.
         raise CookieError(
-            f"Invalid value for cookie {name!r}: {value!r} contains ';', a control character "
+            f"Invalid value for cookie {name!r}: it contains ';', a control character "
             "or a character outside Latin-1 (header text)"
         )
 
@@ -262,8 +263,8 @@ def _check_storable(cookie: Cookie) -> None:
     name = cookie.name
     if not name or not _sendable(name) or not _sendable(cookie.value):
         raise CookieError(
-            f"Invalid cookie {name!r}={cookie.value!r}: the name must be non-empty, and "
-            "neither may hold ';', a control character or one outside Latin-1"
+            f"Invalid cookie {name!r}: the name must be non-empty, and neither it nor the "
+            "value may hold ';', a control character or one outside Latin-1"
         )
     if _too_big(name, cookie.value):
         raise CookieError(

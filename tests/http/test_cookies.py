@@ -594,3 +594,12 @@ def test_lookup_walks_only_the_hosts_domains() -> None:
     cookies._buckets = Spy(buckets)
     assert header(cookies, "http://a.b.target.test/") == "mine=1"
     assert seen == ["a.b.target.test", "b.target.test", "target.test", "test", ""]
+
+
+def test_a_cookie_name_ending_in_a_line_break_is_refused_and_no_value_is_repeated() -> None:
+    jar = Cookies()
+    with pytest.raises(CookieError, match="'admin\\\\n'"):
+        jar.set("admin\n", "1")
+    with pytest.raises(CookieError) as info:
+        jar.set("session", "secret-token; admin=1")
+    assert "secret-token" not in str(info.value)
