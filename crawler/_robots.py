@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import trio
 from protego import Protego
 
+from ._failures import describe_failure
 from ._links import host_of, netloc_of
 from .http import TransportError
 
@@ -47,13 +48,22 @@ def origin_of(url: str) -> str:
 
 
 class RobotsUnavailable(TransportError):
-    """An origin's robots.txt could not be fetched, so none of its URLs may be crawled yet."""
+    """An origin's robots.txt could not be fetched, so none of its URLs may be crawled yet.
+
+    ``cause`` says why in a few words, for a summary of failed requests: the
+    network error when the server could not be reached at all (the robots.txt
+    is then only where it showed first), else the status robots.txt answered.
+    """
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class _Entry:
     """One origin's rules, or a pending fetch of them."""
 
-    __slots__ = ("error", "expires", "ready", "rules")
+    __slots__ = ("cause", "error", "expires", "ready", "rules")
 
     def __init__(self) -> None:
         self.ready = trio.Event()
@@ -61,8 +71,10 @@ class _Entry:
         # or when the fetch was cancelled (waiters then try again).
         self.rules: Protego | bool | None = None
         self.expires = float("inf")
-        # Why the rules are "disallow all": the fetch's failure, for messages.
+        # Why the rules are "disallow all": the fetch's failure, for messages, and
+        # what it means for the pages of the origin.
         self.error = ""
+        self.cause = ""
 
 
 class RobotsCache:
@@ -108,7 +120,8 @@ class RobotsCache:
         if rules is _DISALLOW_ALL:
             raise RobotsUnavailable(
                 f"{origin}/robots.txt could not be fetched ({entry.error}), so {url} "
-                f"may not be crawled; it is fetched again after {self.error_retry:g}s"
+                f"may not be crawled; it is fetched again after {self.error_retry:g}s",
+                entry.cause,
             )
         if rules is _ALLOW_ALL:
             return True
@@ -165,9 +178,10 @@ class RobotsCache:
         try:
             status, body = await self._fetch(url)
             entry.error = f"HTTP {status}"
+            entry.cause = f"its robots.txt answered HTTP {status}"
         except Exception as exc:
             status, body = 599, b""  # unreachable counts as a server error
-            entry.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            entry.error = entry.cause = describe_failure(exc)
         now = self._now()
         if 200 <= status < 300:
             text = body[: self.max_size].decode("utf-8", errors="replace")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._callbacks import Callbacks
+from ._failures import describe_failure, describe_status, short_cause
 from ._links import host_of, make_host_filter, resolve_url
 from ._logins import SESSION_GENERATION, Logins
 from ._redact import is_secret_key
@@ -145,7 +146,14 @@ class Crawler:
         self._timeout = settings.timeout()
         #: The spider's sessions by name ("default" included), made on first use.
         self.sessions: dict[str, Session] = {}
-        self.failed = False  # a login failed: the crawl stopped and must exit non-zero
+        # The crawl failed and must exit non-zero: a login failed, or no start request
+        # could be crawled at all.
+        self.failed = False
+        # Start requests (depth 0, their retries and redirects included): whether one
+        # reached its callback, and the first few that failed, as "URL (cause)".
+        self._start_reached = False
+        self._start_failures: list[str] = []
+        self._start_failed = 0
         self.logins = Logins(
             spider,
             self.name,
@@ -260,6 +268,7 @@ class Crawler:
                             workers.start_soon(self._worker)
                 services.cancel_scope.cancel()
             clean = True
+            self._check_start()
         finally:
             # Not clean: cancelled from outside (or broken), which is no finish either.
             self.stats.finish(
@@ -306,6 +315,21 @@ class Crawler:
         stats.errors["pipeline"] = self.pipelines.errors
         if not self.pipelines.errors:
             del stats.errors["pipeline"]
+
+    def _check_start(self) -> None:
+        """A crawl none of whose start requests could be crawled has failed, and says why
+        (a stop by signal or by a limit before any answer is no such failure)."""
+        if self._start_reached or not self._start_failed or self.interrupted:
+            return
+        self.failed = True
+        shown = "; ".join(self._start_failures)
+        more = self._start_failed - len(self._start_failures)
+        log.error(
+            "spider %s: no start request could be crawled: %s%s",
+            self.name,
+            shown,
+            f"; and {more} more" if more > 0 else "",
+        )
 
     def refresh_stats(self) -> Stats:
         self._sync_stats()
@@ -435,6 +459,8 @@ class Crawler:
                     await self._failed(request, None, response)
                     return False
         stats.pages += 1
+        if request.depth == 0:
+            self._start_reached = True
         await self.callbacks.invoke(
             request,
             request.callback or "parse",
@@ -569,15 +595,20 @@ class Crawler:
             if self._maybe_retry(request, error=error):
                 return
             kind = type(error).__name__
-            cause = str(error) or kind
+            cause = describe_failure(error)
         else:
             assert response is not None
             kind = f"http_{response.status_code}"
-            cause = f"HTTP {response.status_code} {response.reason_phrase}" + (
+            cause = describe_status(response.status_code, response.reason_phrase) + (
                 f" ({cause})" if cause else ""
             )
         self.stats.errors[kind] += 1
         self.stats.failed += 1
+        if request.depth == 0:
+            self._start_failed += 1
+            if len(self._start_failures) < _START_FAILURES_SHOWN:
+                short = cause if error is None else short_cause(error)
+                self._start_failures.append(f"{request.url} ({short})")
         retries = request.meta.get("retry_times", 0)
         log.warning(
             "spider %s: giving up on %s %s after %d retries: %s",
@@ -622,6 +653,7 @@ class Crawler:
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_START_FAILURES_SHOWN = 10
 
 
 def _without_body_headers(headers: dict[str, str] | None) -> dict[str, str] | None:

@@ -203,7 +203,8 @@ def run_crawl(
     """Crawl with every spider in ``spider_classes`` (concurrently, one pool); the exit status.
 
     0: every crawl ended normally (exhausted, or a max_* limit reached);
-    130: stopped by SIGINT/SIGTERM; 1: a crawl failed.
+    130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, or none
+    of its start requests could be crawled).
     """
     try:
         return trio.run(_main, spider_classes, settings_for, feeds, stats_json)

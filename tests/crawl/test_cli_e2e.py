@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -287,13 +288,75 @@ async def test_an_unreachable_robots_txt_fails_loudly_not_silently(tmp_path: Pat
         result = await crawl(
             tmp_path, "site", "-s", start_option(server.url + "/"), "--stats-json", str(stats_file)
         )
-    stderr = ok(result)
+    # Its only start URL could not be crawled: nothing was, and the exit status says so.
+    assert result.returncode == 1
+    stderr = result.stderr.decode()
     assert targets(server) == Counter()  # never crawled while robots.txt is unknown
     stats = json.loads(stats_file.read_text(encoding="utf-8"))
     assert stats["failed"] == 1
     assert stats["errors"] == {"RobotsUnavailable": 1}
     assert "robots" not in stats["dropped"]
     assert f"{server.url}/robots.txt could not be fetched (HTTP 500)" in stderr
+    assert f"{server.url}/ (its robots.txt answered HTTP 500)" in stderr
+
+
+def refused_port() -> socket.socket:
+    """A bound socket that never listens: connecting to its port is refused at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if " ERROR " in line or "crawl: error" in line]
+
+
+async def test_a_crawl_whose_start_urls_are_all_unreachable_exits_1_naming_them(
+    tmp_path: Path,
+) -> None:
+    make_project(tmp_path)
+    with refused_port() as sock:
+        port = sock.getsockname()[1]
+        first, second = f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/other"
+        result = await crawl(tmp_path, "site", "-s", start_option(first, second))
+    assert result.returncode == 1
+    errors = "\n".join(error_lines(result.stderr.decode()))
+    assert f"{first} (connection refused to 127.0.0.1:{port})" in errors
+    assert f"{second} (connection refused to 127.0.0.1:{port})" in errors
+    assert "crawl: error:" in errors
+
+
+async def test_start_urls_that_all_fail_after_retries_exit_1_with_the_status(
+    tmp_path: Path,
+) -> None:
+    make_project(tmp_path)
+
+    def respond(seen: Seen) -> Reply:
+        if seen.target == "/robots.txt":
+            return Reply(404, [], b"")
+        return Reply(503, [], b"busy")
+
+    async with serve_h11(respond) as server:
+        result = await crawl(tmp_path, "site", "-s", start_option(server.url + "/"))
+    assert result.returncode == 1
+    assert targets(server) == Counter({"/": 3})  # the first try and retry_times = 2 retries
+    errors = "\n".join(error_lines(result.stderr.decode()))
+    assert f"{server.url}/ (HTTP 503 Service Unavailable)" in errors
+
+
+async def test_a_crawl_where_some_start_urls_worked_exits_0(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    out = tmp_path / "out.jsonl"
+    with refused_port() as sock:
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+        async with serve_h11(site({"/": html("home")})) as server:
+            result = await crawl(
+                tmp_path, "site", "-s", start_option(dead, server.url + "/"), "-o", str(out)
+            )
+    stderr = ok(result)
+    assert paths_of(read_jsonl(out)) == ["/"]
+    assert f"giving up on GET {dead}" in stderr
+    assert error_lines(stderr) == []
 
 
 async def test_running_a_crawl_again_replaces_its_export(tmp_path: Path) -> None:
