@@ -2,7 +2,8 @@
 
 The rules follow RFC 9309:
 
-* 2xx: the file is parsed (``protego``), at most ``max_size`` bytes of it;
+* 2xx: the file is parsed (``protego``), at most ``max_size`` bytes of it
+  (500 KiB, as Google reads), without a last line the limit cuts;
 * 3xx left over (the fetch function is expected to follow up to five
   redirects itself) and 4xx other than 429: there are no rules, everything
   is allowed;
@@ -32,9 +33,12 @@ from .http import TransportError
 if TYPE_CHECKING:  # politeness.py imports this module
     from .politeness import Politeness
 
-__all__ = ["RobotsCache", "RobotsUnavailable", "origin_of"]
+__all__ = ["ROBOTS_MAX_SIZE", "RobotsCache", "RobotsUnavailable", "origin_of"]
 
 Fetch = Callable[[str], Awaitable[tuple[int, bytes]]]
+#: How much of a robots.txt is read and parsed: 500 KiB, the least RFC 9309 allows
+#: and what Google reads; whatever follows is ignored.
+ROBOTS_MAX_SIZE = 500 * 1024
 _ALLOW_ALL = True
 _DISALLOW_ALL = False
 
@@ -95,7 +99,7 @@ class RobotsCache:
         politeness: Politeness | None = None,
         ttl: float = 86_400.0,
         error_retry: float = 300.0,
-        max_size: int = 512 * 1024,
+        max_size: int = ROBOTS_MAX_SIZE,
         max_entries: int = 10_000,
         now: Callable[[], float] | None = None,
     ) -> None:
@@ -184,7 +188,7 @@ class RobotsCache:
             entry.error = entry.cause = describe_failure(exc)
         now = self._now()
         if 200 <= status < 300:
-            text = body[: self.max_size].decode("utf-8", errors="replace")
+            text = _head(body, self.max_size).decode("utf-8", errors="replace")
             entry.rules = Protego.parse(text)
             entry.expires = now + self.ttl
         elif status == 429 or status >= 500:
@@ -196,3 +200,14 @@ class RobotsCache:
         if self._politeness is not None:
             delay = self.crawl_delay(origin)
             self._politeness.set_crawl_delay(host_of(origin), delay)
+
+
+def _head(body: bytes, max_size: int) -> bytes:
+    """The first ``max_size`` bytes of a robots.txt, without the line the limit cuts
+    in two: half a rule ("Disallow: /la" of "Disallow: /late") is not the site's."""
+    if len(body) <= max_size:
+        return body
+    head = body[:max_size]
+    if body[max_size : max_size + 1] in (b"\n", b"\r"):
+        return head
+    return head[: head.rfind(b"\n") + 1]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
+from contextlib import aclosing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
@@ -26,6 +27,7 @@ from ._links import host_of, make_host_filter, resolve_url
 from ._logins import SESSION_GENERATION, Logins
 from ._redact import is_secret_key
 from ._retry import RetryPolicy
+from ._robots import ROBOTS_MAX_SIZE
 from .frontier import Frontier
 from .frontier.memory import MemoryFrontier
 from .http import URL, Client, HTTPError, HTTPStatusError
@@ -642,14 +644,42 @@ class Crawler:
         return allowed
 
     async def _fetch_robots(self, url: str) -> tuple[int, bytes]:
-        """Fetch one robots.txt over the shared pool (counted as a request, not a page)."""
+        """Fetch one robots.txt over the shared pool (counted as a request, not a page).
+
+        Its body is read up to robots.txt's own limit, whatever max_response_size
+        says: a file too big for it still gives the rules at its top, which is
+        better than shutting the site out for a size that concerns pages.
+        """
         client = self.session("default").client
         self.stats.requests += 1
         response = await client.send(
             HTTPRequest("GET", URL(url), headers=client.headers, timeout=self._timeout),
+            stream=True,
             follow_redirects=True,
         )
-        return response.status_code, response.content
+        try:
+            status = response.status_code
+            body = await _read_at_most(response, ROBOTS_MAX_SIZE + 1) if status < 300 else b""
+        finally:
+            await response.aclose()
+        return status, body
+
+
+async def _read_at_most(response: HTTPResponse, limit: int) -> bytes:
+    """The first ``limit`` bytes of a streamed body (or all of a shorter one); the rest
+    is never read (closing the response then drops its connection)."""
+    response.max_size = None  # the limit here replaces the client's
+    parts: list[bytes] = []
+    size = 0
+    # aiter_bytes is an async generator: closed here, not whenever it is collected.
+    body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    async with aclosing(body) as chunks:
+        async for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    return b"".join(parts)[:limit]
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})

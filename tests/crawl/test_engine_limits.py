@@ -1,0 +1,64 @@
+"""Limits the engine puts on what it reads and fetches: robots.txt size, URL length,
+max_pages with retries pending. Each is checked against a real loopback server."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from crawler import Request, Response, Spider
+from crawler._robots import ROBOTS_MAX_SIZE
+from tests.crawl.test_engine import run, settings
+from tests.servers import Reply, Seen, serve_h11
+
+HTML = [("Content-Type", "text/html")]
+
+
+def _links_page(*paths: str) -> bytes:
+    return "".join(f'<a href="{path}">{path}</a>' for path in paths).encode()
+
+
+class FollowAll(Spider):
+    """Starts at the ``base`` option and follows every link."""
+
+    name = "follow_all"
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["base"] + "/")
+
+    def parse(self, response: Response) -> Iterator[Request]:
+        yield from response.follow_all()
+
+
+def _big_robots() -> bytes:
+    """A robots.txt of 1 MiB: a rule at the top, a rule cut in two by the 500 KiB limit
+    (its first half, "Disallow: /la", would forbid /late), and a rule past the limit."""
+    head = b"User-agent: *\nDisallow: /private\n"
+    cut = b"Disallow: /la"
+    padding = ROBOTS_MAX_SIZE - len(head) - len(cut)
+    lines = b"".join(b"# " + b"x" * 97 + b"\n" for _ in range(padding // 100))
+    lines += b"#" + b"x" * (padding - len(lines) - 2) + b"\n"
+    body = head + lines + cut + b"te\n"
+    assert body.index(cut) + len(cut) == ROBOTS_MAX_SIZE
+    tail = b"Disallow: /beyond\n" + b"# filler\n" * 60_000
+    return body + tail
+
+
+async def test_a_robots_txt_larger_than_max_response_size_is_read_up_to_its_own_limit() -> None:
+    robots = _big_robots()
+    assert len(robots) > 2 * ROBOTS_MAX_SIZE
+
+    def site(seen: Seen) -> Reply:
+        if seen.target == "/robots.txt":
+            return Reply(200, [("Content-Type", "text/plain")], robots)
+        if seen.target == "/":
+            return Reply(200, HTML, _links_page("/private/x", "/late", "/beyond", "/public"))
+        return Reply(200, HTML, b"<p>leaf</p>")
+
+    async with serve_h11(site) as server:
+        stats, _ = await run(FollowAll, settings(server.url, max_response_size=64 * 1024))
+    fetched = Counter(seen.target for seen in server.requests)
+    # The rule before the limit applies; the rule half cut by it and the one after do not.
+    assert fetched == Counter({"/robots.txt": 1, "/": 1, "/late": 1, "/beyond": 1, "/public": 1})
+    assert stats.dropped["robots"] == 1
+    assert stats.failed == 0 and not stats.errors
