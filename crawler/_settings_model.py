@@ -149,6 +149,12 @@ class Settings:
     depth_limit: int = setting(
         0, "Deepest link depth followed from the start requests; 0 = unlimited.", minimum=0
     )
+    max_url_length: int = setting(
+        2083,
+        "URLs longer than this many characters are dropped before they are queued "
+        "(counted under dropped as url_too_long); 0 = unlimited.",
+        minimum=0,
+    )
     max_pages: int = setting(
         0, "Stop the crawl after this many responses; 0 = unlimited.", minimum=0
     )

@@ -134,6 +134,7 @@ class Crawler:
             stats=self.stats,
             depth_limit=settings.depth_limit,
             max_pages=settings.max_pages,
+            max_url_length=settings.max_url_length,
             host_filter=make_host_filter(list(spider.allowed_domains))
             if spider.allowed_domains
             else None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
@@ -72,6 +73,7 @@ class Scheduler:
         stats: Stats,
         depth_limit: int = 0,
         max_pages: int = 0,
+        max_url_length: int = 0,
         host_filter: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = trio.current_time,
         recent_urls: int = 100_000,
@@ -86,6 +88,8 @@ class Scheduler:
         self.stats = stats
         self.depth_limit = depth_limit
         self.max_pages = max_pages
+        # 0 (no limit) becomes a length no URL reaches: one comparison per request either way.
+        self.max_url_length = max_url_length or sys.maxsize
         self.host_filter = host_filter
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
@@ -113,6 +117,10 @@ class Scheduler:
 
     def enqueue(self, request: Request) -> bool:
         """Add a request unless a filter drops it (counted by reason); True if queued."""
+        if len(request.url) > self.max_url_length:
+            # First, before the URL is hashed, parsed or fingerprinted: a 100 kB
+            # URL costs one len() here and nothing more.
+            return self._drop_long(request)
         if not request.dont_filter:
             if self.depth_limit and request.depth > self.depth_limit:
                 self.stats.dropped["depth"] += 1
@@ -137,6 +145,16 @@ class Scheduler:
                 return False
         self._push(request, host_of(request.url))
         return True
+
+    def _drop_long(self, request: Request) -> bool:
+        self.stats.dropped["url_too_long"] += 1
+        log.debug(
+            "dropped %.200s...: %d characters, over max_url_length %d",
+            request.url,
+            len(request.url),
+            self.max_url_length,
+        )
+        return False
 
     def _remember(self, url: str) -> None:
         recent = self._recent

@@ -47,7 +47,7 @@ class Stats:
         self.callback_errors = 0
         self.status: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()  # offsite, duplicate, robots, depth
+        self.dropped: Counter[str] = Counter()  # offsite, duplicate, robots, url_too_long...
         self.queued = 0  # kept current by the scheduler
         self.in_flight = 0
         self.connections: dict[str, tuple[int, int]] = {}

@@ -3,13 +3,16 @@ max_pages with retries pending. Each is checked against a real loopback server."
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
+
+import pytest
 
 from crawler import Request, Response, Spider
 from crawler._robots import ROBOTS_MAX_SIZE
 from tests.crawl.test_engine import run, settings
-from tests.servers import Reply, Seen, serve_h11
+from tests.servers import H11Server, Reply, Seen, serve_h11
 
 HTML = [("Content-Type", "text/html")]
 
@@ -62,3 +65,43 @@ async def test_a_robots_txt_larger_than_max_response_size_is_read_up_to_its_own_
     assert fetched == Counter({"/robots.txt": 1, "/": 1, "/late": 1, "/beyond": 1, "/public": 1})
     assert stats.dropped["robots"] == 1
     assert stats.failed == 0 and not stats.errors
+
+
+async def test_urls_longer_than_max_url_length_are_dropped_before_they_are_queued(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    huge = "/huge?q=" + "a" * 100_000
+    medium = "/" + "m" * 3000  # over the default, but a server reads it
+    long_path = "/" + "b" * 1990  # with the origin, within the default of 2083
+    pages = {
+        "/": _links_page(huge, medium, long_path, "/second"),
+        "/second": _links_page(huge, "/"),  # the same huge URL again: dropped again
+    }
+
+    def site(seen: Seen) -> Reply:
+        return Reply(200, HTML, pages.get(seen.target, b"<p>leaf</p>"))
+
+    def fetched(server: H11Server) -> Counter[str]:
+        return Counter(seen.target for seen in server.requests)
+
+    caplog.set_level(logging.DEBUG, logger="crawler.scheduler")
+    async with serve_h11(site) as server:
+        stats, _ = await run(FollowAll, settings(server.url, obey_robots=False))
+        assert fetched(server) == Counter({"/": 1, long_path: 1, "/second": 1})
+        # Never seen, so never a duplicate: the length is checked before anything else.
+        assert stats.dropped["url_too_long"] == 3
+        assert f"dropped {server.url}/huge?q=aaa" in caplog.text
+        assert f"{len(server.url + huge)} characters, over max_url_length 2083" in caplog.text
+
+        pages["/"] = _links_page(medium, long_path)
+        server.requests.clear()
+        stats, _ = await run(FollowAll, settings(server.url, obey_robots=False, max_url_length=0))
+        assert fetched(server) == Counter({"/": 1, medium: 1, long_path: 1})
+        assert "url_too_long" not in stats.dropped
+
+        server.requests.clear()
+        stats, _ = await run(
+            FollowAll, settings(server.url, obey_robots=False, max_url_length=1000)
+        )
+        assert fetched(server) == Counter({"/": 1})
+        assert stats.dropped["url_too_long"] == 2
