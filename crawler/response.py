@@ -73,7 +73,8 @@ class Response(HTTPResponse):
         return self.tree.css_first(selector, default=default)
 
     def links(self) -> list[str]:
-        """Absolute, de-fragmented, page-deduplicated http(s) links of ``<a href>``."""
+        """Absolute, de-fragmented, page-deduplicated http(s) links of ``<a href>`` and
+        ``<area href>`` (image maps), in document order."""
         return extract_links(self.tree, str(self.url))
 
     def urljoin(self, href: str) -> str | None:

@@ -184,6 +184,19 @@ def test_extract_links_filters_dedups_and_keeps_order() -> None:
     ]
 
 
+def test_extract_links_follows_image_map_areas_in_document_order() -> None:
+    tree = _page(
+        '<a href="/first">1</a><img usemap="#m"><map name="m">'
+        '<AREA SHAPE="rect" COORDS="0,0,9,9" HREF="/north"><area shape="default" nohref>'
+        '<area href="mailto:x@y"><area href="/first#again"></map><a href="/last">2</a>'
+    )
+    assert extract_links(tree, "http://site.test/") == [
+        "http://site.test/first",
+        "http://site.test/north",
+        "http://site.test/last",
+    ]
+
+
 def test_extract_links_honours_base_href() -> None:
     tree = _page('<a href="x.html">x</a><a href="/y">y</a>', '<base href="http://cdn.test/s/">')
     assert extract_links(tree, "http://site.test/p.html") == [
