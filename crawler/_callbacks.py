@@ -12,10 +12,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .request import Request
 from .stats import Stats
+
+if TYPE_CHECKING:
+    from ._referer import PageReferrer
 
 __all__ = ["Callbacks"]
 
@@ -47,7 +50,7 @@ class Callbacks:
         spider: object,
         spider_name: str,
         *,
-        enqueue: Callable[[Request], object],
+        enqueue: Callable[[Request, PageReferrer | None], object],
         item: Callable[[Any], Awaitable[None]],
         stats: Stats,
     ) -> None:
@@ -67,17 +70,24 @@ class Callbacks:
             entry = self._methods[name] = (method, _kind(method))
         return entry
 
-    async def invoke(self, request: Request, name: str, args: tuple[Any, ...]) -> None:
-        """Call ``name(*args)`` for ``request`` and route its output."""
+    async def invoke(
+        self,
+        request: Request,
+        name: str,
+        args: tuple[Any, ...],
+        referrer: PageReferrer | None = None,
+    ) -> None:
+        """Call ``name(*args)`` for ``request`` and route its output; ``referrer`` is the
+        page the callback got, which gives the requests it yields their Referer."""
         route = self._route
         try:
             method, kind = self._lookup(name)
             if kind == _GEN:
                 for result in method(*args):
-                    await route(request, result)
+                    await route(request, result, referrer)
             elif kind == _ASYNC_GEN:
                 async for result in method(*args):
-                    await route(request, result)
+                    await route(request, result, referrer)
             else:
                 out = method(*args)
                 if kind == _ASYNC or inspect.isawaitable(out):
@@ -88,21 +98,21 @@ class Callbacks:
                 if isinstance(out, AsyncIterable):
                     # ...or its async generator: iterate it rather than export it as an item.
                     async for result in out:
-                        await route(request, result)
+                        await route(request, result, referrer)
                 elif isinstance(out, Request) or not _is_many(out):
-                    await route(request, out)
+                    await route(request, out, referrer)
                 else:
                     for result in out:
-                        await route(request, result)
+                        await route(request, result, referrer)
         except Exception:
             self._stats.callback_errors += 1
             log.exception(
                 "spider %s: callback %s failed on %s", self.spider_name, name, request.url
             )
 
-    async def _route(self, parent: Request, result: Any) -> None:
+    async def _route(self, parent: Request, result: Any, referrer: PageReferrer | None) -> None:
         if isinstance(result, Request):
             result.depth = parent.depth + 1
-            self._enqueue(result)
+            self._enqueue(result, referrer)
         elif result is not None:
             await self._item(result)

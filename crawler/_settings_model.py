@@ -23,6 +23,18 @@ __all__ = ["ENGINE_SPECS", "SETTINGS_FILE", "DomainSettings", "Settings"]
 SETTINGS_FILE = "settings.toml"
 MiB = 1024 * 1024
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The W3C Referrer Policy values (crawler/_referer.py implements them).
+REFERRER_POLICIES = (
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "same-origin",
+    "origin",
+    "strict-origin",
+    "origin-when-cross-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+)
+DEFAULT_REFERRER_POLICY = "no-referrer-when-downgrade"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -120,6 +132,15 @@ class Settings:
     user_agent: str = setting(
         "crawler/0.1",
         "The User-Agent header of every request; robots.txt rules are matched against it.",
+    )
+    referer_policy: str = setting(
+        DEFAULT_REFERRER_POLICY,
+        "The Referer header of the requests a page's callback yields, by W3C Referrer "
+        "Policy: no-referrer-when-downgrade sends the page's URL (no fragment, no "
+        "credentials) except from https to http; origin sends only scheme://host/; "
+        "same-origin sends it only within the page's origin. Start requests have none; "
+        "a Referer a spider sets is kept.",
+        choices=REFERRER_POLICIES,
     )
     retry_times: int = setting(
         2,

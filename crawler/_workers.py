@@ -26,6 +26,7 @@ from ._failures import describe_failure, describe_status, short_cause
 from ._links import host_of, make_host_filter, resolve_url
 from ._logins import SESSION_GENERATION, Logins
 from ._redact import is_secret_key
+from ._referer import PageReferrer, Policy, redirect_referer, referrer_policy
 from ._retry import RetryPolicy
 from ._robots import ROBOTS_MAX_SIZE
 from .frontier import Frontier
@@ -169,6 +170,12 @@ class Crawler:
         spider._session_factory = self.session
         self.callbacks = Callbacks(
             spider, self.name, enqueue=self.scheduler.enqueue, item=self._item, stats=self.stats
+        )
+        # None for "no-referrer": no page then builds a PageReferrer at all.
+        self._referrer_policy: Policy | None = (
+            None
+            if settings.referer_policy == "no-referrer"
+            else referrer_policy(settings.referer_policy)
         )
         self._handle_status = frozenset(getattr(spider, "handle_httpstatus_list", ()))
         self._max_size = settings.max_response_size or None
@@ -464,10 +471,12 @@ class Crawler:
         stats.pages += 1
         if request.depth == 0:
             self._start_reached = True
+        policy = self._referrer_policy
         await self.callbacks.invoke(
             request,
             request.callback or "parse",
             (Response.from_http(response, request, self.scheduler.unseen),),
+            PageReferrer(policy, request.url) if policy is not None else None,
         )
         return False
 
@@ -496,6 +505,12 @@ class Crawler:
                     for k, v in request.headers.items()
                     if k.lower() not in CROSS_ORIGIN_DROPPED
                 }
+        if self._referrer_policy is not None:
+            headers = redirect_referer(
+                self._referrer_policy, changes.get("headers", request.headers), url
+            )
+            if headers is not None:
+                changes["headers"] = headers
         if status == 303 or (status in (301, 302) and request.method == "POST"):
             headers = changes.get("headers", request.headers)
             changes.update(method="GET", body=b"", headers=_without_body_headers(headers))

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
 from itertools import count
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -35,6 +35,9 @@ from ._links import host_of
 from .frontier import Frontier
 from .request import Request
 from .stats import Stats
+
+if TYPE_CHECKING:
+    from ._referer import PageReferrer
 
 __all__ = ["PolitenessPolicy", "Scheduler"]
 
@@ -115,8 +118,12 @@ class Scheduler:
 
     # -- adding -------------------------------------------------------------------
 
-    def enqueue(self, request: Request) -> bool:
-        """Add a request unless a filter drops it (counted by reason); True if queued."""
+    def enqueue(self, request: Request, referrer: PageReferrer | None = None) -> bool:
+        """Add a request unless a filter drops it (counted by reason); True if queued.
+
+        ``referrer``: the page that yielded it, which gives it its Referer header
+        once it passed the filters (so that duplicates cost nothing).
+        """
         if len(request.url) > self.max_url_length:
             # First, before the URL is hashed, parsed or fingerprinted: a 100 kB
             # URL costs one len() here and nothing more.
@@ -143,6 +150,8 @@ class Scheduler:
             if self.host_filter is not None and not self.host_filter(request.url):
                 self.stats.dropped["offsite"] += 1
                 return False
+        if referrer is not None:
+            referrer.apply(request)
         self._push(request, host_of(request.url))
         return True
 
