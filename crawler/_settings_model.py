@@ -177,7 +177,10 @@ class Settings:
         minimum=0,
     )
     max_pages: int = setting(
-        0, "Stop the crawl after this many responses; 0 = unlimited.", minimum=0
+        0,
+        "Stop the crawl after this many pages (first attempts; the retries of those pages "
+        "still go out after the limit, until they succeed or run out); 0 = unlimited.",
+        minimum=0,
     )
     max_items: int = setting(0, "Stop the crawl after this many items; 0 = unlimited.", minimum=0)
     max_seconds: float = setting(

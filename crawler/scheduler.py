@@ -15,7 +15,13 @@ until something changes (a push, a slot freed, a delay ending, a retry timer
 expiring), so an idle crawl costs no CPU.
 
 Retries wait in their own heap with a not-before time instead of sleeping in
-a worker, so a backoff never ties up a worker.
+a worker, so a backoff never ties up a worker. Once its wait is over, a retry
+goes to the front of its host's queue: it is the oldest request there.
+
+``max_pages`` counts first attempts. When that many went out, no new page is
+sent, but retries still are, until each has succeeded or run out: they are
+attempts of pages within the limit, and abandoning them would leave pages
+neither crawled nor failed.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ __all__ = ["PolitenessPolicy", "Scheduler"]
 log = logging.getLogger("crawler.scheduler")
 
 _IDLE, _READY, _WAITING = 0, 1, 2
+# The priority a retry is queued with once its wait is over (its own is restored when it
+# leaves the queue): ahead of any request of its host, so that it can be found, and sent,
+# after max_pages without going through the rest.
+_RETRY_FIRST = 2**63
 
 
 class PolitenessPolicy(Protocol):
@@ -109,6 +119,11 @@ class Scheduler:
         self._timer_at = math.inf  # the deadline the timekeeper sleeps until
         self.active = 0  # requests handed out and not yet done, plus open feeders
         self.dispatched = 0  # first attempts handed out (what max_pages counts)
+        # Retries queued at the front of their host's queue, with their own priority
+        # (by id: the queue holds the objects themselves), and how many per host.
+        self._retry_priority: dict[int, int] = {}
+        self._retries_queued: dict[str, int] = {}
+        self._draining = False  # max_pages reached: only retries go out
         self.stopping = False
         self.stop_reason = ""
         self.on_stop: Callable[[], None] | None = None  # e.g. to cancel a start-requests feeder
@@ -232,13 +247,31 @@ class Scheduler:
         """Move what became due (hosts past their delay, retries past their wait) forward."""
         delayed = self._delayed
         while delayed and delayed[0][0] <= now:
-            again = heappop(delayed)[2]
-            self._push(again, host_of(again.url))
+            self._push_retry(heappop(delayed)[2])
         waiting = self._waiting
         while waiting and waiting[0][0] <= now:
             slot = heappop(waiting)[2]
             slot.state = _IDLE
             self._place(slot, now)
+
+    def _push_retry(self, request: Request) -> None:
+        host = host_of(request.url)
+        self._retry_priority[id(request)] = request.priority
+        request.priority = _RETRY_FIRST
+        self._retries_queued[host] = self._retries_queued.get(host, 0) + 1
+        self._push(request, host)
+
+    def _popped_retry(self, request: Request, host: str) -> None:
+        """``request`` left its host's queue: if it is a retry, give it back its priority."""
+        priority = self._retry_priority.pop(id(request), None)
+        if priority is None:
+            return
+        request.priority = priority
+        left = self._retries_queued[host] - 1
+        if left:
+            self._retries_queued[host] = left
+        else:
+            del self._retries_queued[host]
 
     def _pop_ready(self) -> Request | None:
         now = self._clock()
@@ -247,16 +280,21 @@ class Scheduler:
         ):
             self._promote(now)
         ready = self._ready
+        draining = self._draining
         while ready:
             slot = ready.popleft()
             slot.state = _IDLE
             host = slot.host
+            if draining and host not in self._retries_queued:
+                continue  # only new pages here; a retry pushed for it places it again
             if self.politeness.next_allowed_time(host) > now:
                 self._place(slot, now)
                 continue
             request = self.frontier.pop(host)
             if request is None:
                 continue
+            if self._retry_priority:
+                self._popped_retry(request, host)
             slot.in_flight += 1
             self.active += 1
             if "retry_times" not in request.meta:
@@ -271,16 +309,26 @@ class Scheduler:
         while True:
             if self.stopping or self.closed:
                 return None
-            if self.max_pages and self.dispatched >= self.max_pages:
-                self.stop("max_pages")
-                return None
+            if self.max_pages and self.dispatched >= self.max_pages and not self._draining:
+                self._start_draining()
             request = self._pop_ready()
             if request is not None:
                 return request
-            if self.active == 0 and not self._delayed and not len(self.frontier):
-                self._close()
-                return None
+            if self.active == 0 and not self._delayed:
+                if self._draining and not self._retries_queued:
+                    self.stop("max_pages")
+                    return None
+                if not len(self.frontier):
+                    self._close()
+                    return None
             await self._lot.park()
+
+    def _start_draining(self) -> None:
+        """max_pages is reached: send no new page, only the retries still to come."""
+        self._draining = True
+        if self.on_stop is not None:
+            self.on_stop()  # no start request is needed any more either
+        log.debug("max_pages (%d) reached: sending only the retries left", self.max_pages)
 
     async def run_timer(self) -> None:
         """The timekeeper: one task sleeps until the next delay or retry ends, then wakes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,60 @@ async def test_urls_longer_than_max_url_length_are_dropped_before_they_are_queue
         )
         assert fetched(server) == Counter({"/": 1})
         assert stats.dropped["url_too_long"] == 2
+
+
+class TwoPages(Spider):
+    """Two start pages, nothing followed."""
+
+    name = "two_pages"
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["base"] + "/a")
+        yield Request(self.settings["base"] + "/b")
+
+    def parse(self, response: Response) -> Iterator[Any]:
+        yield {"path": response.url.path}
+        yield from response.follow_all()
+
+
+async def test_a_retry_pending_when_max_pages_is_reached_still_goes_out() -> None:
+    """/a fails once and waits for its retry while /b, the last page max_pages allows,
+    goes out: the retry belongs to a page within the limit and is sent."""
+    hits: Counter[str] = Counter()
+
+    def site(seen: Seen) -> Reply:
+        hits[seen.target] += 1
+        if seen.target == "/a" and hits["/a"] == 1:
+            return Reply(503, [], b"busy")
+        return Reply(200, HTML, b"<p>ok</p>")
+
+    async with serve_h11(site) as server:
+        stats, items = await run(
+            TwoPages, settings(server.url, obey_robots=False, concurrency=1, max_pages=2)
+        )
+    assert hits == Counter({"/a": 2, "/b": 1})
+    assert sorted(item["path"] for item in items) == ["/a", "/b"]
+    assert (stats.pages, stats.retries, stats.failed, stats.queued) == (2, 1, 0, 0)
+    assert stats.finish_reason == "max_pages"
+
+
+async def test_after_max_pages_only_retries_go_out_and_each_retry_runs_out() -> None:
+    """A retry sent after the limit that fails again is retried again (its budget is
+    its own), and gives up as failed; new pages found meanwhile stay queued."""
+    hits: Counter[str] = Counter()
+
+    def site(seen: Seen) -> Reply:
+        hits[seen.target] += 1
+        if seen.target == "/a":
+            return Reply(503, [], b"busy")
+        return Reply(200, HTML, _links_page("/c", "/d"))
+
+    async with serve_h11(site) as server:
+        stats, _ = await run(
+            TwoPages,
+            settings(server.url, obey_robots=False, concurrency=1, max_pages=2, retry_times=2),
+        )
+    assert hits == Counter({"/a": 3, "/b": 1})
+    assert (stats.pages, stats.retries, stats.failed, stats.queued) == (1, 2, 1, 2)
+    assert stats.errors == {"http_503": 1}
+    assert stats.finish_reason == "max_pages"

@@ -236,10 +236,37 @@ async def test_max_pages_stops_handing_out() -> None:
     s = make(max_pages=2)
     for i in range(5):
         s.enqueue(Request(f"http://a.test/{i}"))
-    assert await s.get() is not None
-    assert await s.get() is not None
+    first, second = await s.get(), await s.get()
+    assert first is not None and second is not None
+    for request in (first, second):  # done without a retry: nothing more to send
+        s.release_host(request)
+        s.task_done(request)
     assert await s.get() is None
-    assert s.stopping
+    assert s.stopping and s.stop_reason == "max_pages"
+    assert s.queued == 3
+
+
+async def test_after_max_pages_a_retry_is_found_ahead_of_new_pages(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    s = make(max_pages=2)
+    for i in range(5):
+        s.enqueue(Request(f"http://a.test/{i}", priority=10))
+    first, second = await s.get(), await s.get()
+    assert first is not None and second is not None
+    first.meta = {"retry_times": 1}
+    s.release_host(first)
+    s.retry_later(first, 1.0)
+    s.task_done()  # the retry keeps first in the frontier's hands
+    s.release_host(second)
+    s.task_done(second)
+    async with timekeeper(s):
+        again = await s.get()
+        assert again is first and again.priority == 10  # its own priority back
+        s.release_host(again)
+        s.task_done(again)
+        assert await s.get() is None
+    assert s.stop_reason == "max_pages"
     assert s.queued == 3
 
 
