@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
+from ._links import normalize_absolute
 from ._robots import origin_of
 from ._settings_model import DEFAULT_REFERRER_POLICY as DEFAULT_POLICY
 from ._settings_model import REFERRER_POLICIES
@@ -107,7 +108,13 @@ def referrer_policy(name: str) -> Policy:
 
 
 def referrer_source(url: str) -> str:
-    """``url`` as a Referer: without its fragment and its ``user:password@``."""
+    """``url`` as a Referer: without its fragment and its ``user:password@``.
+
+    A URL a spider wrote by hand may hold non-ASCII text, which no header can
+    carry: it is percent-encoded first, as the request for it was.
+    """
+    if not url.isascii():
+        url = normalize_absolute(url) or url
     cut = url.find("#")
     if cut >= 0:
         url = url[:cut]

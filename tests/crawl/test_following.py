@@ -141,6 +141,9 @@ def test_the_referer_of_a_page_has_no_fragment_and_no_credentials() -> None:
     )
     assert referrer_source("https://site.test/a@b?c=d@e") == "https://site.test/a@b?c=d@e"
     assert referrer_source("https://u@site.test") == "https://site.test"
+    assert referrer_source("http://site.test/caf\u00e9?q=\u65e5#x") == (
+        "http://site.test/caf%C3%A9?q=%E6%97%A5"
+    )
 
 
 def test_requests_of_one_page_share_their_referer_headers_read_only() -> None:
