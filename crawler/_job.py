@@ -116,6 +116,44 @@ class PageGate:
         self._open.set()
 
 
+class Unsettled:
+    """The requests sent and bytes received for pages not handled yet (in flight, or
+    waiting at the gate).
+
+    Such a page keeps its lease at a checkpoint and is fetched again after a crash,
+    so its fetches must not be in the counters the checkpoint saves: a resumed crawl
+    would count them twice. The checkpoint saves the live counters minus these.
+    """
+
+    __slots__ = ("_by_request", "bytes", "requests")
+
+    def __init__(self) -> None:
+        self._by_request: dict[Request, list[int]] = {}
+        self.requests = 0
+        self.bytes = 0
+
+    def sent(self, request: Request) -> None:
+        entry = self._by_request.get(request)
+        if entry is None:
+            self._by_request[request] = [1, 0]
+        else:
+            entry[0] += 1
+        self.requests += 1
+
+    def received(self, request: Request, size: int) -> None:
+        entry = self._by_request.get(request)
+        if entry is not None:
+            entry[1] += size
+            self.bytes += size
+
+    def settle(self, request: Request) -> None:
+        """The page is handled: its fetches count from now on."""
+        entry = self._by_request.pop(request, None)
+        if entry is not None:
+            self.requests -= entry[0]
+            self.bytes -= entry[1]
+
+
 class Job:
     """One spider's durable crawl in ``directory``; made by :meth:`open`."""
 
@@ -136,6 +174,8 @@ class Job:
         #: Start requests taken from start_requests() up to the last checkpoint.
         self.starts_queued = int(meta.get("starts_queued", "0") or 0)
         self.gate = PageGate()
+        #: Fetches of pages not handled yet, left out of the saved counters.
+        self.unsettled = Unsettled()
         self.pages_since = 0
         self.checkpoints = int(meta.get("checkpoints", "0"))
         self.last_checkpoint = float(meta.get("checkpoint_time", "0") or 0)
@@ -279,6 +319,7 @@ class Job:
     def page_done(self, request: Request) -> None:
         """A handed-out request is over (called from the worker, whatever happened)."""
         self.gate.leave(request)
+        self.unsettled.settle(request)
         self._host_done[host_of(request.url)] += 1
         self.pages_since += 1
         if self.pages_since >= self._every_pages:
@@ -310,7 +351,7 @@ class Job:
         states = await crawler.pipelines.checkpoint()
         now = time.time()
         self.checkpoints += 1
-        meta = _snapshot(crawler, states)
+        meta = _snapshot(crawler, states, self.unsettled)
         meta.update(
             format=str(FORMAT_VERSION),
             spider=self.spider_name,
@@ -357,9 +398,13 @@ class Job:
 # -- what a checkpoint saves ----------------------------------------------------------
 
 
-def _snapshot(crawler: Crawler, states: list[Any]) -> dict[str, str]:
+def _snapshot(crawler: Crawler, states: list[Any], unsettled: Unsettled) -> dict[str, str]:
     stats = crawler.refresh_stats()
     counters: dict[str, Any] = {name: getattr(stats, name) for name in _STAT_COUNTERS}
+    # As of the pages this checkpoint commits: those still leased are fetched again
+    # after a crash and counted then.
+    counters["requests"] -= unsettled.requests
+    counters["bytes"] -= unsettled.bytes
     counters["status"] = {str(k): v for k, v in stats.status.items()}
     counters["errors"] = dict(stats.errors)
     counters["dropped"] = dict(stats.dropped)

@@ -556,11 +556,16 @@ class Crawler:
             extensions={SESSION_GENERATION: session.generation},
         )
         self.stats.requests += 1
+        job = self.job
+        if job is not None:
+            job.unsettled.sent(request)
         if request.meta.get("cross_origin_redirect"):
             response = await session.client.send(http_request, auth=None)
         else:
             response = await session.client.send(http_request)
         self.stats.bytes += len(response.content)
+        if job is not None:
+            job.unsettled.received(request, len(response.content))
         return response
 
     # -- failures and retries -------------------------------------------------------

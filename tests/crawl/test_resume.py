@@ -587,3 +587,123 @@ def test_frontier_beyond_its_cache_hands_out_each_request_once(tmp_path: Path) -
     assert len(again) == 0
     assert sorted(popped) == sorted(pushed)
     again.close()
+
+
+# -- what a kill costs, and counters after one -------------------------------------------
+
+
+class HoldingSite(Site):
+    """The site, but ``/hold`` (and, once ``hold_after`` pages were answered, every
+    page) is answered only when ``release`` is set: those requests are in flight for
+    as long as the test wants."""
+
+    def __init__(self, pages: int, hold_after: int | None = None) -> None:
+        super().__init__(pages)
+        self.hold_after = hold_after
+        self.answered = 0
+        self.body_bytes: dict[str, int] = {}
+        self.release = threading.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        with self.lock:
+            hold = path == "/hold" or (
+                self.hold_after is not None and self.answered >= self.hold_after
+            )
+        if hold and not self.release.is_set():
+            with self.lock:
+                self.hits[path] += 1
+            await trio.to_thread.run_sync(self.release.wait, 60)
+            with self.lock:
+                self.hits[path] -= 1  # counted again below
+        if path == "/hold":
+            body = b"<html>held</html>"
+            with self.lock:
+                self.hits[path] += 1
+                self.body_bytes[path] = len(body)
+            headers = [(b"content-type", b"text/html")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def counting_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                with self.lock:
+                    self.body_bytes[path] = len(message["body"])
+                    self.answered += 1
+            await send(message)
+
+        await super().__call__(scope, receive, counting_send)
+
+
+HOLD_SPIDER = """
+from crawler import Request, Spider
+
+
+class Held(Spider):
+    name = "held"
+    options = {"site_url": ""}
+
+    def start_requests(self):
+        yield Request(self.settings["site_url"] + "/hold", callback=self.parse)
+        for n in range(20):
+            yield Request(self.settings["site_url"] + f"/p/{n}", callback=self.parse)
+
+    def parse(self, response):
+        yield {"page": str(response.url).rsplit("/", 1)[1]}
+"""
+
+
+def committed(job: Path) -> dict[str, Any]:
+    """The stats of the job's last committed checkpoint ({} before the first)."""
+    store = job / "job.db"
+    if not store.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'stats'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return {}  # the store is being created
+    return json.loads(row[0]) if row else {}
+
+
+def wait_for(proc: subprocess.Popen[bytes], condition: Any, deadline_seconds: float = 30) -> None:
+    """Poll ``condition`` until true; fail if the crawl ends or the guard runs out first."""
+    deadline = time.monotonic() + deadline_seconds
+    while not condition():
+        assert proc.poll() is None, "the crawl ended before it could be killed"
+        assert time.monotonic() < deadline, "the crawl never got there"
+        time.sleep(0.005)
+
+
+def test_counters_after_a_kill_count_each_fetch_of_a_page_once(tmp_path: Path) -> None:
+    site = HoldingSite(PAGES)
+    with SiteThread(site) as thread:
+        try:
+            root = make_project(tmp_path, HOLD_SPIDER)
+            args = command(root, thread.url, spider="held")
+            proc = subprocess.Popen(
+                [*args, "-s", "checkpoint_every_seconds=0.1"],
+                cwd=root,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            # /hold is in flight (sent, so counted as a request) while a checkpoint
+            # commits every other page: that checkpoint must not count /hold.
+            wait_for(proc, lambda: committed(root / "job").get("pages") == 20)
+            assert site.hits["/hold"] == 1
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            site.release.set()
+        result = run(root, args)
+        assert result.returncode == 0, result.stderr
+    assert site.hits["/hold"] == 2  # fetched again after the kill
+    stats = committed(root / "job")
+    assert stats["pages"] == 21
+    # As an uninterrupted crawl counts them: one request, and its bytes, per page.
+    assert stats["requests"] == 21
+    assert stats["bytes"] == sum(site.body_bytes.values())
