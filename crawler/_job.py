@@ -184,6 +184,7 @@ class Job:
         self._due = trio.Event()
         self._every_pages = 1000
         self._busy = trio.Lock()
+        self._closed_at = 0.0
         self._stopped = False
 
     # -- opening -------------------------------------------------------------------
@@ -338,6 +339,7 @@ class Job:
         if self._stopped:
             return
         async with self._busy:
+            self._closed_at = time.perf_counter()
             await self.gate.close()
             try:
                 if crawler.aborted:
@@ -368,11 +370,19 @@ class Job:
         # The snapshot is taken: pages may be handled again while the commit is
         # fsynced (their changes wait in memory until the frontier thaws).
         self.gate.open()
+        paused = time.perf_counter() - self._closed_at
         try:
             await trio.to_thread.run_sync(frontier.commit)
         finally:
             frontier.thaw()
         self.last_checkpoint = now
+        log.debug(
+            "spider %s: checkpoint #%d: callbacks paused %.1f ms, committed after %.1f ms",
+            self.spider_name,
+            self.checkpoints,
+            paused * 1000,
+            (time.perf_counter() - self._closed_at) * 1000,
+        )
 
     async def finish(self, crawler: Crawler, clean: bool) -> None:
         """The last checkpoint of a crawl that stopped cleanly; after it nothing is redone."""

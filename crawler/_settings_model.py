@@ -239,13 +239,16 @@ class Settings:
     )
     checkpoint_every_pages: int = setting(
         1000,
-        "With job_dir: take a checkpoint after this many pages (at most this many are "
-        "fetched again after a crash).",
+        "With job_dir: take a checkpoint after this many pages, even before "
+        "checkpoint_every_seconds is up (a crash redoes at most this many pages, plus those "
+        "in flight).",
         minimum=1,
     )
     checkpoint_every_seconds: float = setting(
-        10.0,
-        "With job_dir: take a checkpoint at least this often, in seconds.",
+        1.0,
+        "With job_dir: take a checkpoint at least this often, in seconds: a crash loses "
+        "about this much work. A checkpoint writes only what changed since the last one "
+        "and pauses callbacks for milliseconds; see docs/resume.md.",
         minimum=0.1,
     )
     serve_demo_site: bool = setting(

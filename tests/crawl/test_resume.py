@@ -55,9 +55,12 @@ class Site:
         return out
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope["path"]
         with self.lock:
-            self.hits[path] += 1
+            self.hits[scope["path"]] += 1
+        await self.answer(scope, send)
+
+    async def answer(self, scope: dict[str, Any], send: Any) -> None:
+        path = scope["path"]
         headers: list[tuple[bytes, bytes]] = [(b"content-type", b"text/html")]
         status, body = 404, b"not found"
         cookies = dict(scope.get("headers", []))
@@ -593,47 +596,45 @@ def test_frontier_beyond_its_cache_hands_out_each_request_once(tmp_path: Path) -
 
 
 class HoldingSite(Site):
-    """The site, but ``/hold`` (and, once ``hold_after`` pages were answered, every
-    page) is answered only when ``release`` is set: those requests are in flight for
-    as long as the test wants."""
+    """The site, but ``/hold``, and every request after the first ``answer_first``,
+    are answered only once ``release`` is set: they stay in flight for as long as the
+    test wants. Requests are counted when they arrive."""
 
-    def __init__(self, pages: int, hold_after: int | None = None) -> None:
+    def __init__(self, pages: int, answer_first: int | None = None) -> None:
         super().__init__(pages)
-        self.hold_after = hold_after
-        self.answered = 0
+        self.answer_first = answer_first
+        self.admitted = 0
+        self.held = 0
         self.body_bytes: dict[str, int] = {}
         self.release = threading.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
         with self.lock:
-            hold = path == "/hold" or (
-                self.hold_after is not None and self.answered >= self.hold_after
+            self.hits[path] += 1
+            hold = not self.release.is_set() and (
+                path == "/hold"
+                or (self.answer_first is not None and self.admitted >= self.answer_first)
             )
-        if hold and not self.release.is_set():
-            with self.lock:
-                self.hits[path] += 1
+            if hold:
+                self.held += 1
+            else:
+                self.admitted += 1
+        if hold:
             await trio.to_thread.run_sync(self.release.wait, 60)
-            with self.lock:
-                self.hits[path] -= 1  # counted again below
-        if path == "/hold":
-            body = b"<html>held</html>"
-            with self.lock:
-                self.hits[path] += 1
-                self.body_bytes[path] = len(body)
-            headers = [(b"content-type", b"text/html")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
 
-        async def counting_send(message: dict[str, Any]) -> None:
+        async def measuring_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.body":
                 with self.lock:
                     self.body_bytes[path] = len(message["body"])
-                    self.answered += 1
             await send(message)
 
-        await super().__call__(scope, receive, counting_send)
+        if path == "/hold":
+            headers = [(b"content-type", b"text/html")]
+            await measuring_send({"type": "http.response.start", "status": 200, "headers": headers})
+            await measuring_send({"type": "http.response.body", "body": b"<html>held</html>"})
+        else:
+            await self.answer(scope, measuring_send)
 
 
 HOLD_SPIDER = """
@@ -707,3 +708,35 @@ def test_counters_after_a_kill_count_each_fetch_of_a_page_once(tmp_path: Path) -
     # As an uninterrupted crawl counts them: one request, and its bytes, per page.
     assert stats["requests"] == 21
     assert stats["bytes"] == sum(site.body_bytes.values())
+
+
+def test_a_kill_after_a_checkpoint_redoes_only_the_pages_in_flight(tmp_path: Path) -> None:
+    answered = 300
+    site = HoldingSite(PAGES, answer_first=answered)
+    with SiteThread(site) as thread:
+        try:
+            root = make_project(tmp_path)
+            args = command(root, thread.url)  # the default checkpoint settings
+            proc = subprocess.Popen(
+                args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            # Every page the site answered is handled and committed by a timed
+            # checkpoint; the requests sent since are held by the site, in flight.
+            wait_for(proc, lambda: committed(root / "job").get("pages") == answered)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            in_flight = site.held
+        finally:
+            site.release.set()
+        result = run(root, args)
+        assert result.returncode == 0, result.stderr
+        page_hits = {path: n for path, n in site.hits.items() if path.startswith("/p/")}
+    # Counted on the server: all pages, and a second time only those in flight at the
+    # kill (the pages done since the last checkpoint, none here, would be the rest).
+    assert len(page_hits) == PAGES
+    refetched = sum(page_hits.values()) - PAGES
+    assert 0 < in_flight <= 16  # max_connections_per_host
+    assert refetched == in_flight
+    pages = pages_of(read_items(root / "items.jsonl"))
+    assert len(pages) == len(set(pages))
+    assert sorted(pages) == expected_pages(PAGES)
