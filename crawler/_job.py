@@ -10,11 +10,13 @@ exports up to the recorded offsets, and whose new requests are queued. A page
 is handled (status, redirects, retries, callback, items, new requests) inside
 the page gate; a checkpoint closes the gate, waits for the pages inside to
 finish, then, while nothing else can produce items or requests, has the
-pipelines flush and fsync (their states are the offsets), writes the batched
-frontier changes, the stats, cookies and those states into the open SQLite
-transaction, reopens the gate and commits (the frontier keeps later changes in
-memory until the commit is done). Fetches go on throughout: only callbacks
-wait, for the exports' fsync.
+pipelines write what they hold (their states are the offsets), writes the
+batched frontier changes, the stats, cookies and those states into the open
+SQLite transaction, and reopens the gate. A worker thread then fsyncs the
+exports and commits, in that order, so a committed offset is always durable
+(the frontier keeps later changes in memory until the commit is done). Fetches
+go on throughout; callbacks wait only for the writes, a few milliseconds, so
+a checkpoint every second costs little.
 
 After a crash the store is the last checkpoint; exporters cut their files
 back to its offsets, and requests handled since are handed out again (their
@@ -350,7 +352,7 @@ class Job:
                 self.gate.open()
 
     async def _commit(self, crawler: Crawler, finish_reason: str) -> None:
-        states = await crawler.pipelines.checkpoint()
+        states, syncs = await crawler.pipelines.stage_checkpoint()
         now = time.time()
         self.checkpoints += 1
         meta = _snapshot(crawler, states, self.unsettled)
@@ -372,7 +374,7 @@ class Job:
         self.gate.open()
         paused = time.perf_counter() - self._closed_at
         try:
-            await trio.to_thread.run_sync(frontier.commit)
+            await trio.to_thread.run_sync(_make_durable, syncs, frontier)
         finally:
             frontier.thaw()
         self.last_checkpoint = now
@@ -406,6 +408,15 @@ class Job:
 
 
 # -- what a checkpoint saves ----------------------------------------------------------
+
+
+def _make_durable(syncs: Sequence[Callable[[], None]], frontier: SqliteFrontier) -> None:
+    """The exports' fsyncs, then the store's commit, in one worker thread: the offsets
+    the commit records are durable before it (a failed fsync raises before the commit,
+    so the store keeps the previous checkpoint)."""
+    for sync in syncs:
+        sync()
+    frontier.commit()
 
 
 def _snapshot(crawler: Crawler, states: list[Any], unsettled: Unsettled) -> dict[str, str]:

@@ -77,7 +77,10 @@ class Pipeline(Protocol):
 
     ``process_item`` is required; the runner also accepts stages without ``open``
     or ``close``. Exporters may add ``checkpoint()`` (or ``flush()``), called by
-    the engine at checkpoints to make everything processed so far durable.
+    the engine at checkpoints to make everything processed so far durable, or
+    ``stage_checkpoint()``, which writes without waiting for the disk and returns
+    its state with a blocking call that makes it durable (run by the job in the
+    thread of its own commit, so callbacks do not wait for the fsync).
     """
 
     def open(self, spider: Spider) -> Awaitable[None] | None: ...
@@ -111,7 +114,7 @@ class _Hook:
 class _Stage:
     """One pipeline's optional lifecycle hooks, looked up once."""
 
-    __slots__ = ("checkpoint", "close", "label", "open", "process")
+    __slots__ = ("checkpoint", "close", "label", "open", "process", "stage_checkpoint")
 
     def __init__(self, pipeline: object) -> None:
         self.label = type(pipeline).__name__
@@ -123,6 +126,10 @@ class _Stage:
         self.close = self._hook(pipeline, "close")
         # checkpoint() is preferred: it may return the state a resumed crawl needs.
         self.checkpoint = self._hook(pipeline, "checkpoint") or self._hook(pipeline, "flush")
+        stage = getattr(pipeline, "stage_checkpoint", None)
+        self.stage_checkpoint: Callable[[], tuple[Any, Callable[[], None]]] | None = (
+            stage if callable(stage) else None
+        )
 
     def _hook(self, pipeline: object, name: str) -> _Hook | None:
         method = getattr(pipeline, name, None)
@@ -209,6 +216,21 @@ class PipelineRunner:
         for stage in self._stages:
             states.append(None if stage.checkpoint is None else await stage.checkpoint())
         return states
+
+    async def stage_checkpoint(self) -> tuple[list[Any], list[Callable[[], None]]]:
+        """Like :meth:`checkpoint`, but a stage with ``stage_checkpoint()`` only writes
+        here and hands back its blocking fsync: the states hold only once every one of
+        those has run, which the job does in the thread of its commit, just before it."""
+        states: list[Any] = []
+        syncs: list[Callable[[], None]] = []
+        for stage in self._stages:
+            if stage.stage_checkpoint is not None:
+                state, sync = stage.stage_checkpoint()
+                states.append(state)
+                syncs.append(sync)
+            else:
+                states.append(None if stage.checkpoint is None else await stage.checkpoint())
+        return states, syncs
 
     async def close(self, spider: Spider) -> None:
         """Close every open stage, last first, even if some fail; re-raise the first failure."""

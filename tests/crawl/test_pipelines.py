@@ -238,6 +238,27 @@ async def test_checkpoint_returns_one_state_per_stage(tmp_path: Path) -> None:
     assert states == [None, {"path": str(tmp_path / "out.jsonl"), "offset": size, "records": 1}]
 
 
+async def test_staged_checkpoint_writes_now_and_is_durable_after_its_sync(
+    tmp_path: Path,
+) -> None:
+    spider = DemoSpider()
+    exporter = JsonLinesExporter(tmp_path / "out.jsonl")
+    runner = PipelineRunner([Tag("a"), exporter])
+    await runner.open(spider)
+    await runner.process(item(0), spider)
+    states, syncs = await runner.stage_checkpoint()
+    size = (tmp_path / "out.jsonl").stat().st_size
+    # Written already (it survives a killed process), not yet fsynced.
+    assert size > 0
+    assert states == [None, {"path": str(tmp_path / "out.jsonl"), "offset": size, "records": 1}]
+    assert exporter.records_committed == 0
+    assert len(syncs) == 1
+    await runner.process(item(1), spider)  # after the cut: the sync still commits the cut
+    syncs[0]()
+    assert exporter.records_committed == 1
+    await runner.close(spider)
+
+
 def test_a_pipeline_without_process_item_is_refused() -> None:
     with pytest.raises(TypeError, match="object has no process_item"):
         PipelineRunner([object()])  # type: ignore[list-item]
