@@ -725,18 +725,17 @@ def test_a_kill_after_a_checkpoint_redoes_only_the_pages_in_flight(tmp_path: Pat
             wait_for(proc, lambda: committed(root / "job").get("pages") == answered)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-            in_flight = site.held
         finally:
             site.release.set()
         result = run(root, args)
         assert result.returncode == 0, result.stderr
         page_hits = {path: n for path, n in site.hits.items() if path.startswith("/p/")}
     # Counted on the server: all pages, and a second time only those in flight at the
-    # kill (the pages done since the last checkpoint, none here, would be the rest).
+    # kill, at most one per connection (the pages done since the last checkpoint,
+    # none here, would be the rest). The site held those it received before the kill.
     assert len(page_hits) == PAGES
     refetched = sum(page_hits.values()) - PAGES
-    assert 0 < in_flight <= 16  # max_connections_per_host
-    assert refetched == in_flight
+    assert 0 < site.held <= refetched <= 16  # max_connections_per_host
     pages = pages_of(read_items(root / "items.jsonl"))
     assert len(pages) == len(set(pages))
     assert sorted(pages) == expected_pages(PAGES)
