@@ -331,10 +331,14 @@ class Job:
     async def run_checkpoints(self, crawler: Crawler) -> None:
         """Checkpoint every ``checkpoint_every_pages`` pages or ``_seconds``, until cancelled."""
         every = crawler.settings.checkpoint_every_seconds
+        due_at = trio.current_time() + every
         while True:
-            with trio.move_on_after(every):
+            with trio.move_on_at(due_at):
                 await self._due.wait()
             self._due = trio.Event()
+            # Timed from the start of this checkpoint, not the end of its commit: a
+            # slow disk does not widen the work a crash loses by the commit's time.
+            due_at = trio.current_time() + every
             await self.checkpoint(crawler)
 
     async def checkpoint(self, crawler: Crawler, *, finish_reason: str = "") -> None:
