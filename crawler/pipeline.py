@@ -126,10 +126,7 @@ class _Stage:
         self.close = self._hook(pipeline, "close")
         # checkpoint() is preferred: it may return the state a resumed crawl needs.
         self.checkpoint = self._hook(pipeline, "checkpoint") or self._hook(pipeline, "flush")
-        stage = getattr(pipeline, "stage_checkpoint", None)
-        self.stage_checkpoint: Callable[[], tuple[Any, Callable[[], None]]] | None = (
-            stage if callable(stage) else None
-        )
+        self.stage_checkpoint = _staged(pipeline)
 
     def _hook(self, pipeline: object, name: str) -> _Hook | None:
         method = getattr(pipeline, name, None)
@@ -138,6 +135,20 @@ class _Stage:
         if not callable(method):
             raise TypeError(f"pipeline {self.label}: {name} is not a method")
         return _Hook(method)
+
+
+def _staged(pipeline: object) -> Callable[[], tuple[Any, Callable[[], None]]] | None:
+    """``stage_checkpoint``, unless a subclass overrides ``checkpoint()`` below the class
+    that defines it: that override says what the subclass's state is."""
+    stage = getattr(pipeline, "stage_checkpoint", None)
+    if not callable(stage):
+        return None
+    for klass in type(pipeline).__mro__:
+        if "stage_checkpoint" in vars(klass):
+            break
+        if "checkpoint" in vars(klass):
+            return None
+    return stage  # type: ignore[no-any-return]
 
 
 class PipelineRunner:

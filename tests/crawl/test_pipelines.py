@@ -259,6 +259,18 @@ async def test_staged_checkpoint_writes_now_and_is_durable_after_its_sync(
     await runner.close(spider)
 
 
+async def test_staged_checkpoint_keeps_a_subclass_own_checkpoint(tmp_path: Path) -> None:
+    spider = DemoSpider()
+    exporter = JsonArrayExporter(tmp_path / "out.json")
+    runner = PipelineRunner([exporter])
+    await runner.open(spider)
+    await runner.process(item(0), spider)
+    states, syncs = await runner.stage_checkpoint()
+    await runner.close(spider)
+    assert states == [{"path": str(tmp_path / "out.json"), "records": 1, "resumable": False}]
+    assert syncs == []
+
+
 def test_a_pipeline_without_process_item_is_refused() -> None:
     with pytest.raises(TypeError, match="object has no process_item"):
         PipelineRunner([object()])  # type: ignore[list-item]
