@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crawler import Request, Response, Settings, Spider
-from crawler.engine import run_crawl
+from crawler.engine._engine import run_crawl
 
 START_URL = os.environ.get("BENCH_START_URL", "http://127.0.0.1:8081/index.html")
 

@@ -97,8 +97,8 @@ def fill(urls: int, hosts: int, store: Path, in_memory: bool) -> None:
 
 def resume(store: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from crawler._job import _inspect_store
     from crawler.frontier.sqlite import SqliteFrontier
+    from crawler.jobs._job import _inspect_store
 
     started = time.perf_counter()
     _meta, callbacks = _inspect_store(store, "bench")

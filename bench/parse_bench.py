@@ -28,8 +28,8 @@ from urllib.parse import urldefrag, urljoin
 import ada_url
 from selectolax.lexbor import LexborHTMLParser
 
-from crawler._fingerprint import SeenFilter, canonicalize_url, request_fingerprint
 from crawler._links import extract_links, make_host_filter
+from crawler.frontier._fingerprint import SeenFilter, canonicalize_url, request_fingerprint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
 DEFAULT_SITE = SHARED / ".data" / "site"

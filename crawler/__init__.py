@@ -9,6 +9,7 @@ HTTP-level Request and Response).
 
 from .engine import Crawler as Crawler
 from .engine import Engine as Engine
+from .engine import Stats as Stats
 from .engine import crawl as crawl
 from .engine import run_crawl as run_crawl
 from .http import MAX_COOKIE_SIZE as MAX_COOKIE_SIZE
@@ -61,11 +62,10 @@ from .http import WriteTimeout as WriteTimeout
 from .http import __all__ as _http_names
 from .request import Request as Request
 from .response import Response as Response
-from .session import LoginFailed as LoginFailed
-from .session import Session as Session
+from .sessions import LoginFailed as LoginFailed
+from .sessions import Session as Session
 from .settings import Settings as Settings
 from .spider import Spider as Spider
-from .stats import Stats as Stats
 
 __all__ = [
     *(name for name in _http_names if name not in ("Request", "Response")),

@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 from .request import Request
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .sessions._session import Session
     from .settings import Settings
 
 __all__ = ["Spider"]

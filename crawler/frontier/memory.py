@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from heapq import heappop, heappush
 from itertools import count
 
-from .._fingerprint import SeenFilter
 from ..request import Request
+from ._fingerprint import SeenFilter
 
 __all__ = ["MemoryFrontier"]
 

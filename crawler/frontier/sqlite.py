@@ -35,8 +35,8 @@ from heapq import heappop, heappush
 from pathlib import Path
 from typing import Any
 
-from .._fingerprint import request_fingerprint
 from ..request import Request
+from ._fingerprint import request_fingerprint
 
 __all__ = ["FORMAT_VERSION", "SqliteFrontier", "decode_request", "encode_request"]
 

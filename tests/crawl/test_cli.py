@@ -297,7 +297,7 @@ def test_several_spiders_need_spider_in_feed_paths(
 def test_pipeline_config_error_from_the_engine_is_one_line(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from crawler.pipeline import PipelineConfigError
+    from crawler.pipelines._runner import PipelineConfigError
 
     def broken(*args: Any, **kwargs: Any) -> int:
         raise ExceptionGroup("nursery", [PipelineConfigError("unknown pipeline 'jsnl'")])

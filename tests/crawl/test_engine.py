@@ -14,9 +14,9 @@ import trio
 import trio.testing
 
 from crawler import Request, Response, Settings, Spider
-from crawler.engine import Crawler, Engine
+from crawler.engine._engine import Crawler, Engine
+from crawler.engine._stats import Stats, run_progress, write_stats_json
 from crawler.http import HTTPStatusError
-from crawler.stats import Stats, run_progress, write_stats_json
 from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
 # -- the test site -------------------------------------------------------------------
@@ -412,7 +412,7 @@ class QuotesB(_Quotes):
 
 
 def test_run_crawl_runs_spiders_side_by_side(tmp_path: Path) -> None:
-    from crawler.engine import run_crawl
+    from crawler.engine._engine import run_crawl
 
     def settings_for(cls: type[Spider]) -> Settings:
         return Settings(serve_demo_site=True, obey_robots=False, max_pages=2, concurrency=2)
@@ -437,7 +437,7 @@ def test_run_crawl_runs_spiders_side_by_side(tmp_path: Path) -> None:
 
 
 def test_retry_policy_backoff_cap_methods_and_status() -> None:
-    from crawler._retry import RetryPolicy
+    from crawler.engine._retry import RetryPolicy
     from crawler.http import ConnectError, ResponseTooLarge
 
     policy = RetryPolicy(retry_times=2, retry_http_codes=[503], backoff=1.0, backoff_max=3.0)

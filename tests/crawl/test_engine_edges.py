@@ -15,8 +15,8 @@ import pytest
 import trio
 
 from crawler import DecodingError, Request, Response, Spider
-from crawler.engine import Engine
-from crawler.session import Session
+from crawler.engine._engine import Engine
+from crawler.sessions._session import Session
 from tests.crawl.test_engine import run, settings
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
 

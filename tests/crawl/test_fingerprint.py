@@ -6,7 +6,7 @@ from hashlib import blake2b
 
 import pytest
 
-from crawler._fingerprint import (
+from crawler.frontier._fingerprint import (
     FingerprintSet,
     SeenFilter,
     canonicalize_url,

@@ -4,7 +4,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from crawler._forms import FormError, fill_form
+from crawler.sessions._forms import FormError, fill_form
 
 LOGIN = """
 <html><head><base href="/app/"></head><body>

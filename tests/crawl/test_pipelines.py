@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 import trio
 
-from crawler.pipeline import (
+from crawler.pipelines import (
+    CsvExporter,
+    JsonArrayExporter,
+    JsonLinesExporter,
+    SqliteExporter,
+    ValidatePipeline,
+)
+from crawler.pipelines._encode import ItemEncodeError
+from crawler.pipelines._runner import (
     DropItem,
     PipelineConfigError,
     PipelineRunner,
@@ -28,14 +36,6 @@ from crawler.pipeline import (
     load_pipelines,
 )
 from crawler.spider import Spider
-from pipelines import (
-    CsvExporter,
-    JsonArrayExporter,
-    JsonLinesExporter,
-    SqliteExporter,
-    ValidatePipeline,
-)
-from pipelines._encode import ItemEncodeError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -491,7 +491,7 @@ async def test_jsonl_resume_cuts_back_to_the_checkpoint(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from crawler.spider import Spider
-from pipelines.jsonl import JsonLinesExporter
+from crawler.pipelines._jsonl import JsonLinesExporter
 
 class S(Spider):
     name = "killed"
@@ -678,7 +678,7 @@ def test_builtins_load_even_when_the_project_has_its_own_pipelines_package(
     (package / "__init__.py").write_text("")
     (package / "mine.py").write_text(PROJECT_PIPELINE)
     code = (
-        "from crawler.pipeline import load_pipeline\n"
+        "from crawler.pipelines import load_pipeline\n"
         "for name, options in [('jsonl', {'path': 'x.jsonl'}), ('pipelines.mine:Mine', {})]:\n"
         "    p = load_pipeline(name, options)\n"
         "    print(type(p).__module__, type(p).__name__)\n"
@@ -688,6 +688,6 @@ def test_builtins_load_even_when_the_project_has_its_own_pipelines_package(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "_crawler_shipped_pipelines.jsonl JsonLinesExporter",
+        "crawler.pipelines._jsonl JsonLinesExporter",
         "pipelines.mine Mine",
     ]

@@ -10,8 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from crawler._robots import RobotsUnavailable
-from crawler.politeness import Politeness, RobotsCache, parse_retry_after
+from crawler.engine._politeness import Politeness, RobotsCache, parse_retry_after
+from crawler.engine._robots import RobotsUnavailable
 from tests.servers import Reply, Seen, serve_h11
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import trio
 
-from crawler._job_status import job_status
+from crawler.jobs._status import job_status
 from tests.servers import serve_asgi
 
 PAGES = 2000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crawler._retry import RetryPolicy
+from crawler.engine._retry import RetryPolicy
 from crawler.http import ConnectError, LocalProtocolError, ReadTimeout, UnsupportedProtocol
 from crawler.request import Request
 

@@ -9,12 +9,12 @@ import trio
 import trio.testing
 
 from crawler._links import make_host_filter
+from crawler.engine._politeness import Politeness
+from crawler.engine._scheduler import Scheduler
+from crawler.engine._stats import Stats
 from crawler.frontier import Frontier
 from crawler.frontier.memory import MemoryFrontier
-from crawler.politeness import Politeness
 from crawler.request import Request
-from crawler.scheduler import Scheduler
-from crawler.stats import Stats
 
 
 def make(

@@ -26,9 +26,9 @@ from crawler import Engine, LoginFailed, Request, Response, Session, Settings, S
 from crawler._redact import REDACTED, is_secret_key, redact_url
 from crawler.demo import DemoApp
 from crawler.demo._content import FAVOURITE_IDS
-from crawler.engine import Crawler
+from crawler.engine._engine import Crawler
+from crawler.engine._stats import write_stats_json
 from crawler.http._pool import ConnectionPool
-from crawler.stats import write_stats_json
 from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
 ROOT = Path(__file__).resolve().parents[2]

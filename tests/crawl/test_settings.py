@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from crawler._settings_docs import markdown
 from crawler.settings import (
     ENGINE_SPECS,
     DomainSettings,
@@ -21,6 +20,7 @@ from crawler.settings import (
     load_sources,
     parse_override,
 )
+from crawler.settings._docs import markdown
 from crawler.spider import Spider
 
 ROOT = Path(__file__).resolve().parents[2]

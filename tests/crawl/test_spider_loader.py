@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler._spider_loader import SpiderLoadError, load_spiders
+from crawler.cli._spider_loader import SpiderLoadError, load_spiders
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ import trio.testing
 import trustme
 from h2.errors import ErrorCodes
 
+from crawler.engine._stats import progress_line
 from crawler.http import (
     Client,
     Limits,
@@ -40,7 +41,7 @@ from crawler.http import (
 )
 from crawler.http._http2 import HTTP2Connection
 from crawler.http._pool import ConnectionPool
-from crawler.stats import progress_line
+from crawler.engine._stats import progress_line
 from tests.http.pools import assert_consistent, pool_for
 from tests.servers import serve_asgi, serve_h11, serve_tcp
 
@@ -536,7 +537,7 @@ async def test_read_timeout_fails_one_stream_only() -> None:
 async def _crawl_demo(certs: Certs, url: str, http2: bool, tmp_path: Path) -> list[Any]:
     from crawler import Settings
     from crawler.demo import DEMO_PASSWORD, DEMO_USERNAME
-    from crawler.engine import Engine
+    from crawler.engine._engine import Engine
     from spiders.myspider import MySpider
 
     options = {"site_url": url, "username": DEMO_USERNAME, "password": DEMO_PASSWORD}
@@ -625,7 +626,7 @@ async def test_waiting_for_a_stream_times_out_with_pool_timeout() -> None:
 
 async def test_settings_turn_http2_on_for_the_engine_pool() -> None:
     from crawler import Settings
-    from crawler._workers import build_pool
+    from crawler.engine._crawler import build_pool
 
     seen = Observed()
     pool = build_pool(Settings(http2=True, http2_prior_knowledge=True))

@@ -13,10 +13,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._settings_schema import Spec, setting, specs_of
+from ._schema import Spec, setting, specs_of
 
 if TYPE_CHECKING:
-    from .http._config import Limits, Timeout
+    from ..http._config import Limits, Timeout
 
 __all__ = ["ENGINE_SPECS", "SETTINGS_FILE", "DomainSettings", "Settings"]
 
@@ -264,7 +264,7 @@ class Settings:
 
     def __repr__(self) -> str:
         # Spider options may hold credentials: never print them.
-        from ._redact import redact_mapping
+        from .._redact import redact_mapping
 
         fields = [f"{name}={getattr(self, name)!r}" for name in ENGINE_SPECS]
         fields += [
@@ -331,7 +331,7 @@ class Settings:
 
     def timeout(self) -> Timeout:
         """The HTTP client's timeouts (a 0 setting means no timeout)."""
-        from .http._config import Timeout
+        from ..http._config import Timeout
 
         return Timeout(
             connect=self.connect_timeout or None,
@@ -343,7 +343,7 @@ class Settings:
 
     def limits(self) -> Limits:
         """The connection pool's limits."""
-        from .http._config import Limits
+        from ..http._config import Limits
 
         return Limits(
             max_connections=self.max_connections,

@@ -13,8 +13,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from ._settings_model import DOMAIN_SPECS, ENGINE_SPECS, MiB
-from ._settings_schema import Spec, format_key
+from ._model import DOMAIN_SPECS, ENGINE_SPECS, MiB
+from ._schema import Spec, format_key
 
 __all__ = ["main", "markdown", "toml_template", "toml_value"]
 

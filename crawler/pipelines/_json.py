@@ -19,7 +19,7 @@ from ._encode import ENCODE_ERRORS, encode_error, make_encoder
 from ._file import FileExporter
 
 if TYPE_CHECKING:
-    from crawler.spider import Spider
+    from ..spider import Spider
 
 __all__ = ["JsonArrayExporter"]
 

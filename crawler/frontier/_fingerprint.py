@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from hashlib import blake2b
 
-from ._links import normalize_absolute
+from .._links import normalize_absolute
 
 __all__ = ["FingerprintSet", "SeenFilter", "canonicalize_url", "request_fingerprint"]
 

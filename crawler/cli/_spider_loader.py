@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .spider import Spider
+from ..spider import Spider
 
 __all__ = ["SpiderLoadError", "SpiderLoader", "load_spiders"]
 

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._workers import Crawler, SharedTransport, build_pool
-from .stats import Stats, log_summary, run_progress, write_stats_json
+from ._crawler import Crawler, SharedTransport, build_pool
+from ._stats import Stats, log_summary, run_progress, write_stats_json
 
 if TYPE_CHECKING:
-    from .http._pool import ConnectionPool
-    from .pipeline import Pipeline
-    from .settings import Settings
-    from .spider import Spider
+    from ..http._pool import ConnectionPool
+    from ..pipelines._runner import Pipeline
+    from ..settings import Settings
+    from ..spider import Spider
 
 __all__ = ["Crawler", "Engine", "SharedTransport", "crawl", "run_crawl"]
 
@@ -110,7 +110,7 @@ async def crawl(
     directory), ``[spiders.NAME]`` and the spider's ``custom_settings``.
     """
     if settings is None:
-        from .settings import load_settings
+        from ..settings import load_settings
 
         settings = load_settings(spider=spider_cls)
     async with Engine(settings) as engine:

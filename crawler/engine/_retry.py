@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import tenacity
 
-from .http import HTTPError, LocalProtocolError, TransportError, UnsupportedProtocol
-from .request import Request
+from ..http import HTTPError, LocalProtocolError, TransportError, UnsupportedProtocol
+from ..request import Request
 
 __all__ = ["IDEMPOTENT_METHODS", "RetryPolicy"]
 

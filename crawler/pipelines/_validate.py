@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from crawler.pipeline import DropItem
-
 from ._encode import to_mapping
+from ._runner import DropItem
 
 if TYPE_CHECKING:
-    from crawler.spider import Spider
+    from ..spider import Spider
 
 __all__ = ["ValidatePipeline"]
 

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 import trio
 from protego import Protego
 
-from ._failures import describe_failure
-from ._links import host_of, netloc_of
-from .http import TransportError
+from .._failures import describe_failure
+from .._links import host_of, netloc_of
+from ..http import TransportError
 
 if TYPE_CHECKING:  # politeness.py imports this module
-    from .politeness import Politeness
+    from ._politeness import Politeness
 
 __all__ = ["ROBOTS_MAX_SIZE", "RobotsCache", "RobotsUnavailable", "origin_of"]
 

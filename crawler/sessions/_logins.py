@@ -13,14 +13,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._redact import redact_url, scrub
-from .response import Response
-from .session import LoginFailed, Session
-from .spider import Spider
+from .._redact import redact_url, scrub
+from ..response import Response
+from ..spider import Spider
+from ._session import LoginFailed, Session
 
 if TYPE_CHECKING:
-    from .http import Response as HTTPResponse
-    from .request import Request
+    from ..http import Response as HTTPResponse
+    from ..request import Request
 
 __all__ = ["SESSION_GENERATION", "Logins", "has_login"]
 

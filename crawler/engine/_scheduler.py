@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from ._links import host_of
-from .frontier import Frontier
-from .request import Request
-from .stats import Stats
+from .._links import host_of
+from ..frontier import Frontier
+from ..request import Request
+from ._stats import Stats
 
 if TYPE_CHECKING:
     from ._referer import PageReferrer

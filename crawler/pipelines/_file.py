@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 if TYPE_CHECKING:
-    from crawler.spider import Spider
+    from ..spider import Spider
 
 __all__ = ["AppendFile", "FileExporter", "resolve_path"]
 

@@ -11,16 +11,14 @@ per-item cost of the chain is one call per stage.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .spider import Spider
+    from ..spider import Spider
 
 __all__ = [
     "BUILTIN_PIPELINES",
@@ -39,11 +37,11 @@ logger = logging.getLogger("crawler.pipeline")
 
 #: Built-in pipeline names and where they live. User pipelines are named by import path.
 BUILTIN_PIPELINES: Mapping[str, str] = {
-    "validate": "pipelines.validate:ValidatePipeline",
-    "jsonl": "pipelines.jsonl:JsonLinesExporter",
-    "csv": "pipelines.csv_export:CsvExporter",
-    "json": "pipelines.json_export:JsonArrayExporter",
-    "sqlite": "pipelines.sqlite:SqliteExporter",
+    "validate": "crawler.pipelines:ValidatePipeline",
+    "jsonl": "crawler.pipelines:JsonLinesExporter",
+    "csv": "crawler.pipelines:CsvExporter",
+    "json": "crawler.pipelines:JsonArrayExporter",
+    "sqlite": "crawler.pipelines:SqliteExporter",
 }
 
 #: File extensions that ``crawl -o FILE`` understands, and the built-in exporter for each.
@@ -270,49 +268,12 @@ class PipelineRunner:
         return f"<PipelineRunner [{names}] scraped={self.items_scraped} errors={self.errors}>"
 
 
-# The shipped pipelines live in the top-level ``pipelines`` package, next to ``crawler``.
-# A project may have a ``pipelines`` package of its own, and the project directory
-# comes first on sys.path, so the built-ins are imported from this directory under a
-# private name when the name ``pipelines`` belongs to the project.
-_SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pipelines"
-_SHIPPED_ALIAS = "_crawler_shipped_pipelines"
-
-
-def _shipped_package() -> str:
-    """The importable name of the shipped pipelines package."""
-    try:
-        package = importlib.import_module("pipelines")
-    except ImportError:
-        package = None
-    location = getattr(package, "__file__", None)
-    if location is not None and Path(location).resolve().parent == _SHIPPED_DIR:
-        return "pipelines"
-    if _SHIPPED_ALIAS not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            _SHIPPED_ALIAS,
-            _SHIPPED_DIR / "__init__.py",
-            submodule_search_locations=[str(_SHIPPED_DIR)],
-        )
-        if spec is None or spec.loader is None:
-            raise PipelineConfigError(f"the shipped pipelines are missing from {_SHIPPED_DIR}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_SHIPPED_ALIAS] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[_SHIPPED_ALIAS]
-            raise
-    return _SHIPPED_ALIAS
-
-
-def _import_object(name: str, spec: str, *, shipped: bool = False) -> Any:
+def _import_object(name: str, spec: str) -> Any:
     module_name, sep, attr = spec.partition(":")
     if not sep:
         module_name, _, attr = spec.rpartition(".")
     if not module_name or not attr:
         raise PipelineConfigError(_unknown_message(name))
-    if shipped:
-        module_name = _shipped_package() + module_name.removeprefix("pipelines")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -341,12 +302,11 @@ _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEY
 def load_pipeline(name: str, options: Mapping[str, Any] | None = None) -> Pipeline:
     """Build one pipeline from its name and options (passed to the constructor as keywords)."""
     spec = BUILTIN_PIPELINES.get(name)
-    shipped = spec is not None
     if spec is None:
         if ":" not in name and "." not in name:
             raise PipelineConfigError(_unknown_message(name))
         spec = name
-    factory = _import_object(name, spec, shipped=shipped)
+    factory = _import_object(name, spec)
     if not callable(factory):
         raise PipelineConfigError(f"pipeline {name!r}: {spec} is not a class")
     kwargs = dict(options or {})

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._redact import REDACTED, is_secret_key
-from ._settings_schema import format_key
+from .._redact import REDACTED, is_secret_key
+from ..settings import Settings, SettingsError, SettingsSources, load_sources
+from ..settings._schema import format_key
+from ..spider import Spider
 from ._spider_loader import SpiderLoader, SpiderLoadError, load_spiders
-from .settings import Settings, SettingsError, SettingsSources, load_sources
-from .spider import Spider
 
 __all__ = ["main"]
 
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command, *rest = args.names
     if command == "status" and len(rest) == 1:
-        from ._job_status import JobStatusError, job_status
+        from ..jobs._status import JobStatusError, job_status
 
         try:
             print(job_status(Path(rest[0])))
@@ -182,9 +182,9 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
             "several spiders would share one job directory; put {spider} in it "
             "(e.g. --job 'jobs/{spider}')"
         )
-    from . import engine  # heavy: only when crawling
-    from ._job import JobError
-    from .pipeline import PipelineConfigError
+    from .. import engine  # heavy: only when crawling
+    from ..jobs._job import JobError
+    from ..pipelines._runner import PipelineConfigError
 
     try:
         status = engine.run_crawl(
@@ -234,10 +234,6 @@ def _flatten(data: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _toml(value: Any) -> str:
-    from ._settings_docs import toml_value
+    from ..settings._docs import toml_value
 
     return toml_value(value)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from ._links import resolve_url
+from .._links import resolve_url
 
 __all__ = ["FormError", "FormSubmission", "fill_form"]
 

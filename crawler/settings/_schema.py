@@ -260,7 +260,7 @@ def convert(spec: Spec, value: Any, key: Key, where: str) -> Any:
     try:
         result = converter(value)
     except _Mismatch:
-        from ._redact import REDACTED, is_secret_key
+        from .._redact import REDACTED, is_secret_key
 
         secret = is_secret_key(format_key(key))
         hint = ""

@@ -21,33 +21,33 @@ from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
+from .._failures import describe_failure, describe_status, short_cause
+from .._links import host_of, make_host_filter, resolve_url
+from .._redact import is_secret_key
+from .._referer import PageReferrer, Policy, redirect_referer, referrer_policy
+from ..frontier import Frontier
+from ..frontier.memory import MemoryFrontier
+from ..http import URL, Client, HTTPError, HTTPStatusError
+from ..http import Request as HTTPRequest
+from ..http import Response as HTTPResponse
+from ..http._pool import ConnectionPool
+from ..http._redirects import CROSS_ORIGIN_DROPPED
+from ..pipelines._runner import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
+from ..request import Request
+from ..response import Response
+from ..sessions._logins import SESSION_GENERATION, Logins
+from ..sessions._session import Session
+from ..spider import Spider
 from ._callbacks import Callbacks
-from ._failures import describe_failure, describe_status, short_cause
-from ._links import host_of, make_host_filter, resolve_url
-from ._logins import SESSION_GENERATION, Logins
-from ._redact import is_secret_key
-from ._referer import PageReferrer, Policy, redirect_referer, referrer_policy
+from ._politeness import THROTTLE_STATUSES, Politeness, RobotsCache, parse_retry_after
 from ._retry import RetryPolicy
 from ._robots import ROBOTS_MAX_SIZE
-from .frontier import Frontier
-from .frontier.memory import MemoryFrontier
-from .http import URL, Client, HTTPError, HTTPStatusError
-from .http import Request as HTTPRequest
-from .http import Response as HTTPResponse
-from .http._pool import ConnectionPool
-from .http._redirects import CROSS_ORIGIN_DROPPED
-from .pipeline import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
-from .politeness import THROTTLE_STATUSES, Politeness, RobotsCache, parse_retry_after
-from .request import Request
-from .response import Response
-from .scheduler import Scheduler
-from .session import Session
-from .spider import Spider
-from .stats import Stats
+from ._scheduler import Scheduler
+from ._stats import Stats
 
 if TYPE_CHECKING:
-    from ._job import Job
-    from .settings import Settings
+    from ..jobs._job import Job
+    from ..settings import Settings
 
 __all__ = ["Crawler", "SharedTransport", "build_pool"]
 
@@ -118,7 +118,7 @@ class Crawler:
         # With job_dir the crawl is durable: the job's store is the frontier.
         self.job: Job | None = None
         if settings.job_dir and frontier is None:
-            from ._job import Job
+            from ..jobs._job import Job
 
             self.job = Job.open(settings.job_dir, spider, chain)
             frontier = self.job.frontier
@@ -263,7 +263,7 @@ class Crawler:
                 if job is not None:
                     services.start_soon(job.run_checkpoints, self)
                 if settings.serve_demo_site:
-                    from .demo import serve_demo_site
+                    from ..demo import serve_demo_site
 
                     url = await services.start(serve_demo_site)
                     self.spider.demo_url = url

@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._settings_model import DOMAIN_SPECS, ENGINE_SPECS, SETTINGS_FILE, Settings, empty_mapping
-from ._settings_schema import (
+from ._model import DOMAIN_SPECS, ENGINE_SPECS, SETTINGS_FILE, Settings, empty_mapping
+from ._schema import (
     SettingsError,
     Spec,
     convert,
@@ -27,7 +27,7 @@ from ._settings_schema import (
 )
 
 if TYPE_CHECKING:
-    from .spider import Spider
+    from ..spider import Spider
 
 __all__ = [
     "SettingsSources",

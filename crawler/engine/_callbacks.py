@@ -14,8 +14,8 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .request import Request
-from .stats import Stats
+from ..request import Request
+from ._stats import Stats
 
 if TYPE_CHECKING:
     from ._referer import PageReferrer

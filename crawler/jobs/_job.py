@@ -40,15 +40,16 @@ from urllib.parse import quote
 
 import trio
 
-from ._links import host_of
-from .frontier.sqlite import FORMAT_VERSION, SqliteFrontier, callback_names, read_meta
-from .http import Cookies
+from .._links import host_of
+from ..frontier.sqlite import FORMAT_VERSION, SqliteFrontier, callback_names, read_meta
+from ..http import Cookies
+from ..pipelines import JsonArrayExporter
 
 if TYPE_CHECKING:
-    from ._workers import Crawler
-    from .pipeline import Pipeline
-    from .request import Request
-    from .spider import Spider
+    from ..engine._crawler import Crawler
+    from ..pipelines._runner import Pipeline
+    from ..request import Request
+    from ..spider import Spider
 
 __all__ = ["JOB_FILE", "STORE_FILE", "Job", "JobError", "resolve_job_dir"]
 
@@ -481,7 +482,7 @@ def _restore(crawler: Crawler, meta: Mapping[str, str]) -> None:
 
 
 def _has_callback(spider: Spider, name: str) -> bool:
-    from .spider import Spider
+    from ..spider import Spider
 
     # The base class's parse() only raises: a spider without its own has none.
     method = getattr(type(spider), name, None)
@@ -492,7 +493,7 @@ def _refuse_unresumable(pipelines: Sequence[Pipeline]) -> None:
     for pipeline in pipelines:
         # A JSON array is only valid once closed: it is rewritten by every run and has
         # no committed offset to cut back to.
-        if type(pipeline).__name__ == "JsonArrayExporter":
+        if isinstance(pipeline, JsonArrayExporter):
             path = getattr(pipeline, "path_template", "")
             raise JobError(
                 f"cannot export to {str(path)!r} in a resumable crawl: a JSON array is "

@@ -10,16 +10,16 @@ way so that an error names the key and where it came from.
 in ``_settings_model``.
 """
 
-from ._settings_layers import SettingsSources as SettingsSources
-from ._settings_layers import find_settings_file as find_settings_file
-from ._settings_layers import load_settings as load_settings
-from ._settings_layers import load_sources as load_sources
-from ._settings_layers import parse_override as parse_override
-from ._settings_model import ENGINE_SPECS as ENGINE_SPECS
-from ._settings_model import SETTINGS_FILE as SETTINGS_FILE
-from ._settings_model import DomainSettings as DomainSettings
-from ._settings_model import Settings as Settings
-from ._settings_schema import SettingsError as SettingsError
+from ._layers import SettingsSources as SettingsSources
+from ._layers import find_settings_file as find_settings_file
+from ._layers import load_settings as load_settings
+from ._layers import load_sources as load_sources
+from ._layers import parse_override as parse_override
+from ._model import ENGINE_SPECS as ENGINE_SPECS
+from ._model import SETTINGS_FILE as SETTINGS_FILE
+from ._model import DomainSettings as DomainSettings
+from ._model import Settings as Settings
+from ._schema import SettingsError as SettingsError
 
 __all__ = [
     "ENGINE_SPECS",
@@ -37,6 +37,6 @@ __all__ = [
 if __name__ == "__main__":
     # Also ``python -m crawler._settings_docs``, which the package does not
     # import first and so runs without runpy's warning.
-    from ._settings_docs import main
+    from ._docs import main
 
     raise SystemExit(main())

@@ -23,7 +23,7 @@ from ._file import resolve_path
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from crawler.spider import Spider
+    from ..spider import Spider
 
 __all__ = ["SqliteExporter"]
 

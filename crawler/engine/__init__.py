@@ -1,0 +1,15 @@
+"""The crawl engine: runs spiders over one shared connection pool.
+
+``Engine`` owns the pool and runs one ``Crawler`` per spider; a ``Crawler``
+drives its spider's workers through the scheduler (priorities, dedup, depth,
+per-host politeness), the fetch step, the callbacks and the item pipelines.
+``crawl`` and ``run_crawl`` are the one-call entry points the CLI uses.
+"""
+
+from ._crawler import Crawler as Crawler
+from ._engine import Engine as Engine
+from ._engine import crawl as crawl
+from ._engine import run_crawl as run_crawl
+from ._stats import Stats as Stats
+
+__all__ = ["Crawler", "Engine", "Stats", "crawl", "run_crawl"]
