@@ -56,8 +56,7 @@ def load_urls(n: int) -> list[str]:
 def run_ours(kind: str, n: int, concurrency: int, timeout: float) -> dict[str, object]:
     import trio
 
-    from crawler.http import Limits, Request
-    from crawler.http._pool import ConnectionPool
+    from crawler.http import ConnectionPool, Limits, Request
 
     urls = load_urls(n)
     http2 = kind.endswith("_h2")

@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from crawler.http import Request, Timeout
-from crawler.http._urls import URL
+from crawler.http import URL, Request, Timeout
 
 SHAPES: dict[str, Callable[[int], str]] = {
     "bench site: http, port, path": lambda i: f"http://127.0.0.1:8081/p/{i // 1000:03d}/{i}.html",

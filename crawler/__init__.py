@@ -1,10 +1,15 @@
 """A concurrent web-crawl and scraping engine on trio, and the HTTP client under it.
 
+What a spider, a pipeline or a script needs is importable from here:
+``Spider``, ``Request``, ``Response``, ``Session``, ``Pipeline``, ``DropItem``,
+``Settings``, the engine's entry points, and the HTTP client's public names.
+
 ``crawler.Request`` and ``crawler.Response`` are the crawl-level ones that
 spiders use; the HTTP-level ones stay ``crawler.http.Request`` and
-``crawler.http.Response``. Every other public name of ``crawler.http`` is
-re-exported here by name (a star import would hand type checkers the
-HTTP-level Request and Response).
+``crawler.http.Response``, and the HTTP layer's typing helpers (option
+dictionaries, type aliases, ``check_header``) stay in ``crawler.http``. Every
+other public name of ``crawler.http`` is re-exported here by name (a star
+import would hand type checkers the HTTP-level Request and Response).
 """
 
 from .engine import Crawler as Crawler
@@ -23,6 +28,7 @@ from .http import ByteStream as ByteStream
 from .http import Client as Client
 from .http import CloseError as CloseError
 from .http import ConnectError as ConnectError
+from .http import ConnectionPool as ConnectionPool
 from .http import ConnectTimeout as ConnectTimeout
 from .http import Cookie as Cookie
 from .http import CookieError as CookieError
@@ -60,22 +66,47 @@ from .http import UnsupportedProtocol as UnsupportedProtocol
 from .http import WriteError as WriteError
 from .http import WriteTimeout as WriteTimeout
 from .http import __all__ as _http_names
+from .pipelines import DropItem as DropItem
+from .pipelines import Pipeline as Pipeline
 from .request import Request as Request
 from .response import Response as Response
+from .sessions import FormError as FormError
 from .sessions import LoginFailed as LoginFailed
 from .sessions import Session as Session
 from .settings import Settings as Settings
+from .settings import SettingsError as SettingsError
 from .spider import Spider as Spider
 
+# Names of crawler.http that belong to the HTTP layer alone: crawl-level types of the
+# same name, and helpers for writing typed code against the client.
+_HTTP_ONLY = frozenset(
+    {
+        "DEFAULT_TIMEOUT",
+        "AuthTypes",
+        "BodyRequestOptions",
+        "CookieArg",
+        "HeaderTypes",
+        "Request",
+        "RequestOptions",
+        "Response",
+        "TimeoutArg",
+        "check_header",
+    }
+)
+
 __all__ = [
-    *(name for name in _http_names if name not in ("Request", "Response")),
+    *(name for name in _http_names if name not in _HTTP_ONLY),
     "Crawler",
+    "DropItem",
     "Engine",
+    "FormError",
     "LoginFailed",
+    "Pipeline",
     "Request",
     "Response",
     "Session",
     "Settings",
+    "SettingsError",
     "Spider",
     "Stats",
     "crawl",

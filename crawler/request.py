@@ -14,8 +14,7 @@ from types import MethodType
 from typing import Any
 from urllib.parse import urlencode
 
-from .http import LocalProtocolError
-from .http._headers import check_header
+from .http import LocalProtocolError, check_header
 
 __all__ = ["Request"]
 

@@ -41,8 +41,9 @@ class Spider:
     #: Base URL of the bundled demo site, set when ``serve_demo_site`` is on.
     demo_url: str = ""
     #: The login page: by default a response redirected to it (or served from it)
-    #: means the session was logged out. A property when it depends on settings:
-    #: a resumed crawl checks responses before any ``login()`` has run.
+    #: means the session was logged out. A path (``"/login"``) is resolved against
+    #: each response's URL, so a spider whose site comes from settings needs no
+    #: property: a resumed crawl checks responses before any ``login()`` has run.
     login_url: str = ""
     #: Sessions logged in before the start requests; others log in on first use.
     login_sessions: ClassVar[tuple[str, ...]] = ("default",)
@@ -81,17 +82,18 @@ class Spider:
     def logged_out(self, response: Any) -> bool:
         """Whether ``response`` shows its session was logged out.
 
-        The default: the response redirects to ``login_url`` or was served
-        from it, unless ``login_url`` itself was asked for. Queries and
-        fragments are ignored, so ``/login?next=/orders`` counts.
+        The default: the response redirects to ``login_url`` (resolved against
+        the response's URL when it is a path) or was served from it, unless
+        ``login_url`` itself was asked for. Queries and fragments are ignored,
+        so ``/login?next=/orders`` counts.
         """
-        login_url = self.login_url
-        if not login_url:
+        if not self.login_url:
             return False
+        url = str(response.url)
+        login_url = urljoin(url, self.login_url)  # a path means: on this response's site
         crawl_request = getattr(response, "crawl_request", None)
         if crawl_request is not None and _same_page(crawl_request.url, login_url):
             return False
-        url = str(response.url)
         if 300 <= response.status_code < 400:
             location = response.headers.get("location")
             if location and _same_page(urljoin(url, location), login_url):

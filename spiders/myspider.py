@@ -41,13 +41,11 @@ class MySpider(Spider):
             )
         return base.rstrip("/")
 
-    @property  # type: ignore[override]
-    def login_url(self) -> str:
-        # A property, not set in login(): a resumed crawl may never run login().
-        return self._base() + "/login"
+    # A path: resolved against each response's URL, whichever site the crawl is on.
+    login_url = "/login"
 
     async def login(self, session: Session) -> None:
-        page = await session.get(self.login_url)
+        page = await session.get(self._base() + self.login_url)
         await session.submit_form(
             page,
             "form",

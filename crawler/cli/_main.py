@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``crawl`` command; returns its exit status, which docs/cli.md lists.
+
+    Errors the user can fix (settings, spiders, a job directory) are printed as one
+    line with what was wrong and where, not as a traceback.
+    """
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

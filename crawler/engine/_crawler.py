@@ -27,10 +27,9 @@ from .._redact import is_secret_key
 from .._referer import PageReferrer, Policy, redirect_referer, referrer_policy
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
-from ..http import URL, Client, HTTPError, HTTPStatusError
+from ..http import URL, Client, ConnectionPool, HTTPError, HTTPStatusError
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
-from ..http._pool import ConnectionPool
 from ..http._redirects import CROSS_ORIGIN_DROPPED
 from ..pipelines._runner import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
 from ..request import Request

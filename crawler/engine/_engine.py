@@ -28,7 +28,7 @@ from ._crawler import Crawler, SharedTransport, build_pool
 from ._stats import Stats, log_summary, run_progress, write_stats_json
 
 if TYPE_CHECKING:
-    from ..http._pool import ConnectionPool
+    from ..http import ConnectionPool
     from ..pipelines._runner import Pipeline
     from ..settings import Settings
     from ..spider import Spider

@@ -19,11 +19,13 @@ from typing import Protocol, runtime_checkable
 
 from ..request import Request
 
-__all__ = ["Frontier"]
+__all__ = ["Frontier", "MemoryFrontier", "SqliteFrontier"]
 
 
 @runtime_checkable
 class Frontier(Protocol):
+    """Where requests wait between the scheduler and the workers; see the module's text."""
+
     def push(self, request: Request, host: str) -> None:
         """Queue ``request`` under ``host`` (already deduplicated by the caller)."""
         ...
@@ -60,3 +62,8 @@ class Frontier(Protocol):
     def close(self) -> None:
         """Release resources (files, connections); the frontier is unusable after."""
         ...
+
+
+# The implementations import the protocol's module: import them once it is defined.
+from .memory import MemoryFrontier as MemoryFrontier  # noqa: E402
+from .sqlite import SqliteFrontier as SqliteFrontier  # noqa: E402

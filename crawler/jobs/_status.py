@@ -23,6 +23,8 @@ class JobStatusError(Exception):
 
 
 def job_status(directory: Path, *, now: float | None = None) -> str:
+    """A job directory's progress as text, read without locking or changing it, so
+    ``crawl status`` works while the crawl runs."""
     store = directory / "job.db"
     info_path = directory / "job.json"
     if not info_path.exists() or not store.exists():

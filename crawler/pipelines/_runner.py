@@ -71,21 +71,20 @@ class PipelineConfigError(ValueError):
 
 
 class Pipeline(Protocol):
-    """One stage of the item chain. Each method may be sync or ``async``.
+    """One stage of the item chain: any object with ``process_item``, sync or ``async``.
 
-    ``process_item`` is required; the runner also accepts stages without ``open``
-    or ``close``. Exporters may add ``checkpoint()`` (or ``flush()``), called by
-    the engine at checkpoints to make everything processed so far durable, or
+    Only ``process_item`` is required, so the protocol names only it (a class
+    with just that method type-checks as a pipeline). A stage may also define
+    ``open(spider)`` and ``close(spider)``, called once at the start and end of
+    the crawl, and exporters ``checkpoint()`` (or ``flush()``), called by the
+    engine at checkpoints to make everything processed so far durable, or
     ``stage_checkpoint()``, which writes without waiting for the disk and returns
     its state with a blocking call that makes it durable (run by the job in the
-    thread of its own commit, so callbacks do not wait for the fsync).
+    thread of its own commit, so callbacks do not wait for the fsync). Each of
+    them may be sync or ``async`` too.
     """
 
-    def open(self, spider: Spider) -> Awaitable[None] | None: ...
-
     def process_item(self, item: Any, spider: Spider) -> Any | Awaitable[Any]: ...
-
-    def close(self, spider: Spider) -> Awaitable[None] | None: ...
 
 
 class PipelineSettings(Protocol):

@@ -20,13 +20,20 @@ from typing import Any, Unpack
 import trio
 
 from .._redact import redact_url
-from ..http import Client, Cookies, Headers
+from ..http import (
+    DEFAULT_TIMEOUT,
+    AuthTypes,
+    BodyRequestOptions,
+    Client,
+    CookieArg,
+    Cookies,
+    Headers,
+    HeaderTypes,
+    RequestOptions,
+    TimeoutArg,
+    Transport,
+)
 from ..http import Response as HTTPResponse
-from ..http._auth import AuthTypes
-from ..http._client import BodyRequestOptions, CookieArg, RequestOptions, TimeoutArg
-from ..http._config import DEFAULT_TIMEOUT
-from ..http._headers import HeaderTypes
-from ..http._transports import Transport
 from ..request import Request
 from ..response import Response
 from ._forms import FormError, fill_form

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._schema import Spec, setting, specs_of
 
 if TYPE_CHECKING:
-    from ..http._config import Limits, Timeout
+    from ..http import Limits, Timeout
 
 __all__ = ["ENGINE_SPECS", "SETTINGS_FILE", "DomainSettings", "Settings"]
 
@@ -331,7 +331,7 @@ class Settings:
 
     def timeout(self) -> Timeout:
         """The HTTP client's timeouts (a 0 setting means no timeout)."""
-        from ..http._config import Timeout
+        from ..http import Timeout
 
         return Timeout(
             connect=self.connect_timeout or None,
@@ -343,7 +343,7 @@ class Settings:
 
     def limits(self) -> Limits:
         """The connection pool's limits."""
-        from ..http._config import Limits
+        from ..http import Limits
 
         return Limits(
             max_connections=self.max_connections,

@@ -28,7 +28,7 @@ from crawler.demo import DemoApp
 from crawler.demo._content import FAVOURITE_IDS
 from crawler.engine._engine import Crawler
 from crawler.engine._stats import write_stats_json
-from crawler.http._pool import ConnectionPool
+from crawler.http import ConnectionPool
 from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,12 +139,10 @@ class MemberSpider(Spider):
     name = "members"
     options = {"base": "", "user": "alice", "password": ""}
 
-    @property  # type: ignore[override]
-    def login_url(self) -> str:
-        return self.settings["base"] + "/login"
+    login_url = "/login"  # a path: resolved against each response's URL
 
     async def login(self, session: Session) -> None:
-        page = await session.get(self.login_url)
+        page = await session.get(self.settings["base"] + self.login_url)
         await session.submit_form(
             page,
             "#login",

@@ -1,0 +1,1 @@
+"""The example project's own item pipelines, named in settings.toml by import path."""
