@@ -86,11 +86,14 @@ _HTTP_ONLY = frozenset(
         "BodyRequestOptions",
         "CookieArg",
         "HeaderTypes",
+        "REDIRECT_STATUSES",
+        "RedirectStep",
         "Request",
         "RequestOptions",
         "Response",
         "TimeoutArg",
         "check_header",
+        "redirect_step",
     }
 )
 

@@ -21,16 +21,21 @@ from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
-from .._failures import describe_failure, describe_status, short_cause
 from .._links import host_of, make_host_filter, resolve_url
 from .._redact import is_secret_key
-from .._referer import PageReferrer, Policy, redirect_referer, referrer_policy
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
-from ..http import URL, Client, ConnectionPool, HTTPError, HTTPStatusError
+from ..http import (
+    REDIRECT_STATUSES,
+    URL,
+    Client,
+    ConnectionPool,
+    HTTPError,
+    HTTPStatusError,
+    redirect_step,
+)
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
-from ..http._redirects import CROSS_ORIGIN_DROPPED
 from ..pipelines._runner import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
 from ..request import Request
 from ..response import Response
@@ -38,7 +43,9 @@ from ..sessions._logins import SESSION_GENERATION, Logins
 from ..sessions._session import Session
 from ..spider import Spider
 from ._callbacks import Callbacks
+from ._failures import describe_failure, describe_status, short_cause
 from ._politeness import THROTTLE_STATUSES, Politeness, RobotsCache, parse_retry_after
+from ._referer import PageReferrer, Policy, redirect_referer, referrer_policy
 from ._retry import RetryPolicy
 from ._robots import ROBOTS_MAX_SIZE
 from ._scheduler import Scheduler
@@ -178,7 +185,7 @@ class Crawler:
         )
         self._handle_status = frozenset(getattr(spider, "handle_httpstatus_list", ()))
         self._max_size = settings.max_response_size or None
-        self._max_redirects = 20
+        self._max_redirects = settings.max_redirects
         self._max_items = settings.max_items
         # Items a resumed job had exported before this run: max_items counts per run.
         self._items_before = 0
@@ -454,7 +461,7 @@ class Crawler:
             response.headers.get("retry-after") if status in THROTTLE_STATUSES else None,
         )
         if status >= 300:
-            if status in _REDIRECTS and not request.meta.get("dont_redirect"):
+            if status in REDIRECT_STATUSES and not request.meta.get("dont_redirect"):
                 location = response.headers.get("location")
                 if location:
                     await self._redirect(request, response, location)
@@ -493,26 +500,22 @@ class Crawler:
         # The target is a new request: the retries its source took are not its own.
         meta.pop("retry_times", None)
         changes: dict[str, Any] = {"url": url, "meta": meta}
-        if URL(url).origin != URL(request.url).origin:
-            # Credentials stay with their origin: no Authorization, Proxy-Authorization
-            # or Cookie header given by hand, and no session auth, on the other side of
-            # the redirect (the same headers the client's own redirects drop).
+        step = redirect_step(
+            request.method, status, same_origin=URL(url).origin == URL(request.url).origin
+        )
+        if step.cross_origin:
+            # No session auth on the other side of the redirect either.
             changes["meta"]["cross_origin_redirect"] = True
-            if request.headers:
-                changes["headers"] = {
-                    k: v
-                    for k, v in request.headers.items()
-                    if k.lower() not in CROSS_ORIGIN_DROPPED
-                }
+        if request.headers and (step.cross_origin or step.drops_body):
+            changes["headers"] = dict(step.kept(request.headers.items()))
+        if step.drops_body:
+            changes.update(method=step.method, body=b"")
         if self._referrer_policy is not None:
             headers = redirect_referer(
                 self._referrer_policy, changes.get("headers", request.headers), url
             )
             if headers is not None:
                 changes["headers"] = headers
-        if status == 303 or (status in (301, 302) and request.method == "POST"):
-            headers = changes.get("headers", request.headers)
-            changes.update(method="GET", body=b"", headers=_without_body_headers(headers))
         self.stats.redirects += 1
         self.scheduler.enqueue(request.replace(**changes))
 
@@ -702,12 +705,4 @@ async def _read_at_most(response: HTTPResponse, limit: int) -> bytes:
     return b"".join(parts)[:limit]
 
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _START_FAILURES_SHOWN = 10
-
-
-def _without_body_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
-    if not headers:
-        return headers
-    drop = ("content-type", "content-length", "transfer-encoding")
-    return {k: v for k, v in headers.items() if k.lower() not in drop}

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 import trio
 from protego import Protego
 
-from .._failures import describe_failure
 from .._links import host_of, netloc_of
 from ..http import TransportError
+from ._failures import describe_failure
 
 if TYPE_CHECKING:  # politeness.py imports this module
     from ._politeness import Politeness

@@ -33,6 +33,9 @@ from ._models import ByteStream as ByteStream
 from ._models import Request as Request
 from ._models import Response as Response
 from ._pool import ConnectionPool as ConnectionPool
+from ._redirect_rule import REDIRECT_STATUSES as REDIRECT_STATUSES
+from ._redirect_rule import RedirectStep as RedirectStep
+from ._redirect_rule import redirect_step as redirect_step
 from ._redirects import RedirectMiddleware as RedirectMiddleware
 from ._transports import MockTransport as MockTransport
 from ._transports import Transport as Transport
@@ -44,6 +47,7 @@ __all__ = [
     "MAX_COOKIES",
     "MAX_COOKIES_PER_DOMAIN",
     "MAX_COOKIE_SIZE",
+    "REDIRECT_STATUSES",
     "URL",
     "AsyncByteStream",
     "AuthTypes",
@@ -63,6 +67,7 @@ __all__ = [
     "Limits",
     "MockTransport",
     "RedirectMiddleware",
+    "RedirectStep",
     "Request",
     "RequestOptions",
     "Response",
@@ -70,4 +75,5 @@ __all__ = [
     "TimeoutArg",
     "Transport",
     "check_header",
+    "redirect_step",
 ]

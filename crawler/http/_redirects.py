@@ -21,29 +21,16 @@ from ._exceptions import (
     UnsupportedProtocol,
 )
 from ._models import Request, Response
+from ._redirect_rule import redirect_step
 from ._transports import Transport
 from ._urls import URL
 
-__all__ = ["CROSS_ORIGIN_DROPPED", "FOLLOW_REDIRECTS", "RedirectMiddleware"]
+__all__ = ["FOLLOW_REDIRECTS", "RedirectMiddleware"]
 
 # Request extension: False to get the 3xx response itself.
 FOLLOW_REDIRECTS = "follow_redirects"
 # A redirect body bigger than this is not worth reading to keep the connection.
 MAX_REDIRECT_BODY = 64 * 1024
-
-# Headers carrying credentials for the origin they were first sent to. This
-# client speaks to no proxy, so a Proxy-Authorization header given by hand
-# reaches the origin server like Authorization does, and leaks the same way.
-CROSS_ORIGIN_DROPPED = ("authorization", "proxy-authorization", "cookie")
-
-_BODY_HEADERS = (
-    "content-length",
-    "transfer-encoding",
-    "content-type",
-    "content-encoding",
-    "content-language",
-    "content-location",
-)
 
 
 class RedirectMiddleware:
@@ -116,25 +103,22 @@ class RedirectMiddleware:
             )
         if request.url.fragment and not url.fragment:
             url = URL(f"{url}#{request.url.fragment}")
-        method = _redirect_method(request.method, response.status_code)
+        step = redirect_step(
+            request.method, response.status_code, same_origin=url.origin == request.url.origin
+        )
         headers = request.headers.copy()
         extensions = dict(request.extensions)
+        # The cookie middleware underneath builds the Cookie header again for the new URL.
         for name in ("cookie", "host"):
             if name in headers:
                 del headers[name]
-        if url.origin != request.url.origin:
+        if step.cross_origin:
             extensions.pop(EXPLICIT_COOKIES, None)
-            for name in CROSS_ORIGIN_DROPPED:
-                if name in headers:
-                    del headers[name]
-        content = request.content
-        if method != request.method and method == "GET":
-            content = b""
-            for name in _BODY_HEADERS:
-                if name in headers:
-                    del headers[name]
+        for name in [name for name in headers if step.dropped(name)]:
+            del headers[name]
+        content = b"" if step.drops_body else request.content
         return Request(
-            method,
+            step.method,
             url,
             headers=headers,
             content=content or None,
@@ -144,12 +128,3 @@ class RedirectMiddleware:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
-
-
-def _redirect_method(method: str, status: int) -> str:
-    """303 and 302 turn anything but HEAD into GET, 301 turns POST into GET (as browsers do)."""
-    if status in (302, 303) and method != "HEAD":
-        return "GET"
-    if status == 301 and method == "POST":
-        return "GET"
-    return method

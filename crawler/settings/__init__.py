@@ -5,7 +5,7 @@ have their final types; ``load_sources()`` reads the layers once and
 ``SettingsSources.resolve(spider)`` applies them, checking every value on the
 way so that an error names the key and where it came from.
 
-``python -m crawler._settings_docs --markdown`` writes docs/settings.md and
+``python -m crawler.settings._docs --markdown`` writes docs/settings.md and
 ``--toml`` the commented settings.toml template, both from the declarations
 in ``_settings_model``.
 """
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    # Also ``python -m crawler._settings_docs``, which the package does not
+    # Also ``python -m crawler.settings._docs``, which the package does not
     # import first and so runs without runpy's warning.
     from ._docs import main
 

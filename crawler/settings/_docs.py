@@ -209,7 +209,7 @@ def toml_template() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m crawler._settings_docs", description="Print the settings reference."
+        prog="python -m crawler.settings._docs", description="Print the settings reference."
     )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--markdown", action="store_true", help="docs/settings.md")

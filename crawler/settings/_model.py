@@ -170,6 +170,12 @@ class Settings:
     depth_limit: int = setting(
         0, "Deepest link depth followed from the start requests; 0 = unlimited.", minimum=0
     )
+    max_redirects: int = setting(
+        20,
+        "Redirects followed from one request before it fails as too many redirects; "
+        "0 follows none.",
+        minimum=0,
+    )
     max_url_length: int = setting(
         2083,
         "URLs longer than this many characters are dropped before they are queued "

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from crawler import Request, Response, Spider
-from crawler._robots import ROBOTS_MAX_SIZE
+from crawler.engine._robots import ROBOTS_MAX_SIZE
 from tests.crawl.test_engine import run, settings
 from tests.servers import H11Server, Reply, Seen, serve_h11
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from crawler import Request, Response, Spider
-from crawler._referer import (
+from crawler.engine._referer import (
     REFERRER_POLICIES,
     PageReferrer,
     referrer_policy,

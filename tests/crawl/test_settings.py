@@ -525,7 +525,7 @@ def test_settings_path_may_be_a_directory(tmp_path: Path) -> None:
 def test_docs_are_generated_from_the_schema() -> None:
     shipped = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     assert shipped == markdown(), (
-        "run: python -m crawler._settings_docs --markdown > docs/settings.md"
+        "run: python -m crawler.settings._docs --markdown > docs/settings.md"
     )
 
 

@@ -41,7 +41,6 @@ from crawler.http import (
 )
 from crawler.http._http2 import HTTP2Connection
 from crawler.http._pool import ConnectionPool
-from crawler.engine._stats import progress_line
 from tests.http.pools import assert_consistent, pool_for
 from tests.servers import serve_asgi, serve_h11, serve_tcp
 

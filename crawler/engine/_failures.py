@@ -15,7 +15,7 @@ import socket
 import ssl
 from http import HTTPStatus
 
-from .http import ConnectError, HTTPError
+from ..http import ConnectError, HTTPError
 
 __all__ = ["describe_failure", "describe_status", "short_cause"]
 

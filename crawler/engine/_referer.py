@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
-from ._links import normalize_absolute
+from .._links import normalize_absolute
+from ..request import Request
+from ..settings._model import DEFAULT_REFERRER_POLICY as DEFAULT_POLICY
+from ..settings._model import REFERRER_POLICIES
 from ._robots import origin_of
-from ._settings_model import DEFAULT_REFERRER_POLICY as DEFAULT_POLICY
-from ._settings_model import REFERRER_POLICIES
-from .request import Request
 
 __all__ = [
     "DEFAULT_POLICY",
