@@ -26,7 +26,12 @@ def _text(node: Any, selector: str) -> str:
 
 class MySpider(Spider):
     name = "myspider"
-    custom_settings = {"serve_demo_site": True}
+    custom_settings = {
+        "serve_demo_site": True,
+        # Items pass through the project's own pipeline (pipelines/checks.py), then
+        # through the exporter that -o adds.
+        "pipelines": ["pipelines.checks:DropHollowQuotes"],
+    }
     options = {"site_url": "", "username": "demo", "password": "demo"}
 
     # Set by the engine when it serves the demo site for this spider.
