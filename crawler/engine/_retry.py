@@ -14,6 +14,7 @@ import tenacity
 
 from ..http import HTTPError, LocalProtocolError, TransportError, UnsupportedProtocol
 from ..request import Request
+from ._robots import RobotsUnavailable
 
 __all__ = ["IDEMPOTENT_METHODS", "RetryPolicy"]
 
@@ -85,6 +86,17 @@ class RetryPolicy:
         if not self._retrying.retry(state) or self._retrying.stop(state):
             return None
         delay = float(self._retrying.wait(state))
+        if isinstance(error, RobotsUnavailable):
+            return _after_robots_refetch(delay, error.retry_in, self.backoff_max)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.backoff_max))
         return delay
+
+
+def _after_robots_refetch(delay: float, retry_in: float, backoff_max: float) -> float | None:
+    """A retry only when robots.txt will be fetched again by then: sooner, it would meet
+    the cached failure instead of the server (a retry in name only). When that is
+    further off than the longest wait between retries, the request fails now."""
+    if retry_in > backoff_max:
+        return None
+    return max(delay, retry_in)

@@ -57,11 +57,15 @@ class RobotsUnavailable(TransportError):
     ``cause`` says why in a few words, for a summary of failed requests: the
     network error when the server could not be reached at all (the robots.txt
     is then only where it showed first), else the status robots.txt answered.
+    ``retry_in`` is how many seconds the failure stands before the file is
+    fetched again: a retry any sooner would only meet the same failure, not
+    the server, so the engine's retries wait for it or do not happen.
     """
 
-    def __init__(self, message: str, cause: str) -> None:
+    def __init__(self, message: str, cause: str, retry_in: float = 0.0) -> None:
         super().__init__(message)
         self.cause = cause
+        self.retry_in = retry_in
 
 
 class _Entry:
@@ -126,6 +130,7 @@ class RobotsCache:
                 f"{origin}/robots.txt could not be fetched ({entry.error}), so {url} "
                 f"may not be crawled; it is fetched again after {self.error_retry:g}s",
                 entry.cause,
+                max(0.0, entry.expires - self._now()),
             )
         if rules is _ALLOW_ALL:
             return True
