@@ -5,6 +5,13 @@ The whole item is kept in the ``item`` column as JSON (query it with SQLite's
 their own so they can be indexed and queried directly. Rows are inserted and
 committed a batch at a time in WAL mode, so readers can watch the table fill
 while the crawl runs and a crash loses at most the batch in progress.
+
+A resumable crawl's checkpoint inserts the pending rows on the event loop
+(``stage_checkpoint()``) but commits them, with its fsync, in the job's commit
+thread. The connection is therefore shared between two threads
+(``check_same_thread=False``), never at the same time: while a staged
+transaction waits for its commit, batches stay in memory instead of touching
+the connection, and the commit holds a lock that closing waits for.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from ._encode import ENCODE_ERRORS, encode_error, json_default, make_encoder, to_mapping
 from ._file import resolve_path
@@ -85,6 +95,10 @@ class SqliteExporter:
         self._rows: list[_Row] = []
         self._deadline = 0.0
         self._db: sqlite3.Connection | None = None
+        # A staged checkpoint's transaction is open until its commit step has run;
+        # the lock is held while that step uses the connection in the job's thread.
+        self._staged = False
+        self._commit_lock = threading.Lock()
         names = ", ".join(["item", *(f'"{c}"' for c in self._column_names)])
         marks = ", ".join("?" * (1 + len(self._column_names)))
         self._insert_sql = f"INSERT INTO {self._table_sql} ({names}) VALUES ({marks})"
@@ -93,7 +107,8 @@ class SqliteExporter:
         self.path = resolve_path(self.path_template, spider)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are begun and committed explicitly, one per batch.
-        db = sqlite3.connect(self.path, isolation_level=None)
+        # Shared with the job's commit thread, one at a time (see the module's docstring).
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -147,10 +162,23 @@ class SqliteExporter:
         return self._encode(value)
 
     def flush(self) -> None:
-        """Insert and commit the pending rows as one transaction."""
+        """Insert and commit the pending rows as one transaction.
+
+        While a staged checkpoint waits for its commit, the rows stay pending: the
+        connection may be in use by the job's commit thread."""
+        db = self._connection()
+        if not self._staged:
+            self._write(db)
+        self._deadline = time.monotonic() + self.batch_seconds
+
+    def _connection(self) -> sqlite3.Connection:
         db = self._db
         if db is None:
             raise RuntimeError(f"SqliteExporter for {self.path_template} is not open")
+        return db
+
+    def _write(self, db: sqlite3.Connection) -> None:
+        """Insert the pending rows: committed at once, or part of the open transaction."""
         rows = self._rows
         if rows:
             self._rows = []
@@ -161,29 +189,60 @@ class SqliteExporter:
                 # escape it the way JSON would rather than lose the batch.
                 self._insert(db, [tuple(map(_escape_surrogates, row)) for row in rows])
             self.rows_written += len(rows)
-        self._deadline = time.monotonic() + self.batch_seconds
 
     def _insert(self, db: sqlite3.Connection, rows: list[_Row]) -> None:
-        db.execute("BEGIN")
+        # A savepoint commits on release when no transaction is open, and only nests
+        # inside a staged one, whose earlier rows a failed batch must not roll back.
+        db.execute("SAVEPOINT batch")
         try:
             db.executemany(self._insert_sql, rows)
         except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("ROLLBACK TO batch")
+            db.execute("RELEASE batch")
             raise
-        db.execute("COMMIT")
+        db.execute("RELEASE batch")
 
     async def checkpoint(self) -> dict[str, Any]:
-        """Commit everything so far; a resumed crawl passes ``last_id`` as resume_last_id."""
-        self.flush()
-        assert self._db is not None
-        (last_id,) = self._db.execute(f"SELECT max(id) FROM {self._table_sql}").fetchone()
-        return {"path": str(self.path), "table": self.table, "last_id": last_id or 0}
+        """Commit everything so far (in a worker thread); a resumed crawl passes
+        ``last_id`` as resume_last_id."""
+        state, commit = self.stage_checkpoint()
+        await trio.to_thread.run_sync(commit)
+        return state
+
+    def stage_checkpoint(self) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Insert everything so far in a transaction left open, and return the state a
+        resumed crawl cuts the table back to, with the blocking commit (and fsync) that
+        must run before that state is committed: the job runs it in its commit thread,
+        so callbacks do not wait for the disk."""
+        db = self._connection()
+        with self._commit_lock:  # free unless a commit step runs outside the job's order
+            if not db.in_transaction:
+                db.execute("BEGIN")
+            self._staged = True
+            self._write(db)
+            (last_id,) = db.execute(f"SELECT max(id) FROM {self._table_sql}").fetchone()
+        self._deadline = time.monotonic() + self.batch_seconds
+        state = {"path": str(self.path), "table": self.table, "last_id": last_id or 0}
+        return state, self._commit_staged
+
+    def _commit_staged(self) -> None:
+        """Commit the staged transaction, from whichever thread; nothing if it is gone."""
+        with self._commit_lock:
+            db = self._db
+            if db is None or not self._staged:
+                return
+            if db.in_transaction:
+                db.execute("COMMIT")
+            self._staged = False
 
     def close(self, spider: Spider) -> None:
         db = self._db
         if db is None:
             return
         try:
+            # A staged transaction whose commit step never ran (the checkpoint failed)
+            # is committed with the rest: rows past the last checkpoint are cut on resume.
+            self._commit_staged()
             self.flush()
         finally:
             self._db = None
