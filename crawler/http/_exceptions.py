@@ -106,7 +106,16 @@ def total_timeout(request: Request, total: float | None) -> TotalTimeout:
 
 
 class NetworkError(TransportError):
-    pass
+    """The connection failed.
+
+    ``reason`` says what went wrong without the URL, for a summary that names the
+    URL itself: "connection refused to 127.0.0.1:1 (ECONNREFUSED)"; by default the
+    whole message.
+    """
+
+    def __init__(self, message: str, *, request: Request | None = None, reason: str = "") -> None:
+        super().__init__(message, request=request)
+        self.reason = reason or message
 
 
 class ConnectError(NetworkError):

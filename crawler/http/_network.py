@@ -9,6 +9,7 @@ ConnectTimeout that names the URL.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import socket
 import ssl
@@ -23,8 +24,24 @@ from ._models import Request
 __all__ = ["IOWatchdog", "StreamIO", "describe_error", "open_stream", "stream_io"]
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line saying what went wrong, digging through trio's wrapper exceptions."""
+_MAX_DEPTH = 16  # causes and groups looked through; real chains are 3 deep
+# getaddrinfo's error codes are not errnos: their names come from the socket module.
+_EAI_NAMES = {
+    value: name
+    for name, value in vars(socket).items()
+    if name.startswith("EAI_") and isinstance(value, int)
+}
+
+
+def describe_error(exc: BaseException, address: str | None = None) -> str:
+    """One line saying what went wrong, in the operating system's own words and errno
+    name when it said something ("connection refused to 127.0.0.1:1 (ECONNREFUSED)").
+
+    trio wraps what the OS said: a refused connect is "all attempts to connect to
+    host:port failed", with the refusal two causes down inside an exception group,
+    so this digs the innermost OS error out. ``address`` (``host:port``) is given
+    for connects, and says where.
+    """
     cause = exc
     while isinstance(cause, trio.BrokenResourceError | trio.ClosedResourceError) and (
         cause.__cause__ is not None
@@ -35,7 +52,48 @@ def describe_error(exc: BaseException) -> str:
     text = str(cause) or type(cause).__name__
     if isinstance(cause, ssl.SSLError):
         return f"TLS error: {text}"
-    return text
+    os_error = _root_os_error(cause)
+    if os_error is None or isinstance(os_error, ssl.SSLError):
+        return text
+    return _describe_os_error(os_error, address)
+
+
+def _root_os_error(error: BaseException) -> OSError | None:
+    """The innermost OSError with an errno among ``error``'s causes (groups included;
+    of several connection attempts, the last one)."""
+    found: OSError | None = None
+    pending: list[tuple[BaseException, int]] = [(error, 0)]
+    while pending:
+        exc, depth = pending.pop()
+        if depth > _MAX_DEPTH:
+            continue
+        if isinstance(exc, OSError) and exc.errno is not None:
+            found = exc
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend((inner, depth + 1) for inner in reversed(exc.exceptions))
+        if exc.__cause__ is not None:
+            pending.append((exc.__cause__, depth + 1))
+    return found
+
+
+def _describe_os_error(error: OSError, address: str | None) -> str:
+    code = error.errno or 0  # _root_os_error only returns errors with one
+    reason = error.strerror or str(error)
+    reason = reason[:1].lower() + reason[1:]
+    if isinstance(error, socket.gaierror):
+        host = address.rpartition(":")[0] if address else "the host"
+        return f"cannot resolve {host}: {reason} ({_EAI_NAMES.get(code, code)})"
+    name = errno.errorcode.get(code, str(code))
+    if address is None:
+        return f"{reason} ({name})"
+    if code == errno.ECONNREFUSED:
+        return f"connection refused to {address} ({name})"
+    return f"cannot connect to {address}: {reason} ({name})"
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def open_stream(
@@ -61,8 +119,9 @@ async def open_stream(
                     raise
                 stream = tls
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+            reason = describe_error(exc, host_port(host, port))
             raise ConnectError(
-                f"Could not connect to {request.url}: {describe_error(exc)}", request=request
+                f"Could not connect to {request.url}: {reason}", request=request, reason=reason
             ) from exc
     if scope.cancelled_caught or stream is None:
         raise ConnectTimeout(

@@ -321,8 +321,8 @@ async def test_a_crawl_whose_start_urls_are_all_unreachable_exits_1_naming_them(
         result = await crawl(tmp_path, "site", "-s", start_option(first, second))
     assert result.returncode == 1
     errors = "\n".join(error_lines(result.stderr.decode()))
-    assert f"{first} (connection refused to 127.0.0.1:{port})" in errors
-    assert f"{second} (connection refused to 127.0.0.1:{port})" in errors
+    assert f"{first} (connection refused to 127.0.0.1:{port} (ECONNREFUSED))" in errors
+    assert f"{second} (connection refused to 127.0.0.1:{port} (ECONNREFUSED))" in errors
     assert "crawl: error:" in errors
 
 
