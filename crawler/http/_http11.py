@@ -652,6 +652,12 @@ class HTTP11Body:
 def _translate(exc: BaseException, request: Request, doing: str) -> BaseException:
     """Our exception for a library exception raised while ``doing`` something."""
     if isinstance(exc, h11.RemoteProtocolError):
+        if "_SWITCH_UPGRADE" in str(exc):  # h11's only word for a 101 nobody asked for
+            return RemoteProtocolError(
+                f"{request.url} answered 101 Switching Protocols to a request that asked "
+                "for no upgrade",
+                request=request,
+            )
         return RemoteProtocolError(
             f"Invalid HTTP from {request.url} while {doing}: {exc}", request=request
         )

@@ -13,7 +13,7 @@ import struct
 import pytest
 import trio
 
-from crawler.http import Client, ConnectError, ReadError
+from crawler.http import Client, ConnectError, ReadError, RemoteProtocolError
 from tests.http.pools import GUARD
 from tests.servers import serve_tcp
 
@@ -54,3 +54,27 @@ async def test_a_reset_connection_names_the_reset() -> None:
     message = str(info.value)
     assert message.startswith(f"Connection to {url} failed while reading")
     assert message.endswith(": connection reset by peer (ECONNRESET)")
+
+
+async def test_a_stray_101_is_named_as_such() -> None:
+    async def switcher(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return
+            data += chunk
+        await stream.send_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        )
+        while await stream.receive_some(65536):  # until the client hangs up
+            pass
+
+    with trio.fail_after(GUARD):
+        async with serve_tcp(switcher) as port, Client() as client:
+            url = f"http://127.0.0.1:{port}/plain"
+            with pytest.raises(RemoteProtocolError) as info:
+                await client.get(url)
+    assert str(info.value) == (
+        f"{url} answered 101 Switching Protocols to a request that asked for no upgrade"
+    )
