@@ -264,7 +264,14 @@ class ConnectionPool:
         state = self._hosts.get(name)
         if state is not None:
             state.cap = max_connections
-            self._serve_host(state)
+            # Idle connections beyond a lowered cap close now, not when a request next
+            # needs room; the global slots they free may serve other hosts.
+            while state.count > max_connections:
+                idle = self._idle_in_host(state)
+                if idle is None:
+                    break
+                self._close_idle(idle)
+            self._slot_freed(state)
             for origin in state.origins:
                 if origin.h2 is not None:
                     self._h2_serve(origin.h2)

@@ -464,3 +464,25 @@ async def test_the_invariant_check_sees_a_miscounted_or_doubled_connection() -> 
             assert any(e.startswith("127.0.0.1: count 1, connections and slots 2") for e in errors)
             origin.idle.pop()
             assert_consistent(pool)
+
+
+async def test_lowering_a_host_limit_closes_the_idle_connections_beyond_it() -> None:
+    gate = Gate()
+    with trio.fail_after(GUARD):
+        async with serve_h11(gate) as server, pool_for() as pool:
+            async with trio.open_nursery() as nursery:
+                for i in range(3):
+                    nursery.start_soon(fetch, pool, f"{server.url}/{i}")
+                await trio.testing.wait_all_tasks_blocked()
+                assert gate.arrived == 3
+                gate.open()
+            assert pool.num_idle == 3 and server.open_now == 3
+            pool.set_host_limit("127.0.0.1", 1)
+            assert pool.num_idle == 1
+            assert_consistent(pool)
+            for _ in range(2):  # the server sees each close
+                if server.open_now > 1:
+                    await server.closed.wait()
+            assert server.open_now == 1
+            assert await fetch(pool, server.url + "/again") == b"ok /again"
+            assert server.connections_total == 3, "the connection kept is reused"
