@@ -26,8 +26,8 @@ from typing import Any
 
 import h11
 import trio
-from h11 import _headers as h11_headers
 
+from . import _h11_fast
 from ._config import Timeout
 from ._exceptions import (
     HTTPError,
@@ -75,10 +75,10 @@ _H11_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
 _ENCODED: dict[tuple[str, str], tuple[bytes, bytes, bytes]] = {}
 _ENCODED_MAX = 4096
 _UNCACHED = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
-_H11Request = h11.Request
-_H11Headers = h11_headers.Headers
-_new_event = object.__new__
-_set_attr = object.__setattr__
+# h11's private internals are used only in _h11_fast, which falls back to
+# h11's public API when the installed h11 is not the one they were written
+# for. Its functions are looked up on the module (one dict lookup, no branch)
+# so that the tests can switch implementations.
 #: Bodies up to this size (by Content-Length) are read with the response head;
 #: of any other body, up to this much is taken if it has already arrived.
 EAGER_BODY_MAX = 256 * 1024
@@ -362,7 +362,7 @@ class HTTP11Connection:
                     head = event
                     # h11's own (name, lower-cased name, value) triples: no
                     # list of pairs built just to be decoded and dropped.
-                    triples = head.headers._full_items
+                    triples = _h11_fast.response_triples(head)
                     eager, conflict = _body_plan(triples)
                     if conflict:
                         self._framing_conflict = True
@@ -474,7 +474,7 @@ class HTTP11Connection:
         ``Headers.validate``), so h11 is handed the event as pre-validated
         (``_parsed=True``): it still checks the method and target, frames the
         message and tracks the state (HEAD, Connection: close), without
-        running its regexes over every header.
+        running its regexes over every header (with h11 0.16; see _h11_fast).
         """
         headers = request.headers
         if expect:
@@ -490,11 +490,8 @@ class HTTP11Connection:
                 raw = headers.raw
                 if "host" not in headers:
                     raw.insert(0, self._host_header)
-                event = h11.Request(
-                    method=_METHODS.get(method) or method.encode("ascii"),
-                    target=target,
-                    headers=raw,
-                    _parsed=True,
+                event = _h11_fast.request_from_pairs(
+                    _METHODS.get(method) or method.encode("ascii"), target, raw
                 )
         except (UnicodeEncodeError, h11.LocalProtocolError, LocalProtocolError) as exc:
             raise LocalProtocolError(
@@ -512,8 +509,9 @@ class HTTP11Connection:
         re-checking what is already known here. When the method is a known
         one, the target is plain visible ASCII, and no header needs h11's
         own handling (Host, Content-Length, Transfer-Encoding), the event is
-        assembled directly, from header triples checked and encoded once per
-        distinct header. Anything else takes h11's path, errors and all.
+        assembled from header triples checked and encoded once per distinct
+        header (directly, when ``_h11_fast`` may use h11's internals). Anything
+        else takes h11's constructor, errors and all.
         """
         bmethod = _METHODS.get(method)
         if bmethod is None or not _TARGET.fullmatch(target):
@@ -527,12 +525,7 @@ class HTTP11Connection:
                 if triple is None:
                     return None
             items.append(triple)
-        event = _new_event(_H11Request)
-        _set_attr(event, "method", bmethod)
-        _set_attr(event, "target", target)
-        _set_attr(event, "headers", _H11Headers(items))
-        _set_attr(event, "http_version", b"1.1")
-        return event
+        return _h11_fast.request_from_triples(bmethod, target, items)
 
     def _response_done(self) -> None:
         """The body has been read to its end: keep the connection if both sides may."""

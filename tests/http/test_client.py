@@ -36,6 +36,9 @@ from crawler.http import (
 from crawler.http._client import USER_AGENT
 from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
+# Every test here runs with h11's internals and with its public API only.
+pytestmark = pytest.mark.usefixtures("h11_api")
+
 Scope = dict[str, Any]
 
 

@@ -33,6 +33,9 @@ from crawler.http._pool import ConnectionPool
 from tests.http.pools import GUARD, pool_for
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
 
+# Every test here runs with h11's internals and with its public API only.
+pytestmark = pytest.mark.usefixtures("h11_api")
+
 
 async def get(
     pool: ConnectionPool, url: str, method: str = "GET", **kw: object

@@ -29,6 +29,9 @@ from crawler.http._pool import ConnectionPool
 from tests.http.pools import GUARD, assert_consistent, pool_errors, pool_for
 from tests.servers import H11Server, Reply, Seen, serve_h11, serve_tcp
 
+# Every test here runs with h11's internals and with its public API only.
+pytestmark = pytest.mark.usefixtures("h11_api")
+
 
 async def fetch(pool: ConnectionPool, url: str, **kwargs: object) -> bytes:
     response = await pool.handle_request(Request("GET", url, **kwargs))  # type: ignore[arg-type]

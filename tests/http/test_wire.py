@@ -33,6 +33,9 @@ from crawler.http._http11 import MAX_INFORMATIONAL
 from tests.http.pools import GUARD, pool_for
 from tests.servers import serve_tcp
 
+# Every test here runs with h11's internals and with its public API only.
+pytestmark = pytest.mark.usefixtures("h11_api")
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 MARK = b"x-injected"
 
