@@ -300,6 +300,11 @@ class HTTP2Connection:
             and now - self.idle_since >= keepalive_expiry
         )
 
+    def is_readable(self) -> bool:
+        """Never: the reader task takes whatever arrives and closes the connection
+        as soon as the server closes its side, so an open one needs no probe."""
+        return False
+
     @property
     def open_streams(self) -> int:
         return len(self._streams)
