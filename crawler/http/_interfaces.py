@@ -16,10 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 from ._config import Timeout
 from ._models import Request, Response
 
-__all__ = ["OriginKey", "PooledConnection"]
+__all__ = ["IDEMPOTENT", "OriginKey", "PooledConnection"]
 
 #: (scheme, host, port as written in the URL or None): what a connection serves.
 OriginKey = tuple[str, str, int | None]
+
+#: Methods the pool may send again when a connection failed before any of the
+#: response arrived, whatever the protocol.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 @runtime_checkable  # for tests only; the pool never asks isinstance() of it

@@ -19,14 +19,16 @@ needs a shield. The only awaits are the wait for a slot, connecting, and the
 exchange itself; each is wrapped so that cancellation or a timeout gives back
 what was taken.
 
-HTTP/2 (``http2=True`` for TLS origins, ``http2_prior_knowledge=True`` for
-plain ones) lives beside this on its own path: an origin that may speak it has
-an ``_H2Origin`` with one shared connection, a stream count and a FIFO queue
-of requests waiting for a stream. HTTP/1.1 origins never touch it; the only
-cost to them is one attribute test per request. An HTTP/2 connection without
-streams is idle like an HTTP/1.1 one between requests: it is listed with
-them, oldest first, so the same code closes it to make room under either cap,
-for keep-alive expiry or beyond ``max_keepalive_connections``.
+This module is the HTTP/1.1 path and the accounting both protocols share:
+connection slots (``_total``, ``host.count``, ``origin.active``), the idle
+list of both kinds (``_idle_all``, oldest first, so the same code closes
+either to make room, for keep-alive expiry or beyond
+``max_keepalive_connections``) and the queues of requests waiting for a
+slot. HTTP/2 streams are ``_pool_h2``'s business (``http2=True`` for TLS
+origins, ``http2_prior_knowledge=True`` for plain ones); it reaches the
+counters only through ``_try_reserve``, ``_wait``, ``_unreserve``,
+``_release_slot`` and ``_keep_idle``. ``_check_invariants`` states what the
+counters must always agree with; tests call it, the request path never does.
 """
 
 from __future__ import annotations
@@ -47,99 +49,21 @@ from ._exceptions import (
     WriteError,
     total_timeout,
 )
-from ._http2 import ConnectionLost, HTTP2Connection, StreamUnprocessed
 from ._http11 import EXPECT_CONTINUE_MIN, HTTP11Connection
+from ._interfaces import IDEMPOTENT, OriginKey, PooledConnection
 from ._models import Request, Response
 from ._network import IOWatchdog, open_stream
+from ._pool_h2 import HTTP2Pool
+from ._pool_invariants import invariant_errors
+from ._pool_state import DEFAULT_PORTS, Host, Origin, Waiter
 from ._tls import VerifyTypes, create_ssl_context
 
-__all__ = ["ConnectionPool"]
+__all__ = ["ConnectionPool", "OriginKey"]
 
 _INF = float("inf")
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _TRUST_IDLE_FOR = 1.0  # seconds; see ConnectionPool._take_idle
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRYABLE = (ReadError, WriteError, RemoteProtocolError)
 _ALPN = ("h2", "http/1.1")
-#: How many times one request may be sent again after HTTP/2 streams that the
-#: server did not process (GOAWAY, REFUSED_STREAM) or a connection that died.
-_H2_RETRIES = 3
-
-OriginKey = tuple[str, str, int | None]
-
-
-class _Host:
-    """Connections to one host name, whatever the scheme or port."""
-
-    __slots__ = ("blocked", "cap", "count", "name", "origins", "waiters")
-
-    def __init__(self, name: str, cap: int) -> None:
-        self.name = name
-        self.cap = cap
-        self.count = 0  # open or opening connections, active and idle
-        self.waiters: deque[_Waiter] = deque()
-        self.origins: list[_Origin] = []
-        self.blocked = False  # queued in ConnectionPool._blocked
-
-
-class _Origin:
-    __slots__ = ("active", "h2", "host", "host_header", "idle", "key", "label", "port")
-
-    def __init__(self, key: OriginKey, host: _Host) -> None:
-        scheme, hostname, port = key
-        self.key = key
-        self.host = host
-        self.port = port if port is not None else _DEFAULT_PORTS[scheme]
-        name = f"[{hostname}]" if ":" in hostname else hostname
-        self.label = f"{scheme}://{name}:{self.port}"
-        self.host_header = (name if port is None else f"{name}:{port}").encode("ascii")
-        self.idle: deque[HTTP11Connection] = deque()
-        self.active = 0  # checked out or being opened
-        # Set while this origin may speak HTTP/2; None for HTTP/1.1 (the fast path).
-        self.h2: _H2Origin | None = None
-
-
-class _H2Origin:
-    """The HTTP/2 side of an origin: its connections and the requests waiting for a stream.
-
-    ``conn`` takes new streams; older ones (after GOAWAY or expiry) only
-    finish theirs. ``streams`` counts the origin's granted streams across all
-    of them: the per-host cap applies to it.
-    """
-
-    __slots__ = ("conn", "connecting", "conns", "origin", "streams", "waiters")
-
-    def __init__(self, origin: _Origin) -> None:
-        self.origin = origin
-        self.conn: HTTP2Connection | None = None
-        self.conns: list[HTTP2Connection] = []
-        self.connecting = False  # someone is opening a connection for this origin
-        self.streams = 0
-        self.waiters: deque[_StreamWaiter] = deque()
-
-
-class _StreamWaiter:
-    """A request waiting for a stream: given a connection, or the job of opening one."""
-
-    __slots__ = ("assigned", "conn", "event")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.assigned = False
-        self.conn: HTTP2Connection | None = None
-
-
-class _Waiter:
-    """A request waiting for a connection: given either an idle one or a new slot."""
-
-    __slots__ = ("assigned", "conn", "event", "fresh", "origin")
-
-    def __init__(self, origin: _Origin, fresh: bool) -> None:
-        self.origin = origin
-        self.fresh = fresh
-        self.event = trio.Event()
-        self.assigned = False
-        self.conn: HTTP11Connection | None = None
 
 
 class ConnectionPool:
@@ -172,7 +96,6 @@ class ConnectionPool:
         self._http2 = http2
         self._h2_prior_knowledge = http2_prior_knowledge
         self._h2_context: ssl.SSLContext | None = None
-        self._h2_conns: set[HTTP2Connection] = set()
         self._making_room = False
         self._limits = limits
         self._max = limits.max_connections
@@ -186,15 +109,18 @@ class ConnectionPool:
         for name, cap in (host_limits or {}).items():
             self._check_cap(name, cap)
             self._host_limits[name.lower()] = cap
-        self._origins: dict[OriginKey, _Origin] = {}
-        self._hosts: dict[str, _Host] = {}
-        self._blocked: deque[_Host] = deque()
+        self._origins: dict[OriginKey, Origin] = {}
+        self._hosts: dict[str, Host] = {}
+        self._blocked: deque[Host] = deque()
         # Idle connections of both protocols; insertion order = oldest first.
-        self._idle_all: dict[HTTP11Connection | HTTP2Connection, None] = {}
+        self._idle_all: dict[PooledConnection, None] = {}
         self._conns: set[HTTP11Connection] = set()
         self._watchdog = IOWatchdog(self._conns)
         self._total = 0  # open or opening connections
         self._closed = False
+        self._h2 = HTTP2Pool(self)
+        # Bound once: HTTP/2 requests pay no more lookups than a method of ours.
+        self._handle_h2 = self._h2.handle_request
 
     # -- public API --------------------------------------------------------------
 
@@ -213,7 +139,7 @@ class ConnectionPool:
         end = _INF if total is None else trio.current_time() + total
         if origin.h2 is not None:
             return await self._handle_h2(origin.h2, request, timeouts, end)
-        idempotent = request.method in _IDEMPOTENT
+        idempotent = request.method in IDEMPOTENT
         conn = self._take_idle(origin, idempotent) if not origin.host.waiters else None
         if conn is None:
             conn = await self._acquire_before(end, origin, request, timeouts, fresh=False)
@@ -231,23 +157,21 @@ class ConnectionPool:
 
     async def aclose(self) -> None:
         """Close every connection; waiting and later requests fail with RuntimeError."""
-        self._closed = True
+        self._closed = self._h2.closed = True
         while self._idle_all:
             self._close_idle(next(iter(self._idle_all)))
         # Active connections are closed under their users, whose pending I/O
         # fails and checks them in (which forgets them, the pool being closed).
         for conn in list(self._conns):
             conn.close()
-        for h2conn in list(self._h2_conns):
-            h2conn.close()
+        self._h2.close_all()
         self._watchdog.close()
         for host in self._hosts.values():
             while host.waiters:
                 host.waiters.popleft().event.set()
             for origin in host.origins:
                 if origin.h2 is not None:
-                    while origin.h2.waiters:
-                        origin.h2.waiters.popleft().event.set()
+                    origin.h2.wake_all()
         await trio.lowlevel.checkpoint()
 
     async def __aenter__(self) -> ConnectionPool:
@@ -274,7 +198,7 @@ class ConnectionPool:
             self._slot_freed(state)
             for origin in state.origins:
                 if origin.h2 is not None:
-                    self._h2_serve(origin.h2)
+                    self._h2.serve(origin.h2)
 
     def connection_counts(self) -> dict[str, tuple[int, int]]:
         """``"scheme://host:port"`` -> (active, idle) connections, for progress displays.
@@ -285,13 +209,8 @@ class ConnectionPool:
         counts = {
             o.label: (o.active, len(o.idle)) for o in self._origins.values() if o.active or o.idle
         }
-        if self._h2_conns:
-            for conn in self._h2_conns:
-                state: _H2Origin = conn.pool_state
-                label = f"{state.origin.label} h2x{len(state.conns)}"
-                if label not in counts:
-                    idle = sum(1 for c in state.conns if c.active == 0)
-                    counts[label] = (state.streams, idle)
+        if self._h2.conns:
+            self._h2.add_counts(counts)
         return counts
 
     @property
@@ -305,13 +224,12 @@ class ConnectionPool:
     def __repr__(self) -> str:
         text = f"<ConnectionPool [{self.num_active} active, {self.num_idle} idle"
         if self._http2 or self._h2_prior_knowledge:
-            streams = sum(conn.active for conn in self._h2_conns)
-            text += f", HTTP/2: {len(self._h2_conns)} connections, {streams} streams"
+            text += ", " + self._h2.describe()
         return text + "]>"
 
     # -- checkout ----------------------------------------------------------------
 
-    def _take_idle(self, origin: _Origin, idempotent: bool) -> HTTP11Connection | None:
+    def _take_idle(self, origin: Origin, idempotent: bool) -> HTTP11Connection | None:
         """Pop a live idle connection of ``origin``, dropping dead ones on the way.
 
         The liveness poll is a system call, ~10% of a request's CPU at full
@@ -341,7 +259,7 @@ class ConnectionPool:
             self._serve_blocked()
         return None
 
-    def _try_reserve(self, origin: _Origin) -> bool:
+    def _try_reserve(self, origin: Origin) -> bool:
         """Take a connection slot for ``origin`` at once, if nobody is queued for its host
         and both caps allow (closing an idle connection elsewhere to make room)."""
         host = origin.host
@@ -355,7 +273,7 @@ class ConnectionPool:
         return False
 
     async def _acquire_before(
-        self, end: float, origin: _Origin, request: Request, timeouts: Timeout, *, fresh: bool
+        self, end: float, origin: Origin, request: Request, timeouts: Timeout, *, fresh: bool
     ) -> HTTP11Connection:
         """``_acquire_slow``, given up with TotalTimeout at ``end`` (only then a cancel scope)."""
         if end == _INF:
@@ -365,7 +283,7 @@ class ConnectionPool:
         raise total_timeout(request, timeouts.total)
 
     async def _acquire_slow(
-        self, origin: _Origin, request: Request, timeouts: Timeout, *, fresh: bool
+        self, origin: Origin, request: Request, timeouts: Timeout, *, fresh: bool
     ) -> HTTP11Connection:
         """Get a slot for ``origin`` (waiting if need be) and open a connection in it."""
         if not self._try_reserve(origin):
@@ -379,11 +297,11 @@ class ConnectionPool:
             raise
 
     async def _wait(
-        self, origin: _Origin, request: Request, timeouts: Timeout, fresh: bool
+        self, origin: Origin, request: Request, timeouts: Timeout, fresh: bool
     ) -> HTTP11Connection | None:
         """Queue for ``origin``'s host; return an idle connection, or None for a new slot."""
         host = origin.host
-        waiter = _Waiter(origin, fresh)
+        waiter = Waiter(origin, fresh)
         host.waiters.append(waiter)
         if host.count < host.cap:
             self._serve_host(host)
@@ -409,7 +327,7 @@ class ConnectionPool:
             )
         return waiter.conn
 
-    def _abandon(self, waiter: _Waiter) -> None:
+    def _abandon(self, waiter: Waiter) -> None:
         """A waiter gave up (timeout, cancellation): give back whatever it was given."""
         if not waiter.assigned:
             with contextlib.suppress(ValueError):
@@ -424,13 +342,13 @@ class ConnectionPool:
             self._unreserve(waiter.origin)
 
     async def _connect(
-        self, origin: _Origin, request: Request, timeouts: Timeout
+        self, origin: Origin, request: Request, timeouts: Timeout
     ) -> HTTP11Connection:
         stream = await self._open_stream(origin, request, timeouts)
         return self._new_h1(origin, stream)
 
     async def _open_stream(
-        self, origin: _Origin, request: Request, timeouts: Timeout
+        self, origin: Origin, request: Request, timeouts: Timeout
     ) -> trio.abc.Stream:
         scheme, hostname, _ = origin.key
         context = None
@@ -451,7 +369,7 @@ class ConnectionPool:
             )
         return stream
 
-    def _new_h1(self, origin: _Origin, stream: trio.abc.Stream) -> HTTP11Connection:
+    def _new_h1(self, origin: Origin, stream: trio.abc.Stream) -> HTTP11Connection:
         conn = HTTP11Connection(
             origin.key,
             stream,
@@ -465,51 +383,83 @@ class ConnectionPool:
         return conn
 
     # -- slot bookkeeping (all synchronous) ----------------------------------------
+    #
+    # A slot is one open or opening connection: counted in its host's count and
+    # in _total, and in origin.active while an HTTP/1.1 connection is checked
+    # out or being opened. _reserve takes one; _unreserve gives back a
+    # checked-out one, _forget an idle (or never checked-out) one, and
+    # _release_slot an HTTP/2 one; only _free touches count and total downwards.
 
-    def _reserve(self, origin: _Origin) -> None:
+    def _reserve(self, origin: Origin) -> None:
         origin.active += 1
         origin.host.count += 1
         self._total += 1
 
-    def _unreserve(self, origin: _Origin) -> None:
+    def _unreserve(self, origin: Origin) -> None:
         origin.active -= 1
         host = origin.host
+        self._free(host)
+        self._slot_freed(host)
+
+    def _free(self, host: Host) -> None:
         host.count -= 1
         self._total -= 1
-        self._slot_freed(host)
+
+    def _release_slot(self, host: Host) -> None:
+        """An HTTP/2 connection has closed: its slot goes to whoever waits for one,
+        unless the pool closed it to make room, which promised the slot already."""
+        self._free(host)
+        if not self._making_room:
+            self._slot_freed(host)
 
     def _checkin(self, conn: HTTP11Connection) -> None:
         """A connection comes back from a request: reuse, hand over, keep or close it."""
-        origin: _Origin = conn.pool_origin
-        origin.active -= 1
+        origin: Origin = conn.pool_origin
         host = origin.host
         if conn.is_closed or self._closed:
-            self._forget(conn)
-            self._slot_freed(host)
+            self._drop(conn)
             return
         if host.waiters:
             waiter = host.waiters[0]
             if waiter.origin is origin and not waiter.fresh:
-                host.waiters.popleft()
-                origin.active += 1
+                host.waiters.popleft()  # still checked out, now to the waiter
                 waiter.conn = conn
                 waiter.assigned = True
                 waiter.event.set()
                 return
-            self._forget(conn)
-            self._slot_freed(host)
+            self._drop(conn)
             return
         if self._blocked or (self._max_idle is not None and len(self._idle_all) >= self._max_idle):
-            self._forget(conn)
-            if self._blocked:
-                self._serve_blocked()
+            self._drop(conn)
             return
+        origin.active -= 1
         now = self._clock()
         conn.idle_since = now
         origin.idle.append(conn)
         self._idle_all[conn] = None
         if self._expiry is not None:
             self._expire(now)
+
+    def _drop(self, conn: HTTP11Connection) -> None:
+        """Close a checked-out connection and give its slot to whoever waits."""
+        conn.close()
+        self._conns.discard(conn)
+        self._unreserve(conn.pool_origin)
+
+    def _keep_idle(self, conn: PooledConnection) -> None:
+        """Keep an HTTP/2 connection whose streams are over, or close it, as
+        ``_checkin`` does (closing it calls ``_release_slot``)."""
+        if (
+            self._blocked
+            or conn.pool_origin.host.waiters
+            or self._closed
+            or (self._max_idle is not None and len(self._idle_all) >= self._max_idle)
+        ):
+            conn.close()
+            return
+        self._idle_all[conn] = None
+        if self._expiry is not None:
+            self._expire(conn.idle_since)
 
     def _expire(self, now: float) -> None:
         """Close idle connections past keep-alive expiry, oldest first."""
@@ -521,7 +471,7 @@ class ConnectionPool:
                 return
             self._close_idle(conn)
 
-    def _close_idle(self, conn: HTTP11Connection | HTTP2Connection) -> None:
+    def _close_idle(self, conn: PooledConnection) -> None:
         """Close an idle connection of either protocol; its slot is the caller's to give."""
         if isinstance(conn, HTTP11Connection):
             self._remove_idle(conn)
@@ -546,8 +496,7 @@ class ConnectionPool:
         """Close ``conn`` (already out of the idle lists) and free its slot."""
         conn.close()
         self._conns.discard(conn)
-        conn.pool_origin.host.count -= 1
-        self._total -= 1
+        self._free(conn.pool_origin.host)
 
     def _make_global_room(self) -> bool:
         """True if one more connection fits, closing the oldest idle one if need be."""
@@ -558,7 +507,7 @@ class ConnectionPool:
         self._close_idle(next(iter(self._idle_all)))
         return True
 
-    def _make_room_in_host(self, host: _Host) -> None:
+    def _make_room_in_host(self, host: Host) -> None:
         """Close idle connections of ``host`` (other ports, or stale ones passed over
         for a retry) until a new one fits under its cap."""
         while host.count >= host.cap:
@@ -567,19 +516,18 @@ class ConnectionPool:
                 return
             self._close_idle(conn)
 
-    def _idle_in_host(self, host: _Host) -> HTTP11Connection | HTTP2Connection | None:
+    def _idle_in_host(self, host: Host) -> PooledConnection | None:
         idle_all = self._idle_all
         for origin in host.origins:
             if origin.idle:
                 return origin.idle[0]
-            state = origin.h2
-            if state is not None:
-                for conn in state.conns:
-                    if conn in idle_all:
-                        return conn
+            if origin.h2 is not None:
+                conn = origin.h2.first_idle(idle_all)
+                if conn is not None:
+                    return conn
         return None
 
-    def _slot_freed(self, host: _Host) -> None:
+    def _slot_freed(self, host: Host) -> None:
         if self._closed:
             return
         if host.waiters:
@@ -587,7 +535,7 @@ class ConnectionPool:
         if self._blocked:
             self._serve_blocked()
 
-    def _serve_host(self, host: _Host) -> None:
+    def _serve_host(self, host: Host) -> None:
         """Grant new-connection slots to ``host``'s waiters while both caps allow."""
         waiters = host.waiters
         while waiters and host.count < host.cap:
@@ -608,250 +556,11 @@ class ConnectionPool:
             host.blocked = False
             self._serve_host(host)
 
-    # -- HTTP/2 ------------------------------------------------------------------
-    #
-    # An HTTP/2 connection takes one connection slot of its host and of the pool
-    # (host.count, _total) like any other, and sits in _idle_all (not in its
-    # origin's deque) while it has no streams: requests share it, up to
-    # min(server's SETTINGS_MAX_CONCURRENT_STREAMS, the host's cap) streams at
-    # once. The first request to an origin opens the connection (and learns the
-    # protocol by ALPN); the others wait in the origin's FIFO queue until it is
-    # there, so a burst opens one connection.
-
-    async def _handle_h2(
-        self, state: _H2Origin, request: Request, timeouts: Timeout, end: float
-    ) -> Response:
-        retries = 0
-        while True:
-            if end == _INF:
-                conn = await self._h2_acquire(state, request, timeouts)
-            else:
-                with trio.move_on_at(end) as scope:
-                    conn = await self._h2_acquire(state, request, timeouts)
-                if scope.cancelled_caught:  # whatever was taken has been given back
-                    raise total_timeout(request, timeouts.total)
-            if conn is None:  # the origin turned out to speak HTTP/1.1
-                return await self.handle_request(request)
-            if type(conn) is HTTP11Connection:  # we opened it, and ALPN said HTTP/1.1
-                return await conn.handle_request(request, timeouts, end)
-            assert isinstance(conn, HTTP2Connection)
-            try:
-                return await conn.handle_request(request, timeouts, end)
-            except StreamUnprocessed:
-                # Not processed by the server: safe to send again, whatever the method.
-                if retries >= _H2_RETRIES:
-                    raise
-            except ConnectionLost as exc:
-                if (
-                    not exc.before_response
-                    or request.method not in _IDEMPOTENT
-                    or retries >= _H2_RETRIES
-                ):
-                    raise
-            retries += 1
-            if self._closed:
-                raise RuntimeError(
-                    f"Cannot send {request.method} {request.url}: the ConnectionPool was closed"
-                )
-
-    async def _h2_acquire(
-        self, state: _H2Origin, request: Request, timeouts: Timeout
-    ) -> HTTP2Connection | HTTP11Connection | None:
-        """A connection with a stream granted, a new HTTP/1.1 connection, or None (use HTTP/1.1)."""
-        if not state.waiters:
-            conn = self._h2_grant(state)
-            if conn is not None:
-                return conn
-            if state.conn is None and not state.connecting:
-                state.connecting = True
-                return await self._h2_connect(state, request, timeouts)
-        waiter = _StreamWaiter()
-        state.waiters.append(waiter)
-        pool_t = timeouts.pool
-        try:
-            with trio.move_on_after(float("inf") if pool_t is None else pool_t):
-                await waiter.event.wait()
-        except BaseException:
-            self._h2_abandon(state, waiter)
-            raise
-        if self._closed:
-            self._h2_abandon(state, waiter)
-            raise RuntimeError(
-                f"Cannot send {request.method} {request.url}: the ConnectionPool was closed"
-            )
-        if not waiter.assigned:
-            self._h2_abandon(state, waiter)
-            conn = state.conn
-            raise PoolTimeout(
-                f"Timed out after {pool_t} s waiting for an HTTP/2 stream to "
-                f"{state.origin.label} for {request.url} ({state.streams} streams open, "
-                f"at most {state.origin.host.cap} for {state.origin.host.name}"
-                + (f", {conn.max_streams} allowed by the server" if conn is not None else "")
-                + ")",
-                request=request,
-            )
-        if waiter.conn is not None:
-            return waiter.conn
-        if state.origin.h2 is not state:
-            return None
-        return await self._h2_connect(state, request, timeouts)
-
-    def _h2_grant(self, state: _H2Origin) -> HTTP2Connection | None:
-        """Take a stream on the origin's current connection if both caps allow."""
-        conn = state.conn
-        if conn is None:
-            return None
-        if not conn.is_available() or conn.has_expired(self._clock(), self._expiry):
-            state.conn = None
-            conn.retire()
-            return None
-        if state.streams >= state.origin.host.cap or conn.active >= conn.max_streams:
-            return None
-        if conn.active == 0:
-            self._idle_all.pop(conn, None)
-        state.streams += 1
-        conn.active += 1
-        return conn
-
-    async def _h2_connect(
-        self, state: _H2Origin, request: Request, timeouts: Timeout
-    ) -> HTTP2Connection | HTTP11Connection | None:
-        """Open the origin's connection (``state.connecting`` is set by the caller)."""
-        origin = state.origin
-        try:
-            if not self._try_reserve(origin):
-                await self._wait(origin, request, timeouts, fresh=True)
-            try:
-                stream = await self._open_stream(origin, request, timeouts)
-            except BaseException:
-                self._unreserve(origin)
-                raise
-        except BaseException:
-            state.connecting = False
-            self._h2_serve(state)
-            raise
-        state.connecting = False
-        origin.active -= 1  # origin.active counts HTTP/1.1 connections only
-        if isinstance(stream, trio.SSLStream) and stream.selected_alpn_protocol() != "h2":
-            # The server chose HTTP/1.1: so be it for this origin from now on.
-            origin.active += 1
-            origin.h2 = None
-            self._h2_serve(state)
-            return self._new_h1(origin, stream)
-        conn = HTTP2Connection(
-            origin.key,
-            stream,
-            authority=origin.host_header,
-            on_release=self._h2_released,
-            on_change=self._h2_changed,
-            on_closed=self._h2_closed,
-            write_timeout=timeouts.write,
-            label=origin.label,
-        )
-        conn.pool_origin = origin
-        conn.pool_state = state
-        self._h2_conns.add(conn)
-        state.conns.append(conn)
-        state.conn = conn
-        state.streams += 1
-        conn.active += 1
-        self._h2_serve(state)
-        return conn
-
-    def _h2_serve(self, state: _H2Origin) -> None:
-        """Hand out streams (or the job of connecting) to the origin's waiters, in order."""
-        waiters = state.waiters
-        if self._closed:
-            return
-        if state.origin.h2 is not state:
-            while waiters:
-                waiter = waiters.popleft()
-                waiter.assigned = True
-                waiter.event.set()
-            return
-        while waiters:
-            conn = self._h2_grant(state)
-            if conn is not None:
-                waiter = waiters.popleft()
-                waiter.conn = conn
-            elif state.conn is None and not state.connecting:
-                waiter = waiters.popleft()
-                state.connecting = True
-            else:
-                return
-            waiter.assigned = True
-            waiter.event.set()
-
-    def _h2_abandon(self, state: _H2Origin, waiter: _StreamWaiter) -> None:
-        """A waiter gave up: give back the stream or the connecting job it was given."""
-        if not waiter.assigned:
-            with contextlib.suppress(ValueError):
-                state.waiters.remove(waiter)
-            return
-        waiter.assigned = False
-        conn = waiter.conn
-        if conn is not None:
-            waiter.conn = None
-            self._h2_released(conn)
-        elif state.origin.h2 is state:
-            state.connecting = False
-            self._h2_serve(state)
-
-    def _h2_released(self, conn: HTTP2Connection) -> None:
-        """A stream is over (or a granted one was never used)."""
-        state: _H2Origin = conn.pool_state
-        conn.active -= 1
-        state.streams -= 1
-        if conn.active == 0:
-            conn.idle_since = self._clock()
-            if conn is not state.conn and not conn.is_closed:
-                conn.retire()
-        self._h2_serve(state)
-        if conn.active == 0 and not conn.is_closed:
-            self._h2_idle(conn)
-
-    def _h2_idle(self, conn: HTTP2Connection) -> None:
-        """Keep a connection whose streams are over, or close it, as ``_checkin`` does."""
-        host = conn.pool_origin.host
-        if (
-            self._blocked
-            or host.waiters
-            or self._closed
-            or (self._max_idle is not None and len(self._idle_all) >= self._max_idle)
-        ):
-            conn.close()  # _h2_closed gives its slot to whoever waits for one
-            return
-        self._idle_all[conn] = None
-        if self._expiry is not None:
-            self._expire(conn.idle_since)
-
-    def _h2_changed(self, conn: HTTP2Connection) -> None:
-        """GOAWAY or new server settings: stop using it, or use more of it."""
-        state: _H2Origin = conn.pool_state
-        if conn is state.conn and not conn.is_available():
-            state.conn = None
-        self._h2_serve(state)
-
-    def _h2_closed(self, conn: HTTP2Connection) -> None:
-        state: _H2Origin = conn.pool_state
-        self._h2_conns.discard(conn)
-        self._idle_all.pop(conn, None)
-        with contextlib.suppress(ValueError):
-            state.conns.remove(conn)
-        if state.conn is conn:
-            state.conn = None
-        host = state.origin.host
-        host.count -= 1
-        self._total -= 1
-        if not self._making_room:  # else the slot is already promised to the caller
-            self._slot_freed(host)
-        self._h2_serve(state)
-
     # -- setup -------------------------------------------------------------------
 
-    def _new_origin(self, request: Request) -> _Origin:
+    def _new_origin(self, request: Request) -> Origin:
         url = request.url
-        if url.scheme not in _DEFAULT_PORTS:
+        if url.scheme not in DEFAULT_PORTS:
             if not url.scheme:
                 message = f"Request URL {url} is missing an 'http://' or 'https://' scheme"
             else:
@@ -862,10 +571,10 @@ class ConnectionPool:
         host = self._hosts.get(url.host)
         if host is None:
             cap = self._host_limits.get(url.host, self._limits.max_connections_per_host)
-            host = self._hosts[url.host] = _Host(url.host, cap)
-        origin = _Origin((url.scheme, url.host, url.port), host)
+            host = self._hosts[url.host] = Host(url.host, cap)
+        origin = Origin((url.scheme, url.host, url.port), host)
         if self._h2_prior_knowledge if url.scheme == "http" else self._http2:
-            origin.h2 = _H2Origin(origin)
+            origin.h2 = self._h2.new_origin(origin)
         host.origins.append(origin)
         self._origins[origin.key] = origin
         return origin
@@ -874,3 +583,16 @@ class ConnectionPool:
     def _check_cap(host: str, cap: int) -> None:
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
             raise ValueError(f"max_connections for host {host!r} must be an int >= 1, got {cap!r}")
+
+    def _check_invariants(self) -> list[str]:
+        """What breaks the pool's invariant, if anything (``[]``: it holds).
+
+        Each host's ``count`` is its origins' HTTP/1.1 connections checked out
+        or being opened (``origin.active``), their idle ones and their HTTP/2
+        connections; ``_total`` is the sum of the hosts' counts, within
+        ``max_connections``; ``_idle_all`` lists exactly the idle connections
+        of both kinds, within ``max_keepalive_connections``; and nobody waits
+        for a slot that closing an idle connection would give. Checking
+        recounts everything: tests call it, the request path never does.
+        """
+        return invariant_errors(self)

@@ -1,0 +1,71 @@
+"""The records the pool keeps per host, per origin and per waiting request.
+
+Apart from ``_pool`` so that both protocol paths (``_pool`` for HTTP/1.1,
+``_pool_h2`` for HTTP/2) can use them without importing each other. They
+hold state only: every change to their counters is made by the pool's slot
+accounting, and ``ConnectionPool._check_invariants`` says what the counters
+must agree with.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._http11 import HTTP11Connection
+from ._interfaces import OriginKey
+
+if TYPE_CHECKING:
+    from ._pool_h2 import H2Origin
+
+__all__ = ["DEFAULT_PORTS", "Host", "Origin", "Waiter"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Host:
+    """Connections to one host name, whatever the scheme or port."""
+
+    __slots__ = ("blocked", "cap", "count", "name", "origins", "waiters")
+
+    def __init__(self, name: str, cap: int) -> None:
+        self.name = name
+        self.cap = cap
+        self.count = 0  # open or opening connections, active and idle
+        self.waiters: deque[Waiter] = deque()
+        self.origins: list[Origin] = []
+        self.blocked = False  # queued in ConnectionPool._blocked
+
+
+class Origin:
+    """One (scheme, host, port): its idle HTTP/1.1 connections and how to name it."""
+
+    __slots__ = ("active", "h2", "host", "host_header", "idle", "key", "label", "port")
+
+    def __init__(self, key: OriginKey, host: Host) -> None:
+        scheme, hostname, port = key
+        self.key = key
+        self.host = host
+        self.port = port if port is not None else DEFAULT_PORTS[scheme]
+        name = f"[{hostname}]" if ":" in hostname else hostname
+        self.label = f"{scheme}://{name}:{self.port}"
+        self.host_header = (name if port is None else f"{name}:{port}").encode("ascii")
+        self.idle: deque[HTTP11Connection] = deque()
+        self.active = 0  # HTTP/1.1 connections checked out or being opened
+        # Set while this origin may speak HTTP/2; None for HTTP/1.1 (the fast path).
+        self.h2: H2Origin | None = None
+
+
+class Waiter:
+    """A request waiting for a connection: given either an idle one or a new slot."""
+
+    __slots__ = ("assigned", "conn", "event", "fresh", "origin")
+
+    def __init__(self, origin: Origin, fresh: bool) -> None:
+        self.origin = origin
+        self.fresh = fresh
+        self.event = trio.Event()
+        self.assigned = False
+        self.conn: HTTP11Connection | None = None
