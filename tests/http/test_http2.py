@@ -40,8 +40,9 @@ from crawler.http import (
     Timeout,
 )
 from crawler.http._http2 import HTTP2Connection
+from crawler.http._interfaces import PooledConnection
 from crawler.http._pool import ConnectionPool
-from tests.http.pools import assert_consistent, pool_for
+from tests.http.pools import assert_consistent, pool_errors, pool_for
 from tests.servers import serve_asgi, serve_h11, serve_tcp
 
 GUARD = 20
@@ -891,3 +892,36 @@ async def test_mixed_idle_connections_share_max_keepalive(certs: Certs, h2_first
             assert pool.num_idle == 1
             assert_consistent(pool)
     assert (a.connections, b.connections_total) == (1, 1)
+
+
+# -- the pool's invariant on HTTP/2 ---------------------------------------------------
+
+
+async def test_the_invariant_check_sees_miscounted_http2_streams_and_connections() -> None:
+    with trio.fail_after(GUARD):
+        async with raw_server(answer) as (url, _server), h2c_pool() as pool:
+            assert await fetch_text(pool, f"{url}/a") == "ok /a"
+            (conn,) = pool._idle_all
+            assert type(conn) is HTTP2Connection and isinstance(conn, PooledConnection)
+            assert conn.is_idle() and conn.is_available() and not conn.is_readable()
+            assert pool_errors(pool) == []
+            state = conn.pool_state
+            state.streams += 1  # a stream counted that no request holds
+            assert pool_errors(pool) == [f"{state.origin.label}: 1 streams counted, 0 granted"]
+            state.streams -= 1
+            state.conns.remove(conn)  # a connection its origin has lost track of
+            errors = pool_errors(pool)
+            assert any("!= the origins' lists" in e for e in errors)
+            assert any(e.startswith("127.0.0.1: count 1, connections and slots 0") for e in errors)
+            state.conns.append(conn)
+            assert_consistent(pool)
+
+
+async def test_pool_for_checks_the_invariant_of_an_http2_pool_too() -> None:
+    with trio.fail_after(GUARD):
+        async with raw_server(answer) as (url, _server):
+            with pytest.raises(AssertionError, match="1 streams counted, 0 granted"):
+                async with h2c_pool() as pool:
+                    assert await fetch_text(pool, f"{url}/a") == "ok /a"
+                    for conn in pool._h2.conns:
+                        conn.pool_state.streams += 1  # a stream no request holds

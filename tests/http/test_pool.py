@@ -9,6 +9,7 @@ and ``wait_all_tasks_blocked``.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import trio
@@ -24,7 +25,8 @@ from crawler.http import (
     Timeout,
     Transport,
 )
-from crawler.http._http11 import EAGER_BODY_MAX
+from crawler.http._http11 import EAGER_BODY_MAX, HTTP11Connection
+from crawler.http._interfaces import PooledConnection
 from crawler.http._pool import ConnectionPool
 from tests.http.pools import GUARD, assert_consistent, pool_errors, pool_for
 from tests.servers import H11Server, Reply, Seen, serve_h11, serve_tcp
@@ -489,3 +491,53 @@ async def test_lowering_a_host_limit_closes_the_idle_connections_beyond_it() -> 
             assert server.open_now == 1
             assert await fetch(pool, server.url + "/again") == b"ok /again"
             assert server.connections_total == 3, "the connection kept is reused"
+async def test_pool_for_checks_the_invariant_when_the_test_body_is_done() -> None:
+    with trio.fail_after(GUARD):
+        async with serve_h11() as server:
+            with pytest.raises(AssertionError, match="pool total 2, hosts'"):
+                async with pool_for() as pool:
+                    await fetch(pool, server.url + "/")
+                    pool._total += 1  # a slot counted that no connection holds
+
+
+async def test_a_live_http11_connection_is_a_pooled_connection() -> None:
+    with trio.fail_after(GUARD):
+        async with serve_h11() as server, pool_for() as pool:
+            await fetch(pool, server.url + "/")
+            (conn,) = pool._idle_all
+            assert type(conn) is HTTP11Connection and isinstance(conn, PooledConnection)
+            assert conn.is_idle() and conn.is_available() and not conn.is_readable()
+
+
+_CONFORMANCE = """
+from typing import Protocol
+
+from crawler.http._http2 import HTTP2Connection
+from crawler.http._http11 import HTTP11Connection
+from crawler.http._interfaces import PooledConnection
+
+
+def both(h1: HTTP11Connection, h2: HTTP2Connection) -> list[PooledConnection]:
+    return [h1, h2]
+
+
+class Stricter(PooledConnection, Protocol):
+    def not_there(self) -> None: ...
+
+
+def neither(h1: HTTP11Connection, h2: HTTP2Connection) -> list[Stricter]:
+    return [h1, h2]
+"""
+
+
+def test_mypy_proves_both_connection_classes_fit_the_pool_interface(tmp_path: Path) -> None:
+    """The pool types its shared collections with PooledConnection; this is the
+    static proof that both classes fit it (the stricter protocol shows the check bites)."""
+    from mypy import api as mypy_api
+    module = tmp_path / "conformance.py"
+    module.write_text(_CONFORMANCE)
+    cache = str(tmp_path / "cache")
+    out, err, _ = mypy_api.run(["--strict", "--cache-dir", cache, str(module)])
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert all(":18: error:" in line for line in errors), out + err
+    assert len(errors) == 2 and out.count('missing following "Stricter"') == 2, out + err
