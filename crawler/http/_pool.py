@@ -19,16 +19,14 @@ needs a shield. The only awaits are the wait for a slot, connecting, and the
 exchange itself; each is wrapped so that cancellation or a timeout gives back
 what was taken.
 
-This module is the HTTP/1.1 path and the accounting both protocols share:
-connection slots (``_total``, ``host.count``, ``origin.active``), the idle
-list of both kinds (``_idle_all``, oldest first, so the same code closes
-either to make room, for keep-alive expiry or beyond
+This module is the HTTP/1.1 path and what both protocols share: connection
+slots, the idle list of both kinds (``_idle_all``, oldest first: one rule
+closes either to make room, on keep-alive expiry or beyond
 ``max_keepalive_connections``) and the queues of requests waiting for a
-slot. HTTP/2 streams are ``_pool_h2``'s business (``http2=True`` for TLS
-origins, ``http2_prior_knowledge=True`` for plain ones); it reaches the
-counters only through ``_try_reserve``, ``_wait``, ``_unreserve``,
-``_release_slot`` and ``_keep_idle``. ``_check_invariants`` states what the
-counters must always agree with; tests call it, the request path never does.
+slot. HTTP/2 streams are ``_pool_h2``'s business; it reaches the counters
+only through ``_try_reserve``, ``_wait``, ``_unreserve``, ``_release_slot``,
+``_keeps_idle`` and ``_expire``. ``_check_invariants`` states what the
+counters must agree with.
 """
 
 from __future__ import annotations
@@ -291,7 +289,7 @@ class ConnectionPool:
             if conn is not None:
                 return conn
         try:
-            return await self._connect(origin, request, timeouts)
+            return self._new_h1(origin, await self._open_stream(origin, request, timeouts))
         except BaseException:
             self._unreserve(origin)
             raise
@@ -341,12 +339,6 @@ class ConnectionPool:
         else:
             self._unreserve(waiter.origin)
 
-    async def _connect(
-        self, origin: Origin, request: Request, timeouts: Timeout
-    ) -> HTTP11Connection:
-        stream = await self._open_stream(origin, request, timeouts)
-        return self._new_h1(origin, stream)
-
     async def _open_stream(
         self, origin: Origin, request: Request, timeouts: Timeout
     ) -> trio.abc.Stream:
@@ -384,11 +376,10 @@ class ConnectionPool:
 
     # -- slot bookkeeping (all synchronous) ----------------------------------------
     #
-    # A slot is one open or opening connection: counted in its host's count and
-    # in _total, and in origin.active while an HTTP/1.1 connection is checked
-    # out or being opened. _reserve takes one; _unreserve gives back a
-    # checked-out one, _forget an idle (or never checked-out) one, and
-    # _release_slot an HTTP/2 one; only _free touches count and total downwards.
+    # A slot is one open or opening connection, counted in its host's count and
+    # in _total (and in origin.active while an HTTP/1.1 one is checked out or
+    # being opened). _reserve takes one; _unreserve gives back a checked-out
+    # one, _forget an idle one, _release_slot an HTTP/2 one: all through _free.
 
     def _reserve(self, origin: Origin) -> None:
         origin.active += 1
@@ -446,20 +437,12 @@ class ConnectionPool:
         self._conns.discard(conn)
         self._unreserve(conn.pool_origin)
 
-    def _keep_idle(self, conn: PooledConnection) -> None:
-        """Keep an HTTP/2 connection whose streams are over, or close it, as
-        ``_checkin`` does (closing it calls ``_release_slot``)."""
-        if (
-            self._blocked
-            or conn.pool_origin.host.waiters
-            or self._closed
-            or (self._max_idle is not None and len(self._idle_all) >= self._max_idle)
-        ):
-            conn.close()
-            return
-        self._idle_all[conn] = None
-        if self._expiry is not None:
-            self._expire(conn.idle_since)
+    def _keeps_idle(self, host: Host) -> bool:
+        """Whether an HTTP/2 connection of ``host`` whose streams are over stays
+        open: as in ``_checkin``, not while anyone waits for a slot."""
+        return not (self._blocked or host.waiters or self._closed) and (
+            self._max_idle is None or len(self._idle_all) < self._max_idle
+        )
 
     def _expire(self, now: float) -> None:
         """Close idle connections past keep-alive expiry, oldest first."""
@@ -585,14 +568,11 @@ class ConnectionPool:
             raise ValueError(f"max_connections for host {host!r} must be an int >= 1, got {cap!r}")
 
     def _check_invariants(self) -> list[str]:
-        """What breaks the pool's invariant, if anything (``[]``: it holds).
+        """What breaks the pool's invariant (``[]``: it holds). Tests only: it recounts.
 
-        Each host's ``count`` is its origins' HTTP/1.1 connections checked out
-        or being opened (``origin.active``), their idle ones and their HTTP/2
-        connections; ``_total`` is the sum of the hosts' counts, within
-        ``max_connections``; ``_idle_all`` lists exactly the idle connections
-        of both kinds, within ``max_keepalive_connections``; and nobody waits
-        for a slot that closing an idle connection would give. Checking
-        recounts everything: tests call it, the request path never does.
+        A host's ``count`` is its origins' ``active`` + idle + HTTP/2 connections;
+        ``_total`` is the hosts' counts summed, within ``max_connections``;
+        ``_idle_all`` is exactly the idle connections of both kinds, within
+        ``max_keepalive_connections``; nobody waits while an idle one could go.
         """
         return invariant_errors(self)

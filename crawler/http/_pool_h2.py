@@ -15,9 +15,10 @@ The first request to an origin opens the connection (and learns the protocol
 by ALPN); the others wait in the origin's FIFO queue until it is there, so a
 burst opens one connection.
 
-``HTTP2Pool`` is owned by the ``ConnectionPool`` and reaches the shared
-accounting only through the few pool methods it binds in ``__init__``
-(bound once, so a call costs what it cost as a method of the pool).
+``HTTP2Pool`` is owned by the ``ConnectionPool``. It shares the pool's idle
+list and reaches the slot counters only through the few pool methods it
+binds in ``__init__`` (bound once, so a call costs what it cost when this
+code was part of the pool).
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ class HTTP2Pool:
 
     __slots__ = (
         "_clock",
+        "_expire",
         "_expiry",
         "_fallback",
         "_idle_all",
-        "_keep_idle",
+        "_keeps_idle",
         "_new_h1",
         "_open_stream",
         "_release_slot",
@@ -121,7 +123,8 @@ class HTTP2Pool:
         self._wait = pool._wait
         self._unreserve = pool._unreserve
         self._release_slot = pool._release_slot
-        self._keep_idle = pool._keep_idle
+        self._keeps_idle = pool._keeps_idle
+        self._expire = pool._expire
         self._open_stream = pool._open_stream
         self._new_h1 = pool._new_h1
         self._fallback = pool.handle_request
@@ -322,7 +325,17 @@ class HTTP2Pool:
                 conn.retire()
         self.serve(state)
         if conn.active == 0 and not conn.is_closed:
-            self._keep_idle(conn)
+            self._idle(conn)
+
+    def _idle(self, conn: HTTP2Connection) -> None:
+        """Keep a connection whose streams are over, or close it (``_closed`` then
+        gives its slot to whoever waits for one)."""
+        if not self._keeps_idle(conn.pool_origin.host):
+            conn.close()
+            return
+        self._idle_all[conn] = None
+        if self._expiry is not None:
+            self._expire(conn.idle_since)
 
     def _changed(self, conn: HTTP2Connection) -> None:
         """GOAWAY or new server settings: stop using it, or use more of it."""
