@@ -16,9 +16,9 @@ by ALPN); the others wait in the origin's FIFO queue until it is there, so a
 burst opens one connection.
 
 ``HTTP2Pool`` is owned by the ``ConnectionPool``. It shares the pool's idle
-list and reaches the slot counters only through the few pool methods it
-binds in ``__init__`` (bound once, so a call costs what it cost when this
-code was part of the pool).
+list, reads its queue of blocked hosts, and changes the slot counters only
+through the few pool methods it binds in ``__init__`` (bound once, so a call
+costs what it cost when this code was part of the pool).
 """
 
 from __future__ import annotations
@@ -95,12 +95,13 @@ class HTTP2Pool:
     """Streams of shared HTTP/2 connections, in the slots of the pool that owns it."""
 
     __slots__ = (
+        "_blocked",
         "_clock",
         "_expire",
         "_expiry",
         "_fallback",
         "_idle_all",
-        "_keeps_idle",
+        "_max_idle",
         "_new_h1",
         "_open_stream",
         "_release_slot",
@@ -116,6 +117,10 @@ class HTTP2Pool:
         self.closed = False  # set by the pool's aclose()
         # Shared with the pool: one idle list for both protocols, oldest first.
         self._idle_all = pool._idle_all
+        # Read only, to decide as the pool's check-in does whether to keep a
+        # connection idle (a call into the pool would cost more than the test).
+        self._blocked = pool._blocked
+        self._max_idle = pool._max_idle
         self._clock = pool._clock
         self._expiry = pool._expiry
         # The pool's slot accounting, the only way in to its counters.
@@ -123,7 +128,6 @@ class HTTP2Pool:
         self._wait = pool._wait
         self._unreserve = pool._unreserve
         self._release_slot = pool._release_slot
-        self._keeps_idle = pool._keeps_idle
         self._expire = pool._expire
         self._open_stream = pool._open_stream
         self._new_h1 = pool._new_h1
@@ -259,7 +263,7 @@ class HTTP2Pool:
             authority=origin.host_header,
             on_release=self._released,
             on_change=self._changed,
-            on_closed=self._closed,
+            on_closed=self._conn_closed,
             write_timeout=timeouts.write,
             label=origin.label,
         )
@@ -328,9 +332,14 @@ class HTTP2Pool:
             self._idle(conn)
 
     def _idle(self, conn: HTTP2Connection) -> None:
-        """Keep a connection whose streams are over, or close it (``_closed`` then
+        """Keep a connection whose streams are over, or close it (``_conn_closed`` then
         gives its slot to whoever waits for one)."""
-        if not self._keeps_idle(conn.pool_origin.host):
+        if (
+            self._blocked
+            or conn.pool_origin.host.waiters
+            or self.closed
+            or (self._max_idle is not None and len(self._idle_all) >= self._max_idle)
+        ):
             conn.close()
             return
         self._idle_all[conn] = None
@@ -344,7 +353,7 @@ class HTTP2Pool:
             state.conn = None
         self.serve(state)
 
-    def _closed(self, conn: HTTP2Connection) -> None:
+    def _conn_closed(self, conn: HTTP2Connection) -> None:
         state: H2Origin = conn.pool_state
         self.conns.discard(conn)
         self._idle_all.pop(conn, None)
