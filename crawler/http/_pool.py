@@ -43,7 +43,6 @@ from ._exceptions import (
     PoolTimeout,
     ReadError,
     RemoteProtocolError,
-    UnsupportedProtocol,
     WriteError,
     total_timeout,
 )
@@ -53,7 +52,7 @@ from ._models import Request, Response
 from ._network import IOWatchdog, open_stream
 from ._pool_h2 import HTTP2Pool
 from ._pool_invariants import invariant_errors
-from ._pool_state import DEFAULT_PORTS, Host, Origin, Waiter
+from ._pool_state import Host, Origin, Waiter, check_cap, origin_key
 from ._tls import VerifyTypes, create_ssl_context
 
 __all__ = ["ConnectionPool", "OriginKey"]
@@ -105,7 +104,7 @@ class ConnectionPool:
         self._clock = clock or trio.current_time
         self._host_limits: dict[str, int] = {}
         for name, cap in (host_limits or {}).items():
-            self._check_cap(name, cap)
+            check_cap(name, cap)
             self._host_limits[name.lower()] = cap
         self._origins: dict[OriginKey, Origin] = {}
         self._hosts: dict[str, Host] = {}
@@ -180,7 +179,7 @@ class ConnectionPool:
 
     def set_host_limit(self, host: str, max_connections: int) -> None:
         """Cap connections to ``host`` (a host name, all ports) from now on."""
-        self._check_cap(host, max_connections)
+        check_cap(host, max_connections)
         name = host.lower()
         self._host_limits[name] = max_connections
         state = self._hosts.get(name)
@@ -535,30 +534,18 @@ class ConnectionPool:
     # -- setup -------------------------------------------------------------------
 
     def _new_origin(self, request: Request) -> Origin:
-        url = request.url
-        if url.scheme not in DEFAULT_PORTS:
-            if not url.scheme:
-                message = f"Request URL {url} is missing an 'http://' or 'https://' scheme"
-            else:
-                message = f"Unsupported URL scheme {url.scheme!r} in {url}: use http or https"
-            raise UnsupportedProtocol(message, request=request)
-        if not url.host:
-            raise UnsupportedProtocol(f"Request URL {url} has no host", request=request)
-        host = self._hosts.get(url.host)
+        key = origin_key(request)
+        scheme, name, _ = key
+        host = self._hosts.get(name)
         if host is None:
-            cap = self._host_limits.get(url.host, self._limits.max_connections_per_host)
-            host = self._hosts[url.host] = Host(url.host, cap)
-        origin = Origin((url.scheme, url.host, url.port), host)
-        if self._h2_prior_knowledge if url.scheme == "http" else self._http2:
+            cap = self._host_limits.get(name, self._limits.max_connections_per_host)
+            host = self._hosts[name] = Host(name, cap)
+        origin = Origin(key, host)
+        if self._h2_prior_knowledge if scheme == "http" else self._http2:
             origin.h2 = self._h2.new_origin(origin)
         host.origins.append(origin)
-        self._origins[origin.key] = origin
+        self._origins[key] = origin
         return origin
-
-    @staticmethod
-    def _check_cap(host: str, cap: int) -> None:
-        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-            raise ValueError(f"max_connections for host {host!r} must be an int >= 1, got {cap!r}")
 
     def _check_invariants(self) -> list[str]:
         """What breaks the pool's invariant (``[]``: it holds). Tests only: it recounts.

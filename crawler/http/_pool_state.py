@@ -4,7 +4,8 @@ Apart from ``_pool`` so that both protocol paths (``_pool`` for HTTP/1.1,
 ``_pool_h2`` for HTTP/2) can use them without importing each other. They
 hold state only: every change to their counters is made by the pool's slot
 accounting, and ``ConnectionPool._check_invariants`` says what the counters
-must agree with.
+must agree with. The checks made before a host or origin is created are here
+too, next to what they guard.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ._exceptions import UnsupportedProtocol
 from ._http11 import HTTP11Connection
 from ._interfaces import OriginKey
+from ._models import Request
 
 if TYPE_CHECKING:
     from ._pool_h2 import H2Origin
 
-__all__ = ["DEFAULT_PORTS", "Host", "Origin", "Waiter"]
+__all__ = ["DEFAULT_PORTS", "Host", "Origin", "Waiter", "check_cap", "origin_key"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -69,3 +72,23 @@ class Waiter:
         self.event = trio.Event()
         self.assigned = False
         self.conn: HTTP11Connection | None = None
+
+
+def origin_key(request: Request) -> OriginKey:
+    """Where ``request`` goes, refusing a URL the pool cannot open a connection for."""
+    url = request.url
+    if url.scheme not in DEFAULT_PORTS:
+        if not url.scheme:
+            message = f"Request URL {url} is missing an 'http://' or 'https://' scheme"
+        else:
+            message = f"Unsupported URL scheme {url.scheme!r} in {url}: use http or https"
+        raise UnsupportedProtocol(message, request=request)
+    if not url.host:
+        raise UnsupportedProtocol(f"Request URL {url} has no host", request=request)
+    return (url.scheme, url.host, url.port)
+
+
+def check_cap(host: str, cap: int) -> None:
+    """Refuse a per-host cap that is not a whole number of connections, at least one."""
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise ValueError(f"max_connections for host {host!r} must be an int >= 1, got {cap!r}")
