@@ -55,7 +55,7 @@ from ._pool_invariants import invariant_errors
 from ._pool_state import Host, Origin, Waiter, check_cap, origin_key
 from ._tls import VerifyTypes, create_ssl_context
 
-__all__ = ["ConnectionPool", "OriginKey"]
+__all__ = ["ConnectionPool"]
 
 _INF = float("inf")
 _TRUST_IDLE_FOR = 1.0  # seconds; see ConnectionPool._take_idle
