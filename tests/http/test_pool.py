@@ -491,6 +491,8 @@ async def test_lowering_a_host_limit_closes_the_idle_connections_beyond_it() -> 
             assert server.open_now == 1
             assert await fetch(pool, server.url + "/again") == b"ok /again"
             assert server.connections_total == 3, "the connection kept is reused"
+
+
 async def test_pool_for_checks_the_invariant_when_the_test_body_is_done() -> None:
     with trio.fail_after(GUARD):
         async with serve_h11() as server:
@@ -534,6 +536,7 @@ def test_mypy_proves_both_connection_classes_fit_the_pool_interface(tmp_path: Pa
     """The pool types its shared collections with PooledConnection; this is the
     static proof that both classes fit it (the stricter protocol shows the check bites)."""
     from mypy import api as mypy_api
+
     module = tmp_path / "conformance.py"
     module.write_text(_CONFORMANCE)
     cache = str(tmp_path / "cache")
