@@ -4,14 +4,18 @@ It is deliberately small and made of plain data (the callback is kept by
 name, meta must be JSON-like) so that a durable frontier can store millions
 of them and a resumed crawl can rebuild them. The HTTP-level request is built
 from it only when a worker sends it.
+
+What the engine needs to know about a request (how often it was retried or
+redirected, whether it may be, which error statuses its callback takes) is in
+typed fields of its own, stored with it; ``meta`` is left to the spider.
 """
 
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MethodType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from .http import LocalProtocolError, check_header
@@ -19,6 +23,30 @@ from .http import LocalProtocolError, check_header
 __all__ = ["Request"]
 
 Callback = Callable[..., Any] | str
+
+#: ``accept_statuses=ALL_STATUSES``: every status reaches the callback.
+ALL_STATUSES: Literal["all"] = "all"
+
+AcceptStatuses = frozenset[int] | Literal["all"]
+
+_NO_STATUSES: frozenset[int] = frozenset()
+
+
+def _accepted(statuses: Iterable[int] | str, url: str) -> AcceptStatuses:
+    """``accept_statuses`` checked once, where the spider built the request."""
+    if isinstance(statuses, str):
+        if statuses == ALL_STATUSES:
+            return ALL_STATUSES
+        raise ValueError(
+            f"accept_statuses of {url} must be status codes or 'all', not {statuses!r}"
+        )
+    out = frozenset(statuses)
+    for status in out:
+        if type(status) is not int or not 100 <= status <= 999:
+            raise ValueError(
+                f"accept_statuses of {url} must be status codes (100-999), not {status!r}"
+            )
+    return out
 
 
 def _callback_name(callback: Callback | None) -> str | None:
@@ -54,19 +82,38 @@ def _checked(headers: Mapping[str, str], url: str) -> dict[str, str]:
     return out
 
 
+def _plain_statuses(statuses: AcceptStatuses) -> list[int] | str:
+    return statuses if isinstance(statuses, str) else sorted(statuses)
+
+
 class Request:
-    """A request to crawl: URL, HTTP fields and crawl bookkeeping."""
+    """A request to crawl: URL, HTTP fields and crawl bookkeeping.
+
+    The spider sets how the engine treats it: ``dont_retry``, ``dont_redirect``
+    (a 3xx reaches the callback), ``accept_statuses`` (error statuses that reach
+    the callback rather than fail it: codes, or ``"all"``) and
+    ``retry_any_method`` (retry a POST or PATCH too). The engine keeps
+    ``retries`` and ``redirects`` (how many it took to get here) and
+    ``cross_origin_redirect`` (a redirect left the first origin: no session auth).
+    """
 
     __slots__ = (
+        "accept_statuses",
         "body",
         "callback",
+        "cross_origin_redirect",
         "depth",
         "dont_filter",
+        "dont_redirect",
+        "dont_retry",
         "errback",
         "headers",
         "meta",
         "method",
         "priority",
+        "redirects",
+        "retries",
+        "retry_any_method",
         "session",
         "url",
     )
@@ -87,6 +134,10 @@ class Request:
         session: str | None = None,
         errback: Callback | None = None,
         depth: int = 0,
+        dont_retry: bool = False,
+        dont_redirect: bool = False,
+        accept_statuses: Iterable[int] | Literal["all"] = (),
+        retry_any_method: bool = False,
     ) -> None:
         # The fast path matters: a page yields a Request per link, and most
         # are duplicates dropped a microsecond later.
@@ -116,6 +167,15 @@ class Request:
         self.dont_filter = dont_filter
         self.session = session
         self.depth = depth
+        self.dont_retry = dont_retry
+        self.dont_redirect = dont_redirect
+        self.accept_statuses: AcceptStatuses = (
+            _NO_STATUSES if not accept_statuses else _accepted(accept_statuses, self.url)
+        )
+        self.retry_any_method = retry_any_method
+        self.retries = 0
+        self.redirects = 0
+        self.cross_origin_redirect = False
 
     def _set_default_header(self, name: str, value: str) -> None:
         headers = self.headers if self.headers is not None else {}
@@ -137,11 +197,18 @@ class Request:
             "dont_filter": self.dont_filter,
             "session": self.session,
             "depth": self.depth,
+            "dont_retry": self.dont_retry,
+            "dont_redirect": self.dont_redirect,
+            "accept_statuses": _plain_statuses(self.accept_statuses),
+            "retry_any_method": self.retry_any_method,
+            "retries": self.retries,
+            "redirects": self.redirects,
+            "cross_origin_redirect": self.cross_origin_redirect,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Request:
-        return cls(
+        request = cls(
             data["url"],
             callback=data.get("callback"),
             errback=data.get("errback"),
@@ -153,7 +220,15 @@ class Request:
             dont_filter=data.get("dont_filter", False),
             session=data.get("session"),
             depth=data.get("depth", 0),
+            dont_retry=data.get("dont_retry", False),
+            dont_redirect=data.get("dont_redirect", False),
+            accept_statuses=data.get("accept_statuses", ()),
+            retry_any_method=data.get("retry_any_method", False),
         )
+        request.retries = data.get("retries", 0)
+        request.redirects = data.get("redirects", 0)
+        request.cross_origin_redirect = data.get("cross_origin_redirect", False)
+        return request
 
     def replace(self, **changes: Any) -> Request:
         data = self.to_dict()

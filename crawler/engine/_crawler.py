@@ -461,7 +461,7 @@ class Crawler:
             response.headers.get("retry-after") if status in THROTTLE_STATUSES else None,
         )
         if status >= 300:
-            if status in REDIRECT_STATUSES and not request.meta.get("dont_redirect"):
+            if status in REDIRECT_STATUSES and not request.dont_redirect:
                 location = response.headers.get("location")
                 if location:
                     await self._redirect(request, response, location)
@@ -469,8 +469,9 @@ class Crawler:
             if status >= 400 or status in self.retry.retry_http_codes:
                 if self._maybe_retry(request, status=status, response=response):
                     return False
-                if status not in self._handle_status and not request.meta.get(
-                    "handle_httpstatus_all"
+                accepted = request.accept_statuses
+                if status not in self._handle_status and not (
+                    isinstance(accepted, str) or status in accepted
                 ):
                     await self._failed(request, None, response)
                     return False
@@ -489,23 +490,21 @@ class Crawler:
     async def _redirect(self, request: Request, response: HTTPResponse, location: str) -> None:
         """Follow a redirect through the scheduler, so the target is deduplicated,
         checked against allowed_domains and robots.txt, and politely scheduled."""
-        hops = int(request.meta.get("redirect_times", 0)) + 1
+        hops = request.redirects + 1
         url = resolve_url(request.url, location)
         if url is None or hops > self._max_redirects:
             why = "too many redirects" if url is not None else f"bad Location {location!r}"
             await self._failed(request, None, response, cause=why)
             return
         status = response.status_code
-        meta = {**request.meta, "redirect_times": hops}
         # The target is a new request: the retries its source took are not its own.
-        meta.pop("retry_times", None)
-        changes: dict[str, Any] = {"url": url, "meta": meta}
+        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0}
         step = redirect_step(
             request.method, status, same_origin=URL(url).origin == URL(request.url).origin
         )
         if step.cross_origin:
             # No session auth on the other side of the redirect either.
-            changes["meta"]["cross_origin_redirect"] = True
+            changes["cross_origin_redirect"] = True
         if request.headers and (step.cross_origin or step.drops_body):
             changes["headers"] = dict(step.kept(request.headers.items()))
         if step.drops_body:
@@ -561,7 +560,7 @@ class Crawler:
         job = self.job
         if job is not None:
             job.unsettled.sent(request)
-        if request.meta.get("cross_origin_redirect"):
+        if request.cross_origin_redirect:
             response = await session.client.send(http_request, auth=None)
         else:
             response = await session.client.send(http_request)
@@ -580,11 +579,11 @@ class Crawler:
         status: int | None = None,
         response: HTTPResponse | None = None,
     ) -> bool:
-        if request.meta.get("dont_retry"):
+        if request.dont_retry:
             return False
         if status is not None and not self.retry.should_retry_status(status):
             return False
-        attempt = int(request.meta.get("retry_times", 0)) + 1
+        attempt = request.retries + 1
         delay = self.retry.delay_for(
             request,
             attempt,
@@ -594,8 +593,7 @@ class Crawler:
         )
         if delay is None:
             return False
-        # A new dict: spiders often hand one meta dict to many requests (meta=response.meta).
-        request.meta = {**request.meta, "retry_times": attempt}
+        request.retries = attempt
         self.stats.retries += 1
         log.debug(
             "spider %s: retrying %s in %.2fs (attempt %d): %s",
@@ -634,13 +632,12 @@ class Crawler:
             if len(self._start_failures) < _START_FAILURES_SHOWN:
                 short = cause if error is None else short_cause(error)
                 self._start_failures.append(f"{request.url} ({short})")
-        retries = request.meta.get("retry_times", 0)
         log.warning(
             "spider %s: giving up on %s %s after %d retries: %s",
             self.name,
             request.method,
             request.url,
-            retries,
+            request.retries,
             cause,
         )
         if request.errback is not None:

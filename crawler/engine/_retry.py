@@ -77,7 +77,7 @@ class RetryPolicy:
         status: int | None = None,
         retry_after: float | None = None,
     ) -> float | None:
-        if request.method not in IDEMPOTENT_METHODS and not request.meta.get("retry"):
+        if request.method not in IDEMPOTENT_METHODS and not request.retry_any_method:
             return None
         state = tenacity.RetryCallState(self._retrying, None, (), {})
         state.attempt_number = attempt

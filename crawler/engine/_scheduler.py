@@ -40,6 +40,7 @@ import trio
 from .._links import host_of
 from ..frontier import Frontier
 from ..request import Request
+from ._moved_meta import MovedMetaWarnings
 from ._stats import Stats
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class Scheduler:
         self.politeness = politeness
         self._host_cap = host_cap
         self.stats = stats
+        self._moved_meta = MovedMetaWarnings(stats.spider)
         self.depth_limit = depth_limit
         self.max_pages = max_pages
         # 0 (no limit) becomes a length no URL reaches: one comparison per request either way.
@@ -143,11 +145,14 @@ class Scheduler:
             # First, before the URL is hashed, parsed or fingerprinted: a 100 kB
             # URL costs one len() here and nothing more.
             return self._drop_long(request)
+        meta = request.meta
+        if meta and self._moved_meta.unwarned and not self._moved_meta.unwarned.isdisjoint(meta):
+            self._moved_meta.report(meta, request.url)
         if not request.dont_filter:
             if self.depth_limit and request.depth > self.depth_limit:
                 self.stats.dropped["depth"] += 1
                 return False
-            if self._check_storable is not None and (request.meta or request.headers):
+            if self._check_storable is not None and (meta or request.headers):
                 # Refused before its URL counts as seen, so that a storable request
                 # for the same URL is not dropped as a duplicate later.
                 self._check_storable(request)
@@ -297,7 +302,7 @@ class Scheduler:
                 self._popped_retry(request, host)
             slot.in_flight += 1
             self.active += 1
-            if "retry_times" not in request.meta:
+            if not request.retries:
                 self.dispatched += 1
             self.politeness.record_request(host)
             self._place(slot, now)

@@ -38,12 +38,14 @@ from typing import Any
 from ..request import Request
 from ._fingerprint import request_fingerprint
 
-__all__ = ["FORMAT_VERSION", "SqliteFrontier"]
+__all__ = ["FORMAT_VERSION", "SqliteFrontier", "migrate"]
 
 log = logging.getLogger("crawler.frontier")
 
-#: Version of the store's layout; a store with a higher one is refused.
-FORMAT_VERSION = 1
+#: Version of the store's layout; a store with a higher one is refused, an older one
+#: migrated (``migrate``). 2: the engine's state of a request is in fields of its own
+#: record, no longer in keys of its ``meta``.
+FORMAT_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -64,14 +66,32 @@ CREATE TABLE IF NOT EXISTS hosts (host TEXT PRIMARY KEY, done INTEGER NOT NULL) 
 
 _FIRST_KEY = (-(2**63), 0)
 _BATCH = 1024
+_MIGRATE_BATCH = 10_000
 _REFILL = 512
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 _decode_json = json.JSONDecoder().decode
 
 
+# The engine's boolean fields of a request, stored as one number.
+_DONT_RETRY = 1
+_DONT_REDIRECT = 2
+_RETRY_ANY_METHOD = 4
+_CROSS_ORIGIN_REDIRECT = 8
+
+
+def _flags(request: Request) -> int:
+    return (
+        (_DONT_RETRY if request.dont_retry else 0)
+        | (_DONT_REDIRECT if request.dont_redirect else 0)
+        | (_RETRY_ANY_METHOD if request.retry_any_method else 0)
+        | (_CROSS_ORIGIN_REDIRECT if request.cross_origin_redirect else 0)
+    )
+
+
 def encode_request(request: Request) -> str:
     """The request's fields but the callbacks (stored in columns) as compact JSON."""
+    accepted = request.accept_statuses
     try:
         return _encode_json(
             [
@@ -84,6 +104,10 @@ def encode_request(request: Request) -> str:
                 request.dont_filter,
                 request.session,
                 request.depth,
+                request.retries,
+                request.redirects,
+                _flags(request),
+                accepted if isinstance(accepted, str) else sorted(accepted),
             ]
         )
     except (TypeError, ValueError) as exc:
@@ -94,8 +118,22 @@ def encode_request(request: Request) -> str:
 
 
 def decode_request(callback: str | None, errback: str | None, data: str) -> Request:
-    url, method, headers, body, priority, meta, dont_filter, session, depth = _decode_json(data)
-    return Request(
+    (
+        url,
+        method,
+        headers,
+        body,
+        priority,
+        meta,
+        dont_filter,
+        session,
+        depth,
+        retries,
+        redirects,
+        flags,
+        accepted,
+    ) = _decode_json(data)
+    request = Request(
         url,
         callback,
         method,
@@ -107,7 +145,88 @@ def decode_request(callback: str | None, errback: str | None, data: str) -> Requ
         session=session,
         errback=errback,
         depth=depth,
+        dont_retry=bool(flags & _DONT_RETRY),
+        dont_redirect=bool(flags & _DONT_REDIRECT),
+        accept_statuses=accepted,
+        retry_any_method=bool(flags & _RETRY_ANY_METHOD),
     )
+    request.retries = retries
+    request.redirects = redirects
+    request.cross_origin_redirect = bool(flags & _CROSS_ORIGIN_REDIRECT)
+    return request
+
+
+# -- older formats ------------------------------------------------------------------
+
+# Format 1 kept the engine's state of a request in these keys of its meta.
+_V1_FLAGS = {
+    "dont_retry": _DONT_RETRY,
+    "dont_redirect": _DONT_REDIRECT,
+    "retry": _RETRY_ANY_METHOD,
+    "cross_origin_redirect": _CROSS_ORIGIN_REDIRECT,
+}
+
+
+def _upgrade_v1(data: str) -> str:
+    """A format-1 record as format 2: the engine's meta keys moved into their fields."""
+    url, method, headers, body, priority, meta, dont_filter, session, depth = _decode_json(data)
+    meta = dict(meta or {})
+    retries = int(meta.pop("retry_times", 0) or 0)
+    redirects = int(meta.pop("redirect_times", 0) or 0)
+    flags = 0
+    for key, flag in _V1_FLAGS.items():
+        if meta.pop(key, False):
+            flags |= flag
+    accepted: list[int] | str = "all" if meta.pop("handle_httpstatus_all", False) else []
+    return _encode_json(
+        [
+            url,
+            method,
+            headers,
+            body,
+            priority,
+            meta,
+            dont_filter,
+            session,
+            depth,
+            retries,
+            redirects,
+            flags,
+            accepted,
+        ]
+    )
+
+
+def migrate(db: sqlite3.Connection, version: int) -> int:
+    """Rewrite a store of an older ``version`` to FORMAT_VERSION in one transaction
+    (all or nothing: a crash midway leaves the old store); how many requests changed."""
+    if version != 1:
+        raise ValueError(f"no migration from store format {version} to {FORMAT_VERSION}")
+    changed = 0
+    last = -(2**63)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        while True:  # a batch at a time: a store may hold millions of requests
+            rows = db.execute(
+                "SELECT id, data FROM requests WHERE id > ? AND data != '' ORDER BY id LIMIT ?",
+                (last, _MIGRATE_BATCH),
+            ).fetchall()
+            if not rows:
+                break
+            db.executemany(
+                "UPDATE requests SET data = ? WHERE id = ?",
+                [(_upgrade_v1(data), rid) for rid, data in rows],
+            )
+            changed += len(rows)
+            last = rows[-1][0]
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (str(FORMAT_VERSION),)
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return changed
 
 
 class _Bloom:

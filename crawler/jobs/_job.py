@@ -41,7 +41,14 @@ from urllib.parse import quote
 import trio
 
 from .._links import host_of
-from ..frontier.sqlite import FORMAT_VERSION, SqliteFrontier, callback_names, read_meta
+from ..frontier.sqlite import (
+    FORMAT_VERSION,
+    SqliteFrontier,
+    callback_names,
+    connect,
+    migrate,
+    read_meta,
+)
 from ..http import Cookies
 from ..pipelines import JsonArrayExporter
 
@@ -263,6 +270,9 @@ class Job:
                         "to resume this job, or start a new one in another directory"
                     )
                 _apply_pipeline_states(directory, pipelines, meta.get("pipelines"), spider)
+                if meta and int(meta["format"]) < FORMAT_VERSION:
+                    _migrate(directory, store, int(meta["format"]), info)
+                    meta["format"] = str(FORMAT_VERSION)
             else:
                 meta = {}
             frontier = SqliteFrontier(store)
@@ -555,6 +565,33 @@ def _inspect_store(store: Path, name: str) -> tuple[dict[str, str], set[str]]:
             "away to start the crawl afresh"
         )
     return meta, names
+
+
+def _migrate(directory: Path, store: Path, version: int, info: dict[str, Any]) -> None:
+    """Bring a store written by an older version to today's format, then job.json
+    (a crash in between leaves a store that is already migrated: nothing is redone)."""
+    try:
+        db = connect(store)
+        try:
+            changed = migrate(db, version)
+        finally:
+            db.close()
+    except (sqlite3.Error, ValueError, TypeError) as exc:
+        raise JobError(
+            f"job directory {directory}: its store (format {version}) could not be brought "
+            f"to format {FORMAT_VERSION} ({exc}); resume it with the version that wrote it, "
+            "or move the directory away to start the crawl afresh"
+        ) from None
+    _write_atomic(
+        directory / JOB_FILE, json.dumps({**info, "format": FORMAT_VERSION}, indent=1) + "\n"
+    )
+    log.info(
+        "job directory %s: store migrated from format %d to %d (%d requests)",
+        directory,
+        version,
+        FORMAT_VERSION,
+        changed,
+    )
 
 
 def _apply_pipeline_states(

@@ -452,7 +452,7 @@ def test_retry_policy_backoff_cap_methods_and_status() -> None:
     assert policy.delay_for(get, 1, status=503, retry_after=2.5) == pytest.approx(2.5, abs=0.5)
     post = Request("http://a.test/", method="POST", body=b"x")
     assert policy.delay_for(post, 1, status=503) is None
-    post_ok = Request("http://a.test/", method="POST", body=b"x", meta={"retry": True})
+    post_ok = Request("http://a.test/", method="POST", body=b"x", retry_any_method=True)
     assert policy.delay_for(post_ok, 1, status=503) is not None
 
 

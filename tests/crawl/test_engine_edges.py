@@ -49,7 +49,7 @@ async def test_a_redirect_after_a_retry_gets_its_own_retry_budget() -> None:
                 yield Request(server.url + "/a")
 
             def parse(self, response: Response) -> dict[str, Any]:
-                return {"url": str(response.url), "retries": response.meta.get("retry_times", 0)}
+                return {"url": str(response.url), "retries": response.crawl_request.retries}
 
         stats, items = await run(Redirected, settings("", retry_times=1, obey_robots=False))
     assert hits["/b"] == 2
@@ -120,14 +120,18 @@ async def test_a_retry_does_not_touch_the_meta_other_requests_share() -> None:
                 yield Request(server.url + "/b", meta=response.meta)
 
             def parse(self, response: Response) -> dict[str, Any]:
-                return {"path": response.url.path, "retries": response.meta.get("retry_times")}
+                return {
+                    "path": response.url.path,
+                    "retries": response.crawl_request.retries,
+                    "meta": response.meta,
+                }
 
         stats, items = await run(
             Shared, settings("", retry_times=1, concurrency=1, obey_robots=False)
         )
     assert sorted(items, key=lambda i: i["path"]) == [
-        {"path": "/a", "retries": 1},
-        {"path": "/b", "retries": 1},
+        {"path": "/a", "retries": 1, "meta": {"cat": "x"}},
+        {"path": "/b", "retries": 1, "meta": {"cat": "x"}},
     ]
     assert stats.failed == 0
     assert hits["/a"] == hits["/b"] == 2

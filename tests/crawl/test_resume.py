@@ -451,7 +451,7 @@ def test_store_is_sqlite_in_wal_mode_while_crawling(tmp_path: Path) -> None:
 
 
 def checkpoint(frontier: Any) -> None:
-    frontier.freeze({"format": "1", "spider": "t"}, {})
+    frontier.freeze({"format": "2", "spider": "t"}, {})
     frontier.commit()
     frontier.thaw()
 
@@ -469,7 +469,7 @@ def test_leases_and_retries_are_pending_again_after_a_crash(tmp_path: Path) -> N
     retried = frontier.pop("a.test")
     finished = frontier.pop("a.test")
     assert leased is not None and retried is not None and finished is not None
-    retried.meta["retry_times"] = 1
+    retried.retries = 1
     frontier.defer(retried, "a.test", 60.0)
     frontier.done(finished)
     checkpoint(frontier)
@@ -484,10 +484,11 @@ def test_leases_and_retries_are_pending_again_after_a_crash(tmp_path: Path) -> N
     assert again.add_seen("GET", "http://a.test/late")
     (deferred,) = again.take_deferred()
     request, host, wait = deferred
-    assert (request.url, host, request.meta) == (
+    assert (request.url, host, request.meta, request.retries) == (
         "http://a.test/1",
         "a.test",
-        {"n": 1, "retry_times": 1},
+        {"n": 1},
+        1,
     )
     assert 50 < wait <= 60
     assert len(again) == 2  # the lease and the one never handed out
@@ -739,3 +740,175 @@ def test_a_kill_after_a_checkpoint_redoes_only_the_pages_in_flight(tmp_path: Pat
     pages = pages_of(read_items(root / "items.jsonl"))
     assert len(pages) == len(set(pages))
     assert sorted(pages) == expected_pages(PAGES)
+
+
+# -- the engine's fields of a request in the store -----------------------------------------
+
+
+class GoneAfterKillSite(HoldingSite):
+    """``/hold`` is held until ``release``, then answered 404 (``gone`` set first)."""
+
+    def __init__(self) -> None:
+        super().__init__(PAGES)
+        self.gone = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/hold" and self.gone:
+            with self.lock:
+                self.hits["/hold"] += 1
+            headers = [(b"content-type", b"text/html")]
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": b"gone"})
+            return
+        await super().__call__(scope, receive, send)
+
+
+FIELDS_SPIDER = """
+from crawler import Request, Spider
+
+
+class Fields(Spider):
+    name = "fields"
+    options = {"site_url": ""}
+
+    def start_requests(self):
+        yield Request(
+            self.settings["site_url"] + "/hold",
+            callback=self.parse,
+            accept_statuses=[404],
+            dont_retry=True,
+            dont_redirect=True,
+            retry_any_method=True,
+            meta={"k": 1},
+        )
+        for n in range(20):
+            yield Request(self.settings["site_url"] + f"/p/{n}", callback=self.parse)
+
+    def parse(self, response):
+        request = response.crawl_request
+        yield {
+            "page": str(response.url).rsplit("/", 1)[1],
+            "status": response.status_code,
+            "meta": response.meta,
+            "fields": [
+                sorted(request.accept_statuses),
+                request.dont_retry,
+                request.dont_redirect,
+                request.retry_any_method,
+            ],
+        }
+"""
+
+
+def test_request_fields_survive_a_kill_and_resume(tmp_path: Path) -> None:
+    site = GoneAfterKillSite()
+    with SiteThread(site) as thread:
+        try:
+            root = make_project(tmp_path, FIELDS_SPIDER)
+            args = command(root, thread.url, spider="fields")
+            proc = subprocess.Popen(
+                [*args, "-s", "checkpoint_every_seconds=0.1"],
+                cwd=root,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            # /hold is in flight, so still queued in every checkpoint, when the crawl dies.
+            wait_for(proc, lambda: committed(root / "job").get("pages") == 20)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            site.gone = True
+        finally:
+            site.release.set()
+        result = run(root, args)
+        assert result.returncode == 0, result.stderr
+    assert site.hits["/hold"] == 2
+    (held,) = [item for item in read_items(root / "items.jsonl") if item["page"] == "hold"]
+    # The 404 reached the callback: accept_statuses came back from the store.
+    assert held == {
+        "page": "hold",
+        "status": 404,
+        "meta": {"k": 1},
+        "fields": [[404], True, True, True],
+    }
+
+
+MIGRATED_SPIDER = """
+from crawler import Spider
+
+
+class Migrated(Spider):
+    name = "migrated"
+    options = {"site_url": ""}
+
+    def start_requests(self):
+        return []
+
+    def parse(self, response):
+        request = response.crawl_request
+        yield {
+            "status": response.status_code,
+            "meta": response.meta,
+            "retries": request.retries,
+            "redirects": request.redirects,
+            "accept": request.accept_statuses,
+            "flags": [request.dont_retry, request.dont_redirect, request.retry_any_method],
+        }
+"""
+
+
+def old_format_job(directory: Path, url: str) -> None:
+    """A stopped job as the crawler wrote it before requests had fields for the engine's
+    state (format 1): that state in meta keys, the record a list of nine values."""
+    from crawler.frontier.sqlite import SCHEMA
+
+    directory.mkdir()
+    (directory / "job.json").write_text(
+        json.dumps({"format": 1, "spider": "migrated", "created": 1.0}), encoding="utf-8"
+    )
+    db = sqlite3.connect(directory / "job.db")
+    try:
+        db.executescript(SCHEMA)
+        meta = {"format": "1", "spider": "migrated", "checkpoint_time": "1.0", "starts_done": "1"}
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items()))
+        old_meta = {
+            "k": 1,
+            "retry_times": 1,
+            "redirect_times": 2,
+            "handle_httpstatus_all": True,
+            "dont_retry": True,
+            "retry": True,
+        }
+        record = [url, "GET", None, "", 0, old_meta, False, None, 0]
+        db.execute(
+            "INSERT INTO requests (id, host, nprio, callback, errback, data) "
+            "VALUES (1, '127.0.0.1', 0, 'parse', NULL, ?)",
+            (json.dumps(record),),
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_job_of_the_old_format_is_migrated_and_resumed(tmp_path: Path, site: SiteThread) -> None:
+    root = make_project(tmp_path, MIGRATED_SPIDER)
+    old_format_job(root / "job", site.url + "/gone")
+    result = run(root, command(root, site.url, spider="migrated"))
+    assert result.returncode == 0, result.stderr
+    # The 404 reached the callback: handle_httpstatus_all became accept_statuses="all".
+    assert read_items(root / "items.jsonl") == [
+        {
+            "status": 404,
+            "meta": {"k": 1},
+            "retries": 1,
+            "redirects": 2,
+            "accept": "all",
+            "flags": [True, False, True],
+        }
+    ]
+    assert json.loads((root / "job" / "job.json").read_text(encoding="utf-8"))["format"] == 2
+    db = sqlite3.connect(root / "job" / "job.db")
+    try:
+        (version,) = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    finally:
+        db.close()
+    assert version == "2"

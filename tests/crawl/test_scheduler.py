@@ -185,7 +185,7 @@ async def test_retry_later_waits_without_a_worker(autojump_clock: trio.testing.M
     assert r is not None
     s.release_host(r)
     t0 = trio.current_time()
-    r.meta["retry_times"] = 1
+    r.retries = 1
     s.retry_later(r, 5.0)
     s.task_done()
     async with timekeeper(s):
@@ -254,7 +254,7 @@ async def test_after_max_pages_a_retry_is_found_ahead_of_new_pages(
         s.enqueue(Request(f"http://a.test/{i}", priority=10))
     first, second = await s.get(), await s.get()
     assert first is not None and second is not None
-    first.meta = {"retry_times": 1}
+    first.retries = 1
     s.release_host(first)
     s.retry_later(first, 1.0)
     s.task_done()  # the retry keeps first in the frontier's hands
