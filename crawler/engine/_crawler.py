@@ -1,53 +1,47 @@
-"""One spider's crawl: workers that take requests, send them and run callbacks.
+"""One spider's crawl: its lifecycle, and the workers that take requests.
 
-Each worker loops: take the next request the scheduler allows, send it through
-the spider's client (its own cookies, over the engine's shared pool), read the
-body, free the host slot, then run the callback and route what it yields:
-Requests back to the scheduler, anything else through the item pipelines.
+The Crawler builds the crawl's pieces and runs them: opens the pipelines,
+feeds the start requests, runs the workers until the frontier is exhausted or
+a stop condition is met, and closes everything on the way out, whether the
+crawl finished, was stopped or aborted. Each worker loops: take the next
+request the scheduler allows, fetch it (``_fetch``: robots.txt, login,
+sending), free the host slot, and hand the outcome to the policy
+(``_policy``: status, redirects, retries, failures, callbacks).
 
 Everything that can go wrong with one request (network error, bad status, a
 callback that raises, a pipeline that fails) is counted and logged with the
-URL and spider, and the crawl goes on.
+URL and spider, and the crawl goes on. For a durable job the Crawler is also
+the ``CrawlState`` the job checkpoints.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._links import host_of, make_host_filter, resolve_url
+from .._links import make_host_filter
 from .._redact import is_secret_key
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
-from ..http import (
-    REDIRECT_STATUSES,
-    URL,
-    Client,
-    ConnectionPool,
-    HTTPError,
-    HTTPStatusError,
-    redirect_step,
-)
+from ..http import Client, ConnectionPool, Cookies
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..pipelines._runner import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
 from ..request import Request
-from ..response import Response
-from ..sessions._logins import SESSION_GENERATION, Logins
+from ..sessions._logins import Logins
 from ..sessions._session import Session
 from ..spider import Spider
 from ._callbacks import Callbacks
-from ._failures import describe_failure, describe_status, short_cause
-from ._politeness import THROTTLE_STATUSES, Politeness, RobotsCache, parse_retry_after
-from ._referer import PageReferrer, Policy, redirect_referer, referrer_policy
+from ._fetch import Fetcher
+from ._policy import OutcomePolicy
+from ._politeness import Politeness, RobotsCache
+from ._referer import referrer_policy
 from ._retry import RetryPolicy
-from ._robots import ROBOTS_MAX_SIZE
 from ._scheduler import Scheduler
 from ._stats import Stats
 
@@ -86,10 +80,6 @@ class SharedTransport:
         pass
 
 
-def _retry_after(response: HTTPResponse) -> float | None:
-    return parse_retry_after(response.headers.get("retry-after"))
-
-
 class Crawler:
     """Runs one spider to completion on a shared pool: ``await crawler.run()``.
 
@@ -126,7 +116,13 @@ class Crawler:
         if settings.job_dir and frontier is None:
             from ..jobs._job import Job
 
-            self.job = Job.open(settings.job_dir, spider, chain)
+            self.job = Job.open(
+                settings.job_dir,
+                spider,
+                chain,
+                every_pages=settings.checkpoint_every_pages,
+                every_seconds=settings.checkpoint_every_seconds,
+            )
             frontier = self.job.frontier
         self.frontier: Frontier = frontier if frontier is not None else MemoryFrontier()
         self.politeness = Politeness(
@@ -147,23 +143,12 @@ class Crawler:
             else None,
         )
         self.pipelines = PipelineRunner(chain)
-        self.retry = RetryPolicy(
-            retry_times=settings.retry_times,
-            retry_http_codes=settings.retry_http_codes,
-            backoff=settings.retry_backoff,
-            backoff_max=settings.retry_backoff_max,
-        )
         self._timeout = settings.timeout()
         #: The spider's sessions by name ("default" included), made on first use.
         self.sessions: dict[str, Session] = {}
         # The crawl failed and must exit non-zero: a login failed, or no start request
         # could be crawled at all.
         self.failed = False
-        # Start requests (depth 0, their retries and redirects included): whether one
-        # reached its callback, and the first few that failed, as "URL (cause)".
-        self._start_reached = False
-        self._start_failures: list[str] = []
-        self._start_failed = 0
         self.logins = Logins(
             spider,
             self.name,
@@ -177,24 +162,51 @@ class Crawler:
         self.callbacks = Callbacks(
             spider, self.name, enqueue=self.scheduler.enqueue, item=self._item, stats=self.stats
         )
-        # None for "no-referrer": no page then builds a PageReferrer at all.
-        self._referrer_policy: Policy | None = (
-            None
-            if settings.referer_policy == "no-referrer"
-            else referrer_policy(settings.referer_policy)
-        )
-        self._handle_status = frozenset(getattr(spider, "handle_httpstatus_list", ()))
         self._max_size = settings.max_response_size or None
-        self._max_redirects = settings.max_redirects
         self._max_items = settings.max_items
         # Items a resumed job had exported before this run: max_items counts per run.
         self._items_before = 0
+        self.fetcher = Fetcher(
+            self.name,
+            sessions=self.sessions,
+            session=self.session,
+            logins=self.logins,
+            unseen=self.scheduler.unseen,
+            stats=self.stats,
+            timeout=self._timeout,
+            unsettled=self.job.unsettled if self.job is not None else None,
+        )
         self.robots: RobotsCache | None = (
             RobotsCache(
-                self._fetch_robots, user_agent=settings.user_agent, politeness=self.politeness
+                self.fetcher.fetch_robots,
+                user_agent=settings.user_agent,
+                politeness=self.politeness,
             )
             if settings.obey_robots
             else None
+        )
+        self.fetcher.robots = self.robots
+        self.policy = OutcomePolicy(
+            self.name,
+            stats=self.stats,
+            retry=RetryPolicy(
+                retry_times=settings.retry_times,
+                retry_http_codes=settings.retry_http_codes,
+                backoff=settings.retry_backoff,
+                backoff_max=settings.retry_backoff_max,
+            ),
+            enqueue=self.scheduler.enqueue,
+            retry_later=self.scheduler.retry_later,
+            unseen=self.scheduler.unseen,
+            invoke=self.callbacks.invoke,
+            record_response=self.politeness.record_response,
+            accept_statuses=frozenset(getattr(spider, "handle_httpstatus_list", ())),
+            max_redirects=settings.max_redirects,
+            # None for "no-referrer": no page then builds a PageReferrer at all.
+            referrer_policy=None
+            if settings.referer_policy == "no-referrer"
+            else referrer_policy(settings.referer_policy),
+            gate=self.job.gate if self.job is not None else None,
         )
         self._workers_scope = trio.CancelScope()
         # Start requests may be endless: a stop must end their feeder too.
@@ -335,11 +347,12 @@ class Crawler:
     def _check_start(self) -> None:
         """A crawl none of whose start requests could be crawled has failed, and says why
         (a stop by signal or by a limit before any answer is no such failure)."""
-        if self._start_reached or not self._start_failed or self.interrupted:
+        policy = self.policy
+        if policy.start_reached or not policy.start_failed or self.interrupted:
             return
         self.failed = True
-        shown = "; ".join(self._start_failures)
-        more = self._start_failed - len(self._start_failures)
+        shown = "; ".join(policy.start_failures)
+        more = policy.start_failed - len(policy.start_failures)
         log.error(
             "spider %s: no start request could be crawled: %s%s",
             self.name,
@@ -403,6 +416,9 @@ class Crawler:
     async def _worker(self) -> None:
         get = self.scheduler.get
         done = self.scheduler.task_done
+        release_host = self.scheduler.release_host
+        fetch = self.fetcher.fetch
+        handle = self.policy.handle
         job = self.job
         while True:
             request = await get()
@@ -410,7 +426,13 @@ class Crawler:
                 return
             keep = False
             try:
-                keep = await self._handle(request)
+                try:
+                    outcome = await fetch(request)
+                finally:
+                    # The host slot is free as soon as the exchange is over, not after
+                    # the callback.
+                    release_host(request)
+                keep = await handle(request, outcome)
             except Exception:
                 # A bug here must not end a crawl of millions: count it, say where, go on.
                 self.stats.errors["internal"] += 1
@@ -425,281 +447,52 @@ class Crawler:
                     if job is not None:
                         job.page_done(request)
 
-    async def _handle(self, request: Request) -> bool:
-        """Send ``request`` and run its callback; True if it was not handled and must
-        stay queued (its session could not log in)."""
-        stats = self.stats
-        response: HTTPResponse | None = None
-        error: HTTPError | None = None
-        try:
-            if self.robots is not None and not await self._robots_allow(request):
-                stats.dropped["robots"] += 1
-                return False
-            response = await self._send(request)
-            if response is None:
-                return True  # its session could not log in: counted and logged
-        except HTTPError as exc:
-            error = exc
-        finally:
-            # The host slot is free as soon as the exchange is over, not after the callback.
-            self.scheduler.release_host(request)
-        job = self.job
-        if job is not None:
-            # What the page yields is committed together with its leaving the queue.
-            if job.gate.closed:
-                await job.gate.enter(request)
-            else:
-                job.gate.enter_now(request)
-        if response is None:
-            await self._failed(request, error, None)
-            return False
-        status = response.status_code
-        stats.status[status] += 1
-        self.politeness.record_response(
-            host_of(request.url),
-            status,
-            response.headers.get("retry-after") if status in THROTTLE_STATUSES else None,
-        )
-        if status >= 300:
-            if status in REDIRECT_STATUSES and not request.dont_redirect:
-                location = response.headers.get("location")
-                if location:
-                    await self._redirect(request, response, location)
-                    return False
-            if status >= 400 or status in self.retry.retry_http_codes:
-                if self._maybe_retry(request, status=status, response=response):
-                    return False
-                accepted = request.accept_statuses
-                if status not in self._handle_status and not (
-                    isinstance(accepted, str) or status in accepted
-                ):
-                    await self._failed(request, None, response)
-                    return False
-        stats.pages += 1
-        if request.depth == 0:
-            self._start_reached = True
-        policy = self._referrer_policy
-        await self.callbacks.invoke(
-            request,
-            request.callback or "parse",
-            (Response.from_http(response, request, self.scheduler.unseen),),
-            PageReferrer(policy, request.url) if policy is not None else None,
-        )
-        return False
-
-    async def _redirect(self, request: Request, response: HTTPResponse, location: str) -> None:
-        """Follow a redirect through the scheduler, so the target is deduplicated,
-        checked against allowed_domains and robots.txt, and politely scheduled."""
-        hops = request.redirects + 1
-        url = resolve_url(request.url, location)
-        if url is None or hops > self._max_redirects:
-            why = "too many redirects" if url is not None else f"bad Location {location!r}"
-            await self._failed(request, None, response, cause=why)
-            return
-        status = response.status_code
-        # The target is a new request: the retries its source took are not its own.
-        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0}
-        step = redirect_step(
-            request.method, status, same_origin=URL(url).origin == URL(request.url).origin
-        )
-        if step.cross_origin:
-            # No session auth on the other side of the redirect either.
-            changes["cross_origin_redirect"] = True
-        if request.headers and (step.cross_origin or step.drops_body):
-            changes["headers"] = dict(step.kept(request.headers.items()))
-        if step.drops_body:
-            changes.update(method=step.method, body=b"")
-        if self._referrer_policy is not None:
-            headers = redirect_referer(
-                self._referrer_policy, changes.get("headers", request.headers), url
-            )
-            if headers is not None:
-                changes["headers"] = headers
-        self.stats.redirects += 1
-        self.scheduler.enqueue(request.replace(**changes))
-
-    async def _send(self, request: Request) -> HTTPResponse | None:
-        """Fetch ``request`` as its session; with a login hook, wait for logins and send
-        again after a re-login. None: dropped, since its session could not log in."""
-        session = self.sessions.get(request.session or "default") or self.session(request.session)
-        if not session.login_required:
-            return await self._fetch(request)
-        logins = self.logins
-        while not session.blocked or await logins.ready(session):
-            response = await self._fetch(request)
-            if not logins.logged_out(request, response, self.scheduler.unseen):
-                session.relogins = 0
-                return response
-            if not await logins.recover(session, response):
-                break
-        self.stats.dropped["logged_out"] += 1
-        log.warning(
-            "spider %s: dropped %s %s: session %r is not logged in",
-            self.name,
-            request.method,
-            request.url,
-            session.name,
-        )
-        return None
-
-    async def _fetch(self, request: Request) -> HTTPResponse:
-        session = self.sessions.get(request.session or "default") or self.session(request.session)
-        headers = session.client.headers
-        if request.headers is not None:
-            headers = headers.copy()
-            headers.update_from(request.headers)
-        http_request = HTTPRequest(
-            request.method,
-            URL(request.url),
-            headers=headers,
-            content=request.body or None,
-            timeout=self._timeout,
-            extensions={SESSION_GENERATION: session.generation},
-        )
-        self.stats.requests += 1
-        job = self.job
-        if job is not None:
-            job.unsettled.sent(request)
-        if request.cross_origin_redirect:
-            response = await session.client.send(http_request, auth=None)
-        else:
-            response = await session.client.send(http_request)
-        self.stats.bytes += len(response.content)
-        if job is not None:
-            job.unsettled.received(request, len(response.content))
-        return response
-
-    # -- failures and retries -------------------------------------------------------
-
-    def _maybe_retry(
-        self,
-        request: Request,
-        *,
-        error: HTTPError | None = None,
-        status: int | None = None,
-        response: HTTPResponse | None = None,
-    ) -> bool:
-        if request.dont_retry:
-            return False
-        if status is not None and not self.retry.should_retry_status(status):
-            return False
-        attempt = request.retries + 1
-        delay = self.retry.delay_for(
-            request,
-            attempt,
-            error=error,
-            status=status,
-            retry_after=_retry_after(response) if response is not None else None,
-        )
-        if delay is None:
-            return False
-        request.retries = attempt
-        self.stats.retries += 1
-        log.debug(
-            "spider %s: retrying %s in %.2fs (attempt %d): %s",
-            self.name,
-            request.url,
-            delay,
-            attempt + 1,
-            error if error is not None else f"HTTP {status}",
-        )
-        self.scheduler.retry_later(request, delay)
-        return True
-
-    async def _failed(
-        self,
-        request: Request,
-        error: HTTPError | None,
-        response: HTTPResponse | None,
-        *,
-        cause: str | None = None,
-    ) -> None:
-        if error is not None:
-            if self._maybe_retry(request, error=error):
-                return
-            kind = type(error).__name__
-            cause = describe_failure(error)
-        else:
-            assert response is not None
-            kind = f"http_{response.status_code}"
-            cause = describe_status(response.status_code, response.reason_phrase) + (
-                f" ({cause})" if cause else ""
-            )
-        self.stats.errors[kind] += 1
-        self.stats.failed += 1
-        if request.depth == 0:
-            self._start_failed += 1
-            if len(self._start_failures) < _START_FAILURES_SHOWN:
-                short = cause if error is None else short_cause(error)
-                self._start_failures.append(f"{request.url} ({short})")
-        log.warning(
-            "spider %s: giving up on %s %s after %d retries: %s",
-            self.name,
-            request.method,
-            request.url,
-            request.retries,
-            cause,
-        )
-        if request.errback is not None:
-            failure: HTTPError
-            if error is not None:
-                failure = error
-            else:
-                assert response is not None and response.request is not None
-                failure = HTTPStatusError(
-                    f"{cause} for {request.url}", request=response.request, response=response
-                )
-            await self.callbacks.invoke(request, request.errback, (request, failure))
-
     async def _item(self, item: Any) -> None:
         await self.pipelines.process(item, self.spider)
         if self._max_items and self.pipelines.items_scraped - self._items_before >= self._max_items:
             self.stop("max_items")
 
-    # -- robots.txt ------------------------------------------------------------------
+    # -- what a job checkpoints (jobs.CrawlState) -----------------------------------------
 
-    async def _robots_allow(self, request: Request) -> bool:
-        assert self.robots is not None
-        allowed: bool = await self.robots.allowed(request.url)
-        return allowed
+    @property
+    def finish_reason(self) -> str:
+        return self.stats.finish_reason or self.scheduler.stop_reason or "finished"
 
-    async def _fetch_robots(self, url: str) -> tuple[int, bytes]:
-        """Fetch one robots.txt over the shared pool (counted as a request, not a page).
+    async def open_pipelines(self) -> None:
+        await self.pipelines.open(self.spider)
 
-        Its body is read up to robots.txt's own limit, whatever max_response_size
-        says: a file too big for it still gives the rules at its top, which is
-        better than shutting the site out for a size that concerns pages.
-        """
-        client = self.session("default").client
-        self.stats.requests += 1
-        response = await client.send(
-            HTTPRequest("GET", URL(url), headers=client.headers, timeout=self._timeout),
-            stream=True,
-            follow_redirects=True,
-        )
-        try:
-            status = response.status_code
-            body = await _read_at_most(response, ROBOTS_MAX_SIZE + 1) if status < 300 else b""
-        finally:
-            await response.aclose()
-        return status, body
+    async def stage_pipelines(self) -> tuple[list[tuple[str, Any]], list[Callable[[], None]]]:
+        states, syncs = await self.pipelines.stage_checkpoint()
+        names = [type(p).__name__ for p in self.pipelines.pipelines]
+        return list(zip(names, states, strict=True)), syncs
 
+    def item_counters(self) -> tuple[int, Mapping[str, int]]:
+        return self.pipelines.items_scraped, self.pipelines.items_dropped
 
-async def _read_at_most(response: HTTPResponse, limit: int) -> bytes:
-    """The first ``limit`` bytes of a streamed body (or all of a shorter one); the rest
-    is never read (closing the response then drops its connection)."""
-    response.max_size = None  # the limit here replaces the client's
-    parts: list[bytes] = []
-    size = 0
-    # aiter_bytes is an async generator: closed here, not whenever it is collected.
-    body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
-    async with aclosing(body) as chunks:
-        async for chunk in chunks:
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
-    return b"".join(parts)[:limit]
+    def restore_item_counters(self, scraped: int, dropped: Mapping[str, int]) -> None:
+        self.pipelines.items_scraped = scraped
+        self.pipelines.items_dropped.update(dropped)
 
+    def retry_later(self, request: Request, delay: float) -> None:
+        self.scheduler.retry_later(request, delay)
 
-_START_FAILURES_SHOWN = 10
+    def throttles(self) -> dict[str, float]:
+        return self.politeness.throttles()
+
+    def restore_throttles(self, throttles: dict[str, float]) -> None:
+        self.politeness.restore_throttles(throttles)
+
+    def session_states(self) -> list[tuple[str, list[dict[str, Any]], bool]]:
+        return [
+            (name, session.cookies.to_list(), session.logged_in)
+            for name, session in self.sessions.items()
+        ]
+
+    def restore_session(self, name: str, cookies: Cookies | None, logged_in: bool) -> None:
+        session = self.session(name)
+        if cookies is not None:
+            session.cookies.update(cookies)
+        if logged_in:
+            # Its cookies hold the login: no need to log in again until a response
+            # comes back logged out.
+            session.mark_logged_in()

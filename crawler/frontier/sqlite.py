@@ -38,7 +38,7 @@ from typing import Any
 from ..request import Request
 from ._fingerprint import request_fingerprint
 
-__all__ = ["FORMAT_VERSION", "SqliteFrontier", "migrate"]
+__all__ = ["FORMAT_VERSION", "SqliteFrontier"]
 
 log = logging.getLogger("crawler.frontier")
 

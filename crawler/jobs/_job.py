@@ -51,9 +51,9 @@ from ..frontier.sqlite import (
 )
 from ..http import Cookies
 from ..pipelines import JsonArrayExporter
+from ._crawl_state import CrawlState
 
 if TYPE_CHECKING:
-    from ..engine._crawler import Crawler
     from ..pipelines._runner import Pipeline
     from ..request import Request
     from ..spider import Spider
@@ -193,6 +193,7 @@ class Job:
         self._host_done: Counter[str] = Counter()
         self._due = trio.Event()
         self._every_pages = 1000
+        self._every_seconds = 1.0
         self._busy = trio.Lock()
         self._closed_at = 0.0
         self._stopped = False
@@ -200,8 +201,17 @@ class Job:
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, template: str, spider: Spider, pipelines: Sequence[Pipeline]) -> Job:
-        """Create the job in ``template`` (``{spider}`` filled in) or check and resume it.
+    def open(
+        cls,
+        template: str,
+        spider: Spider,
+        pipelines: Sequence[Pipeline],
+        *,
+        every_pages: int = 1000,
+        every_seconds: float = 1.0,
+    ) -> Job:
+        """Create the job in ``template`` (``{spider}`` filled in) or check and resume it;
+        it checkpoints every ``every_pages`` pages or ``every_seconds``.
 
         Raises JobError, before anything in the directory is modified, for a
         directory of another spider, a corrupted or newer store, queued
@@ -213,16 +223,19 @@ class Job:
         _refuse_unresumable(pipelines)
         info = directory / JOB_FILE
         if info.exists():
-            return cls._resume(directory, spider, name, pipelines)
-        # A lock file alone is left by a run killed while it created the job.
-        if directory.exists() and any(
-            p.name not in (LOCK_FILE, JOB_FILE + ".tmp") for p in directory.iterdir()
-        ):
-            raise JobError(
-                f"job directory {directory} is not empty and holds no crawl job "
-                f"(no {JOB_FILE}): give --job a new or empty directory"
-            )
-        return cls._create(directory, name)
+            job = cls._resume(directory, spider, name, pipelines)
+        else:
+            # A lock file alone is left by a run killed while it created the job.
+            if directory.exists() and any(
+                p.name not in (LOCK_FILE, JOB_FILE + ".tmp") for p in directory.iterdir()
+            ):
+                raise JobError(
+                    f"job directory {directory} is not empty and holds no crawl job "
+                    f"(no {JOB_FILE}): give --job a new or empty directory"
+                )
+            job = cls._create(directory, name)
+        job._every_pages, job._every_seconds = every_pages, every_seconds
+        return job
 
     @classmethod
     def _create(cls, directory: Path, name: str) -> Job:
@@ -293,25 +306,24 @@ class Job:
 
     # -- running ---------------------------------------------------------------------
 
-    async def open_pipelines(self, crawler: Crawler) -> None:
+    async def open_pipelines(self, crawl: CrawlState) -> None:
         """Open the pipelines, each exporter cut back to the last checkpoint's position."""
         try:
-            await crawler.pipelines.open(crawler.spider)
+            await crawl.open_pipelines()
         except BaseException as exc:
-            crawler.frontier.close()
+            self.frontier.close()
             self.close()
             if isinstance(exc, ValueError):
                 raise JobError(f"job directory {self.directory}: cannot resume: {exc}") from exc
             raise
 
-    async def start(self, crawler: Crawler) -> None:
+    async def start(self, crawl: CrawlState) -> None:
         """Restore what the last checkpoint saved, then checkpoint the starting point."""
-        self._every_pages = crawler.settings.checkpoint_every_pages
         if self.resumed:
-            _restore(crawler, self.meta)
+            _restore(crawl, self.meta)
         for request, _host, wait in self.frontier.take_deferred():
-            crawler.scheduler.retry_later(request, wait)
-        await self.checkpoint(crawler)
+            crawl.retry_later(request, wait)
+        await self.checkpoint(crawl)
 
     def start_feed(self, enqueue: Callable[[Any], None]) -> Callable[[Any], None]:
         """Wrap the start feed's ``enqueue`` so that, when a job stopped while its start
@@ -339,9 +351,9 @@ class Job:
         if self.pages_since >= self._every_pages:
             self._due.set()
 
-    async def run_checkpoints(self, crawler: Crawler) -> None:
-        """Checkpoint every ``checkpoint_every_pages`` pages or ``_seconds``, until cancelled."""
-        every = crawler.settings.checkpoint_every_seconds
+    async def run_checkpoints(self, crawl: CrawlState) -> None:
+        """Checkpoint every ``every_pages`` pages or ``every_seconds``, until cancelled."""
+        every = self._every_seconds
         due_at = trio.current_time() + every
         while True:
             with trio.move_on_at(due_at):
@@ -350,27 +362,27 @@ class Job:
             # Timed from the start of this checkpoint, not the end of its commit: a
             # slow disk does not widen the work a crash loses by the commit's time.
             due_at = trio.current_time() + every
-            await self.checkpoint(crawler)
+            await self.checkpoint(crawl)
 
-    async def checkpoint(self, crawler: Crawler, *, finish_reason: str = "") -> None:
+    async def checkpoint(self, crawl: CrawlState, *, finish_reason: str = "") -> None:
         if self._stopped:
             return
         async with self._busy:
             self._closed_at = time.perf_counter()
             await self.gate.close()
             try:
-                if crawler.aborted:
+                if crawl.aborted:
                     return
                 with trio.CancelScope(shield=True):
-                    await self._commit(crawler, finish_reason)
+                    await self._commit(crawl, finish_reason)
             finally:
                 self.gate.open()
 
-    async def _commit(self, crawler: Crawler, finish_reason: str) -> None:
-        states, syncs = await crawler.pipelines.stage_checkpoint()
+    async def _commit(self, crawl: CrawlState, finish_reason: str) -> None:
+        states, syncs = await crawl.stage_pipelines()
         now = time.time()
         self.checkpoints += 1
-        meta = _snapshot(crawler, states, self.unsettled)
+        meta = _snapshot(crawl, states, self.unsettled)
         meta.update(
             format=str(FORMAT_VERSION),
             spider=self.spider_name,
@@ -401,11 +413,10 @@ class Job:
             (time.perf_counter() - self._closed_at) * 1000,
         )
 
-    async def finish(self, crawler: Crawler, clean: bool) -> None:
+    async def finish(self, crawl: CrawlState, clean: bool) -> None:
         """The last checkpoint of a crawl that stopped cleanly; after it nothing is redone."""
-        if clean and not crawler.aborted:
-            reason = crawler.stats.finish_reason or crawler.scheduler.stop_reason or "finished"
-            await self.checkpoint(crawler, finish_reason=reason)
+        if clean and not crawl.aborted:
+            await self.checkpoint(crawl, finish_reason=crawl.finish_reason)
         else:
             log.warning(
                 "spider %s: the crawl was cancelled: the job resumes from its last checkpoint (%s)",
@@ -434,8 +445,10 @@ def _make_durable(syncs: Sequence[Callable[[], None]], frontier: SqliteFrontier)
     frontier.commit()
 
 
-def _snapshot(crawler: Crawler, states: list[Any], unsettled: Unsettled) -> dict[str, str]:
-    stats = crawler.refresh_stats()
+def _snapshot(
+    crawl: CrawlState, states: list[tuple[str, Any]], unsettled: Unsettled
+) -> dict[str, str]:
+    stats = crawl.refresh_stats()
     counters: dict[str, Any] = {name: getattr(stats, name) for name in _STAT_COUNTERS}
     # As of the pages this checkpoint commits: those still leased are fetched again
     # after a crash and counted then.
@@ -444,48 +457,35 @@ def _snapshot(crawler: Crawler, states: list[Any], unsettled: Unsettled) -> dict
     counters["status"] = {str(k): v for k, v in stats.status.items()}
     counters["errors"] = dict(stats.errors)
     counters["dropped"] = dict(stats.dropped)
-    counters["items"] = crawler.pipelines.items_scraped
-    counters["items_dropped"] = dict(crawler.pipelines.items_dropped)
-    counters["queued"] = crawler.scheduler.queued
-    pipelines = [
-        {"pipeline": type(p).__name__, "state": state}
-        for p, state in zip(crawler.pipelines.pipelines, states, strict=True)
-    ]
+    scraped, dropped = crawl.item_counters()
+    counters["items"] = scraped
+    counters["items_dropped"] = dict(dropped)
+    counters["queued"] = stats.queued
+    pipelines = [{"pipeline": name, "state": state} for name, state in states]
     return {
         "stats": json.dumps(counters),
         # A pipeline of one's own may return any state: what JSON cannot hold is kept as text.
         "pipelines": json.dumps(pipelines, default=repr),
-        "cookies": json.dumps(
-            [
-                [name, session.cookies.to_list(), session.logged_in]
-                for name, session in crawler.sessions.items()
-            ]
-        ),
-        "throttles": json.dumps(crawler.politeness.throttles()),
+        "cookies": json.dumps([list(state) for state in crawl.session_states()]),
+        "throttles": json.dumps(crawl.throttles()),
     }
 
 
-def _restore(crawler: Crawler, meta: Mapping[str, str]) -> None:
+def _restore(crawl: CrawlState, meta: Mapping[str, str]) -> None:
     counters = json.loads(meta.get("stats", "{}"))
-    stats = crawler.stats
+    stats = crawl.stats
     for name in _STAT_COUNTERS:
         setattr(stats, name, int(counters.get(name, 0)))
     stats.status.update({int(k): v for k, v in counters.get("status", {}).items()})
     stats.errors.update(counters.get("errors", {}))
     stats.dropped.update(counters.get("dropped", {}))
-    crawler.pipelines.items_scraped = int(counters.get("items", 0))
-    crawler.pipelines.items_dropped.update(counters.get("items_dropped", {}))
-    crawler.politeness.restore_throttles(json.loads(meta.get("throttles", "{}")))
+    crawl.restore_item_counters(int(counters.get("items", 0)), counters.get("items_dropped", {}))
+    crawl.restore_throttles(json.loads(meta.get("throttles", "{}")))
     for name, cookies, logged_in in json.loads(meta.get("cookies", "[]")):
-        session = crawler.session(name)
-        if cookies:
-            # Saved by an older build, a cookie may break today's rules: one
-            # refused cookie is logged, and does not stop the resume.
-            session.cookies.update(Cookies.from_list(cookies, skip_refused=True))
-        if logged_in:
-            # Its cookies hold the login: no need to log in again until a response
-            # comes back logged out.
-            session.mark_logged_in()
+        # Saved by an older build, a cookie may break today's rules: one
+        # refused cookie is logged, and does not stop the resume.
+        jar = Cookies.from_list(cookies, skip_refused=True) if cookies else None
+        crawl.restore_session(name, jar, bool(logged_in))
 
 
 # -- checks done before anything is modified ---------------------------------------------

@@ -1,0 +1,184 @@
+"""The fetch step: from a crawl Request to what the site answered, or why nothing was sent.
+
+It checks robots.txt, waits for its session's login, sends the request and
+re-sends it after a re-login; it decides nothing about the answer. The
+outcome says which of four things happened, so that the policy that acts on
+it (``_policy``) is a plain switch and neither step reaches into the other:
+
+* an ``HTTPResponse``: fetched (the common case is the response itself, so a
+  page costs no wrapper object);
+* ``Failed(error)``: the exchange failed (network, timeout, decoding...);
+* ``Skipped.DISALLOWED``: robots.txt forbids the URL, nothing was sent;
+* ``Skipped.NOT_LOGGED_IN``: its session could not log in, nothing usable came
+  back; the request stays queued for the next run.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from ..http import URL, HTTPError, Timeout
+from ..http import Request as HTTPRequest
+from ..http import Response as HTTPResponse
+from ..request import Request
+from ..sessions._logins import SESSION_GENERATION, Logins
+from ..sessions._session import Session
+from ._politeness import RobotsCache
+from ._robots import ROBOTS_MAX_SIZE
+from ._stats import Stats
+
+if TYPE_CHECKING:
+    from ..jobs._job import Unsettled
+
+__all__ = ["Failed", "Fetcher", "Outcome", "Skipped"]
+
+log = logging.getLogger("crawler.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The exchange failed: ``error`` is the transport or decoding error."""
+
+    error: HTTPError
+
+
+class Skipped(enum.Enum):
+    """Nothing was sent, and why."""
+
+    DISALLOWED = "disallowed by robots.txt"
+    NOT_LOGGED_IN = "its session is not logged in"
+
+
+Outcome = HTTPResponse | Failed | Skipped
+
+
+class Fetcher:
+    """Sends a spider's requests through its sessions; ``await fetch(request)`` -> Outcome."""
+
+    def __init__(
+        self,
+        spider_name: str,
+        *,
+        sessions: dict[str, Session],
+        session: Callable[[str | None], Session],
+        logins: Logins,
+        unseen: Callable[[list[str]], list[str]],
+        stats: Stats,
+        timeout: Timeout,
+        unsettled: Unsettled | None = None,
+    ) -> None:
+        self.name = spider_name
+        self._sessions = sessions
+        self._session = session
+        self._logins = logins
+        self._unseen = unseen
+        self._stats = stats
+        self._timeout = timeout
+        self._unsettled = unsettled
+        #: Set once the robots cache (which fetches through ``fetch_robots``) is made.
+        self.robots: RobotsCache | None = None
+
+    async def fetch(self, request: Request) -> Outcome:
+        try:
+            robots = self.robots
+            if robots is not None and not await robots.allowed(request.url):
+                return Skipped.DISALLOWED
+            session = self._sessions.get(request.session or "default") or self._session(
+                request.session
+            )
+            if not session.login_required:
+                return await self._send(request, session)
+            return await self._send_logged_in(request, session)
+        except HTTPError as exc:
+            return Failed(exc)
+
+    async def _send_logged_in(self, request: Request, session: Session) -> Outcome:
+        """Wait for the session's login, and send again after a re-login."""
+        logins = self._logins
+        while not session.blocked or await logins.ready(session):
+            response = await self._send(request, session)
+            if not logins.logged_out(request, response, self._unseen):
+                session.relogins = 0
+                return response
+            if not await logins.recover(session, response):
+                break
+        self._stats.dropped["logged_out"] += 1
+        log.warning(
+            "spider %s: dropped %s %s: session %r is not logged in",
+            self.name,
+            request.method,
+            request.url,
+            session.name,
+        )
+        return Skipped.NOT_LOGGED_IN
+
+    async def _send(self, request: Request, session: Session) -> HTTPResponse:
+        headers = session.client.headers
+        if request.headers is not None:
+            headers = headers.copy()
+            headers.update_from(request.headers)
+        http_request = HTTPRequest(
+            request.method,
+            URL(request.url),
+            headers=headers,
+            content=request.body or None,
+            timeout=self._timeout,
+            extensions={SESSION_GENERATION: session.generation},
+        )
+        stats = self._stats
+        stats.requests += 1
+        unsettled = self._unsettled
+        if unsettled is not None:
+            unsettled.sent(request)
+        if request.cross_origin_redirect:
+            # No session auth on the other side of a redirect to another origin.
+            response = await session.client.send(http_request, auth=None)
+        else:
+            response = await session.client.send(http_request)
+        stats.bytes += len(response.content)
+        if unsettled is not None:
+            unsettled.received(request, len(response.content))
+        return response
+
+    async def fetch_robots(self, url: str) -> tuple[int, bytes]:
+        """Fetch one robots.txt over the shared pool (counted as a request, not a page).
+
+        Its body is read up to robots.txt's own limit, whatever max_response_size
+        says: a file too big for it still gives the rules at its top, which is
+        better than shutting the site out for a size that concerns pages.
+        """
+        client = self._session("default").client
+        self._stats.requests += 1
+        response = await client.send(
+            HTTPRequest("GET", URL(url), headers=client.headers, timeout=self._timeout),
+            stream=True,
+            follow_redirects=True,
+        )
+        try:
+            status = response.status_code
+            body = await _read_at_most(response, ROBOTS_MAX_SIZE + 1) if status < 300 else b""
+        finally:
+            await response.aclose()
+        return status, body
+
+
+async def _read_at_most(response: HTTPResponse, limit: int) -> bytes:
+    """The first ``limit`` bytes of a streamed body (or all of a shorter one); the rest
+    is never read (closing the response then drops its connection)."""
+    response.max_size = None  # the limit here replaces the client's
+    parts: list[bytes] = []
+    size = 0
+    # aiter_bytes is an async generator: closed here, not whenever it is collected.
+    body = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    async with aclosing(body) as chunks:
+        async for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    return b"".join(parts)[:limit]
