@@ -38,8 +38,6 @@ class Spider:
 
     settings: Settings
     logger: logging.Logger
-    #: Base URL of the bundled demo site, set when ``serve_demo_site`` is on.
-    demo_url: str = ""
     #: The login page: by default a response redirected to it (or served from it)
     #: means the session was logged out. A path (``"/login"``) is resolved against
     #: each response's URL, so a spider whose site comes from settings needs no

@@ -1,7 +1,9 @@
 """The example spider: quotes and their authors.
 
-With no settings it crawls the demo site that ships with the engine, started
-on a free loopback port, so ``crawl myspider`` works with no network. The
+With no settings it crawls the demo site that ships with the crawler: the
+``crawl`` command starts it on a free loopback port (``serve_demo_site``) and
+hands its URL over as the ``site_url`` option, so ``crawl myspider`` works
+with no network. The
 selectors follow the markup of quotes.toscrape.com, which the demo site
 mirrors; ``-s site_url=...`` points the spider at another copy of the site.
 
@@ -34,15 +36,13 @@ class MySpider(Spider):
     }
     options = {"site_url": "", "username": "demo", "password": "demo"}
 
-    # Set by the engine when it serves the demo site for this spider.
-    demo_url: str = ""
-
     def _base(self) -> str:
-        base: str = self.settings["site_url"] or self.demo_url
+        base: str = self.settings["site_url"]
         if not base:
             raise ValueError(
-                "myspider: no site to crawl; set site_url (-s site_url=https://...) "
-                "or keep serve_demo_site = true so the engine starts the demo site"
+                "myspider: no site to crawl; set site_url (-s site_url=https://...), "
+                "or keep serve_demo_site = true and run it with the crawl command, "
+                "which starts the demo site"
             )
         return base.rstrip("/")
 

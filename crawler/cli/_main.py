@@ -190,10 +190,15 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
     from .. import engine  # heavy: only when crawling
     from ..jobs._job import JobError
     from ..pipelines._runner import PipelineConfigError
+    from ._demo import start_demo_site
 
     try:
         status = engine.run_crawl(
-            list(resolved), resolved.__getitem__, feeds=feeds, stats_json=args.stats_json
+            list(resolved),
+            resolved.__getitem__,
+            feeds=feeds,
+            stats_json=args.stats_json,
+            prepare=start_demo_site,
         )
     except (PipelineConfigError, SettingsError, JobError, BaseExceptionGroup) as exc:
         cause = _config_error(exc, (PipelineConfigError, SettingsError, JobError))

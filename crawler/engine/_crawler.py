@@ -280,11 +280,6 @@ class Crawler:
             async with trio.open_nursery() as services:
                 if job is not None:
                     services.start_soon(job.run_checkpoints, self)
-                if settings.serve_demo_site:
-                    from ..demo import serve_demo_site
-
-                    url = await services.start(serve_demo_site)
-                    self.spider.demo_url = url
                 with self._workers_scope:
                     async with trio.open_nursery() as workers:
                         if settings.max_seconds:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 __all__ = ["Crawler", "Engine", "SharedTransport", "crawl", "run_crawl"]
 
 log = logging.getLogger("crawler.engine")
+
+#: ``prepare(nursery, [(spider class, settings), ...])``: run in the crawl's trio loop
+#: before the spiders start; it may start services in ``nursery`` (cancelled when the
+#: crawl ends) and returns the settings to crawl with, one per spider.
+Prepare = Callable[
+    [trio.Nursery, Sequence[tuple[type["Spider"], "Settings"]]], Awaitable[list["Settings"]]
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -162,8 +169,24 @@ async def _main(
     settings_for: Callable[[type[Spider]], Settings],
     feeds: Sequence[Path],
     stats_json: Path | None,
+    prepare: Prepare | None,
 ) -> int:
     settings = [settings_for(cls) for cls in spider_classes]
+    if prepare is None:
+        return await _crawl_all(spider_classes, settings, feeds, stats_json)
+    async with trio.open_nursery() as services:
+        settings = await prepare(services, list(zip(spider_classes, settings, strict=True)))
+        status = await _crawl_all(spider_classes, settings, feeds, stats_json)
+        services.cancel_scope.cancel()
+    return status
+
+
+async def _crawl_all(
+    spider_classes: Sequence[type[Spider]],
+    settings: Sequence[Settings],
+    feeds: Sequence[Path],
+    stats_json: Path | None,
+) -> int:
     many = len(spider_classes) > 1
     async with Engine(settings[0]) as engine:
         crawlers = [
@@ -199,15 +222,19 @@ def run_crawl(
     *,
     feeds: list[Path],
     stats_json: Path | None,
+    prepare: Prepare | None = None,
 ) -> int:
     """Crawl with every spider in ``spider_classes`` (concurrently, one pool); the exit status.
+
+    ``prepare`` starts what the crawl needs around it (the ``crawl`` command
+    starts the demo site this way) and may adjust each spider's settings.
 
     0: every crawl ended normally (exhausted, or a max_* limit reached);
     130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, or none
     of its start requests could be crawled).
     """
     try:
-        return trio.run(_main, spider_classes, settings_for, feeds, stats_json)
+        return trio.run(_main, spider_classes, settings_for, feeds, stats_json, prepare)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -258,7 +258,10 @@ class Settings:
         minimum=0.1,
     )
     serve_demo_site: bool = setting(
-        False, "Start the bundled demo site on a free loopback port before crawling."
+        False,
+        "With the crawl command: start the bundled demo site on a free loopback port "
+        "before crawling, and give its URL to the spider's site_url option if it declares "
+        "one left empty (see docs/demo-site.md).",
     )
 
     # Tables and spider options: not engine settings of their own.

@@ -208,6 +208,7 @@ class FakeEngine:
         *,
         feeds: list[Path],
         stats_json: Path | None,
+        prepare: Any = None,
     ) -> int:
         self.calls.append(
             {
@@ -215,6 +216,7 @@ class FakeEngine:
                 "settings": {cls.name: settings_for(cls) for cls in spider_classes},
                 "feeds": feeds,
                 "stats_json": stats_json,
+                "prepare": prepare,
             }
         )
         return self.status
@@ -254,6 +256,9 @@ def test_crawl_passes_spiders_settings_and_feeds(
     assert call["spiders"] == ["books", "quotes"]
     assert call["feeds"] == [Path("out/{spider}.jsonl"), Path("items-{spider}.CSV")]
     assert call["stats_json"] == Path("stats.json")
+    from crawler.cli._demo import start_demo_site
+
+    assert call["prepare"] is start_demo_site  # the command serves the demo site if asked
     books, quotes = call["settings"]["books"], call["settings"]["quotes"]
     assert (books["site_url"], books.retry_times, books.max_pages) == ("http://127.0.0.1:1/", 7, 5)
     assert (quotes.concurrency, quotes.retry_times, quotes.max_pages) == (3, 2, 5)

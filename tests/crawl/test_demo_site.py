@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import h11
@@ -15,9 +15,10 @@ import pytest
 import trio
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from crawler import Request, Spider
+from crawler import Request, Settings, Spider
 from crawler.demo import DEMO_PASSWORD, DEMO_USERNAME, DemoApp, demo_app, serve_demo_site
 from crawler.demo._content import AUTHORS, FAVOURITE_IDS, QUOTES, QUOTES_BY_TAG
+from crawler.http import Client
 from tests.servers import serve_asgi
 
 
@@ -405,8 +406,7 @@ async def test_myspider_scrapes_quotes_authors_and_follows_next(site: str) -> No
     from spiders.myspider import MySpider
 
     spider = MySpider()
-    spider.settings = Settings(options={"site_url": ""})
-    spider.demo_url = site
+    spider.settings = Settings(options={"site_url": site})
     [start] = list(spider.start_requests())
     assert start.url == site + "/"
     assert start.callback == "parse"
@@ -447,11 +447,15 @@ async def test_crawl_myspider_on_the_demo_site(tmp_path: Path) -> None:
     from crawler import Settings, crawl
     from spiders.myspider import MySpider
 
-    options = {"site_url": "", "username": DEMO_USERNAME, "password": DEMO_PASSWORD}
-    settings = Settings(serve_demo_site=True, options=options, project_dir=tmp_path)
     feed = tmp_path / "items.jsonl"
-    with trio.fail_after(30):
-        stats = await crawl(MySpider, settings, feeds=[feed])
+    # As docs/demo-site.md shows: from Python, the caller serves the site.
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve_demo_site)
+        options = {"site_url": url, "username": DEMO_USERNAME, "password": DEMO_PASSWORD}
+        settings = Settings(options=options, project_dir=tmp_path)
+        with trio.fail_after(30):
+            stats = await crawl(MySpider, settings, feeds=[feed])
+        nursery.cancel_scope.cancel()
     items = [json.loads(line) for line in feed.read_text("utf-8").splitlines()]
     quotes = [item for item in items if item["type"] == "quote"]
     authors = [item for item in items if item["type"] == "author"]
@@ -507,3 +511,71 @@ async def test_follow_all_crawl_obeys_robots_and_retries_flaky(tmp_path: Path) -
     assert stats.retries == 1
     assert "/missing/" in paths
     assert {"/author/Zoe-Haldane", "/tag/humor/page/3/", "/page/10/"} <= set(paths)
+
+
+# -- who starts the site -----------------------------------------------------------------
+
+
+class _Declares(Spider):
+    name = "declares"
+    options: ClassVar[dict[str, Any]] = {"site_url": ""}
+
+
+class _Silent(Spider):
+    name = "silent"
+
+
+async def test_the_crawl_command_hands_the_site_url_to_spiders_that_declare_it() -> None:
+    from crawler.cli._demo import start_demo_site
+
+    asked = Settings(serve_demo_site=True, options={"site_url": ""})
+    elsewhere = Settings(serve_demo_site=True, options={"site_url": "http://other.test"})
+    not_asked = Settings(options={"site_url": ""})
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            given = await start_demo_site(
+                nursery,
+                [
+                    (_Declares, asked),
+                    (_Declares, elsewhere),
+                    (_Declares, not_asked),
+                    (_Silent, Settings(serve_demo_site=True)),
+                ],
+            )
+            url = given[0]["site_url"]
+            assert url.startswith("http://127.0.0.1:")
+            # The site is up at that URL while the nursery runs.
+            async with Client() as client:
+                home = await client.get(url + "/")
+            assert home.status_code == 200 and "quote" in home.text
+        nursery.cancel_scope.cancel()
+    assert given[1:] == [elsewhere, not_asked, Settings(serve_demo_site=True)]
+
+
+async def test_nothing_is_started_when_no_spider_asks() -> None:
+    from crawler.cli._demo import start_demo_site
+
+    settings = Settings(options={"site_url": ""})
+    async with trio.open_nursery() as nursery:
+        assert await start_demo_site(nursery, [(_Declares, settings)]) == [settings]
+        assert not nursery.child_tasks
+
+
+async def test_the_engine_itself_never_starts_the_site(tmp_path: Path) -> None:
+    """serve_demo_site concerns the crawl command: a crawl from Python gets no site,
+    and the spider keeps the site_url it was given (here none: the crawl has nothing)."""
+    from crawler import crawl
+
+    class Probe(Spider):
+        name = "probe"
+        options: ClassVar[dict[str, Any]] = {"site_url": ""}
+        seen: ClassVar[list[str]] = []
+
+        def start_requests(self) -> Iterator[Request]:
+            Probe.seen.append(self.settings["site_url"])
+            return iter(())
+
+    assert not hasattr(Spider, "demo_url")
+    with trio.fail_after(10):
+        await crawl(Probe, Settings(serve_demo_site=True, options={"site_url": ""}))
+    assert Probe.seen == [""]

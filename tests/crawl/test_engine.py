@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import trio
@@ -392,8 +392,10 @@ async def test_max_seconds_also_ends_endless_start_requests() -> None:
 
 
 class _Quotes(Spider):
+    options: ClassVar[dict[str, Any]] = {"site_url": ""}
+
     def start_requests(self) -> Iterator[Request]:
-        yield Request(self.demo_url + "/", callback=self.parse)
+        yield Request(self.settings["site_url"] + "/", callback=self.parse)
 
     def parse(self, response: Response) -> Iterator[Any]:
         for quote in response.css("div.quote"):
@@ -412,10 +414,17 @@ class QuotesB(_Quotes):
 
 
 def test_run_crawl_runs_spiders_side_by_side(tmp_path: Path) -> None:
+    from crawler.cli._demo import start_demo_site
     from crawler.engine._engine import run_crawl
 
     def settings_for(cls: type[Spider]) -> Settings:
-        return Settings(serve_demo_site=True, obey_robots=False, max_pages=2, concurrency=2)
+        return Settings(
+            serve_demo_site=True,
+            obey_robots=False,
+            max_pages=2,
+            concurrency=2,
+            options={"site_url": ""},
+        )
 
     stats_path = tmp_path / "stats.json"
     status = run_crawl(
@@ -423,6 +432,7 @@ def test_run_crawl_runs_spiders_side_by_side(tmp_path: Path) -> None:
         settings_for,
         feeds=[tmp_path / "items-{spider}.jsonl"],
         stats_json=stats_path,
+        prepare=start_demo_site,
     )
     assert status == 0
     for name in ("qa", "qb"):

@@ -24,6 +24,7 @@ import trio
 
 from crawler import Engine, LoginFailed, Request, Response, Session, Settings, Spider, run_crawl
 from crawler._redact import REDACTED, is_secret_key, redact_url
+from crawler.cli._demo import start_demo_site
 from crawler.demo import DemoApp
 from crawler.demo._content import FAVOURITE_IDS
 from crawler.engine._engine import Crawler
@@ -656,7 +657,9 @@ def test_run_crawl_with_a_wrong_password_exits_non_zero(
     )
     feed = tmp_path / "items.jsonl"
     stats = tmp_path / "stats.json"
-    status = run_crawl([MySpider], lambda cls: s, feeds=[feed], stats_json=stats)
+    status = run_crawl(
+        [MySpider], lambda cls: s, feeds=[feed], stats_json=stats, prepare=start_demo_site
+    )
     assert status == 1
     assert feed.read_text("utf-8") == ""
     assert json.loads(stats.read_text("utf-8"))["finish_reason"] == "login_failed"

@@ -1,0 +1,50 @@
+"""The ``crawl`` command's side of the bundled demo site.
+
+The demo site is there so that a first ``crawl myspider`` works offline; it
+is no part of crawling. So the engine knows nothing of it: the command starts
+it, inside the crawl's trio loop, when a spider's settings say
+``serve_demo_site = true``, and hands its base URL to each such spider through
+the ``site_url`` option (if the spider declares that option and it was left
+empty). Python code that wants the site starts ``crawler.demo.serve_demo_site``
+itself (docs/demo-site.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+import trio
+
+from ..settings import Settings
+from ..spider import Spider
+
+__all__ = ["SITE_URL_OPTION", "start_demo_site"]
+
+log = logging.getLogger("crawler.cli")
+
+#: The spider option that receives the demo site's base URL.
+SITE_URL_OPTION = "site_url"
+
+
+async def start_demo_site(
+    nursery: trio.Nursery, spiders: Sequence[tuple[type[Spider], Settings]]
+) -> list[Settings]:
+    """Start the demo site in ``nursery`` if a spider asks for it; each spider's settings,
+    with the site's URL as ``site_url`` for those that asked and declare an empty one."""
+    if not any(settings.serve_demo_site for _, settings in spiders):
+        return [settings for _, settings in spiders]
+    from ..demo import serve_demo_site
+
+    url: str = await nursery.start(serve_demo_site)
+    log.debug("demo site served at %s", url)
+    return [_with_site_url(cls, settings, url) for cls, settings in spiders]
+
+
+def _with_site_url(spider: type[Spider], settings: Settings, url: str) -> Settings:
+    if not settings.serve_demo_site or SITE_URL_OPTION not in spider.options:
+        return settings
+    if settings.options.get(SITE_URL_OPTION):
+        return settings  # pointed at another copy of the site (-s site_url=...)
+    return dataclasses.replace(settings, options={**settings.options, SITE_URL_OPTION: url})
