@@ -101,6 +101,8 @@ class Scheduler:
         self._host_cap = host_cap
         self.stats = stats
         self._moved_meta = MovedMetaWarnings(stats.spider)
+        # The same set, emptied as keys are reported: after that a request costs one test.
+        self._unwarned_meta = self._moved_meta.unwarned
         self.depth_limit = depth_limit
         self.max_pages = max_pages
         # 0 (no limit) becomes a length no URL reaches: one comparison per request either way.
@@ -146,7 +148,8 @@ class Scheduler:
             # URL costs one len() here and nothing more.
             return self._drop_long(request)
         meta = request.meta
-        if meta and self._moved_meta.unwarned and not self._moved_meta.unwarned.isdisjoint(meta):
+        unwarned = self._unwarned_meta
+        if meta and unwarned and not unwarned.isdisjoint(meta):
             self._moved_meta.report(meta, request.url)
         if not request.dont_filter:
             if self.depth_limit and request.depth > self.depth_limit:

@@ -107,7 +107,8 @@ def encode_request(request: Request) -> str:
                 request.retries,
                 request.redirects,
                 _flags(request),
-                accepted if isinstance(accepted, str) else sorted(accepted),
+                # An empty tuple is a constant: the common case builds no list.
+                (accepted if isinstance(accepted, str) else sorted(accepted)) if accepted else (),
             ]
         )
     except (TypeError, ValueError) as exc:
