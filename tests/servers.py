@@ -5,6 +5,9 @@
   that counts connections as the server sees them (open now, peak, total), so
   tests can prove what the pool did instead of trusting the client's word.
 * ``serve_tcp``: a raw socket handler, for servers that misbehave on purpose.
+* ``trickling_server``: a handler for ``serve_tcp`` that sends its answer slowly.
+* ``recorder``: a server that keeps every byte it received, for tests of what
+  went on the wire.
 """
 
 from __future__ import annotations
@@ -209,3 +212,89 @@ async def serve_h11(
     async with serve_tcp(server.handle, host) as port:
         server.port = port
         yield server
+
+
+# -- raw handlers and recorders for serve_tcp --------------------------------------
+
+_SHORT_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+HUGE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"
+
+
+async def read_head(stream: trio.SocketStream) -> tuple[bytes, bytes]:
+    """One request head, and whatever of the body came with it."""
+    data = b""
+    for _ in range(10_000):
+        if b"\r\n\r\n" in data:
+            head, _, rest = data.partition(b"\r\n\r\n")
+            return head.lower(), rest
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.lower(), b""
+
+
+def trickling_server(head: bytes, *, drip_head: bool = False) -> TCPHandler:
+    """Sends ``head`` (a byte at a time if ``drip_head``), then a body byte every 50 ms."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            await read_head(stream)
+            try:
+                if not drip_head:
+                    await stream.send_all(head)
+                for i in range(2000):
+                    if drip_head and i < len(head):
+                        await stream.send_all(head[i : i + 1])
+                    else:
+                        await stream.send_all(b"x")
+                    await trio.sleep(0.05)
+            except trio.BrokenResourceError:
+                pass  # the client gave up, as it should
+
+    return handler
+
+
+@dataclass
+class Recorder:
+    """An HTTP/1.1 server that keeps every byte it received, on every connection,
+    and answers each request head with a short 200."""
+
+    received: bytearray = field(default_factory=bytearray)
+    connections: int = 0
+    open: int = 0
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        self.open += 1
+        pending = b""
+        try:
+            async with stream:
+                for _ in range(10_000):
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    self.received += chunk
+                    pending += chunk
+                    while b"\r\n\r\n" in pending:
+                        _, pending = pending.split(b"\r\n\r\n", 1)
+                        await stream.send_all(_SHORT_OK)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.open -= 1
+            self.changed.set()
+            self.changed = trio.Event()
+
+    async def quiet(self) -> None:
+        """Wait until every connection has ended, so ``received`` is complete."""
+        while self.open:
+            await self.changed.wait()
+
+
+@asynccontextmanager
+async def recorder() -> AsyncIterator[tuple[str, Recorder]]:
+    server = Recorder()
+    async with serve_tcp(server.handle) as port:
+        yield f"http://127.0.0.1:{port}", server

@@ -114,6 +114,21 @@ def test_every_exported_name_exists_and_says_why_it_is_there(door: str) -> None:
     assert undocumented == [], f"{door}: public names without a docstring: {undocumented}"
 
 
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in helper modules (tests/servers.py, tests/*/helpers.py,
+    conftest.py): a test module imported by another runs its module code twice over
+    and cannot be moved or split without breaking its importers."""
+    offenders = sorted(
+        {
+            f"{path.relative_to(ROOT)}:{line} imports from {module}"
+            for path in _python_files("tests")
+            for line, module in _imports(path)
+            if module.split(".")[0] == "tests" and module.split(".")[-1].startswith("test_")
+        }
+    )
+    assert offenders == [], "move what they share into a helper module:\n" + "\n".join(offenders)
+
+
 def _public_definitions() -> Iterator[tuple[str, str, object]]:
     """(module, name, object) of every class and function that a public module (no
     ``_`` in its dotted name) defines and lists in ``__all__``. A private module's

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import crawler.engine
 from crawler.cli import main
 from crawler.settings import Settings
 from crawler.spider import Spider
+from tests.crawl.helpers import make_project
 
 BOOKS = """\
 from crawler import Spider
@@ -34,17 +34,6 @@ class Quotes(Spider):
     name = "quotes"
     custom_settings = {"concurrency": 3}
 """
-
-
-def make_project(root: Path, settings: str = "", **files: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "settings.toml").write_text(textwrap.dedent(settings), encoding="utf-8")
-    spiders = root / "spiders"
-    spiders.mkdir()
-    (spiders / "__init__.py").write_text("", encoding="utf-8")
-    for name, text in files.items():
-        (spiders / f"{name}.py").write_text(text, encoding="utf-8")
-    return root
 
 
 def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -27,6 +27,7 @@ import trio
 import trustme
 
 from crawler.demo._content import AUTHORS, PAGE_SIZE, QUOTES
+from tests.crawl import helpers
 from tests.servers import H11Server, Reply, Seen, serve_h11
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,12 +71,8 @@ retry_backoff_max = 0.05
 
 
 def make_project(root: Path, settings: str = "") -> Path:
-    (root / "settings.toml").write_text(FAST + textwrap.dedent(settings), encoding="utf-8")
-    spiders = root / "spiders"
-    spiders.mkdir()
-    (spiders / "__init__.py").write_text("", encoding="utf-8")
-    (spiders / "site.py").write_text(SITE_SPIDER, encoding="utf-8")
-    return root
+    """A project whose one spider is ``site``, with FAST settings before ``settings``."""
+    return helpers.make_project(root, FAST + textwrap.dedent(settings), site=SITE_SPIDER)
 
 
 def start_option(*urls: str) -> str:

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 from crawler import Request, Response, Settings, Spider
 from crawler.http import Timeout
-from tests.crawl.test_engine import run, settings
-from tests.http.test_uploads import HUGE_HEAD, trickling_server
-from tests.servers import serve_tcp
+from tests.crawl.helpers import run, settings
+from tests.servers import HUGE_HEAD, serve_tcp, trickling_server
 
 
 async def test_trickling_server_fails_the_request_after_retries() -> None:

@@ -14,9 +14,9 @@ import trio
 import trio.testing
 
 from crawler import Request, Response, Settings, Spider
-from crawler.engine._engine import Crawler, Engine
 from crawler.engine._stats import Stats, run_progress, write_stats_json
 from crawler.http import HTTPStatusError
+from tests.crawl.helpers import run, run_crawler, settings
 from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
 # -- the test site -------------------------------------------------------------------
@@ -98,24 +98,6 @@ def _html(title: str, links: list[str]) -> str:
     return f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{anchors}</body></html>"
 
 
-class Collector:
-    """A pipeline that keeps every item."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-        self.opened = self.closed = False
-
-    def open(self, spider: Spider) -> None:
-        self.opened = True
-
-    def process_item(self, item: dict[str, Any], spider: Spider) -> dict[str, Any]:
-        self.items.append(item)
-        return item
-
-    def close(self, spider: Spider) -> None:
-        self.closed = True
-
-
 class ShopSpider(Spider):
     name = "shop"
     allowed_domains = ["127.0.0.1"]
@@ -128,35 +110,6 @@ class ShopSpider(Spider):
             raise RuntimeError("the callback broke on purpose")
         yield {"url": str(response.url), "title": response.css_first("title").text()}
         yield from response.follow_all(callback=self.parse)
-
-
-def settings(base: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "concurrency": 4,
-        "retry_backoff": 0.01,
-        "retry_backoff_max": 0.05,
-        "download_delay_jitter": 0.0,
-        "options": {"base": base},
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-async def run(spider: type[Spider], s: Settings) -> tuple[Any, list[dict[str, Any]]]:
-    stats, items, _ = await run_crawler(spider, s)
-    return stats, items
-
-
-async def run_crawler(
-    spider: type[Spider], s: Settings
-) -> tuple[Any, list[dict[str, Any]], Crawler]:
-    collector = Collector()
-    async with Engine(s) as engine:
-        crawler = engine.crawler(spider, s, pipelines=[collector])
-        with trio.fail_after(30):
-            stats = await crawler.run()
-    assert collector.opened and collector.closed
-    return stats, collector.items, crawler
 
 
 # -- tests ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import trio
 from crawler import DecodingError, Request, Response, Spider
 from crawler.engine._engine import Engine
 from crawler.sessions._session import Session
-from tests.crawl.test_engine import run, settings
+from tests.crawl.helpers import run, settings
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
 
 HTML = [("Content-Type", "text/html")]

@@ -12,7 +12,7 @@ import pytest
 
 from crawler import Request, Response, Spider
 from crawler.engine._robots import ROBOTS_MAX_SIZE
-from tests.crawl.test_engine import run, settings
+from tests.crawl.helpers import run, settings
 from tests.servers import H11Server, Reply, Seen, serve_h11
 
 HTML = [("Content-Type", "text/html")]

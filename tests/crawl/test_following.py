@@ -15,7 +15,7 @@ from crawler.engine._referer import (
     referrer_policy,
     referrer_source,
 )
-from tests.crawl.test_engine import run, settings
+from tests.crawl.helpers import run, settings
 from tests.servers import Reply, Seen, serve_h11
 
 HTML = [("Content-Type", "text/html")]

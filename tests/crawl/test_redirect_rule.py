@@ -16,7 +16,7 @@ import trio
 
 from crawler import Client, Request, Response, Spider
 from crawler.engine import Engine
-from tests.crawl.test_engine import settings
+from tests.crawl.helpers import settings
 from tests.servers import serve_asgi
 
 Arrival = tuple[str, bytes, dict[str, str]]  # method, body, the headers that matter

@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ import pytest
 import trio
 
 from crawler.jobs._status import job_status
+from tests.crawl import helpers
 from tests.servers import serve_asgi
 
 PAGES = 2000
@@ -124,6 +124,8 @@ def site() -> Iterator[SiteThread]:
 
 # -- the project and the crawl command ------------------------------------------------
 
+RESUME_SETTINGS = 'obey_robots = false\nmax_connections_per_host = 16\nlog_level = "WARNING"\n'
+
 SPIDER = """
 from crawler import Request, Spider
 
@@ -159,14 +161,8 @@ class Secure(Spider):
 
 
 def make_project(root: Path, spider: str = SPIDER) -> Path:
-    (root / "spiders").mkdir(parents=True)
-    (root / "settings.toml").write_text(
-        'obey_robots = false\nmax_connections_per_host = 16\nlog_level = "WARNING"\n',
-        encoding="utf-8",
-    )
-    (root / "spiders" / "__init__.py").write_text("", encoding="utf-8")
-    (root / "spiders" / "site.py").write_text(textwrap.dedent(spider), encoding="utf-8")
-    return root
+    """A project whose spiders live in ``spiders/site.py``."""
+    return helpers.make_project(root, RESUME_SETTINGS, site=spider)
 
 
 def command(root: Path, site_url: str, *extra: str, spider: str = "pages") -> list[str]:

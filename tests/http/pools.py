@@ -1,4 +1,5 @@
-"""A pool that is always closed and checked, the pool invariants, and the hang guard.
+"""A pool that is always closed and checked, the pool invariants, a request through a
+pool, and the hang guard.
 
 The pool states its own invariant (``ConnectionPool._check_invariants``
 recounts its bookkeeping from the connections themselves). Pool tests check
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from crawler.http import Request
 from crawler.http._pool import ConnectionPool
+from tests.servers import serve_h11
 
 GUARD = 10  # seconds: a hang guard, never a synchronisation
 
@@ -26,6 +29,23 @@ async def pool_for(**kwargs: object) -> AsyncIterator[ConnectionPool]:
     finally:
         await pool.aclose()
     assert not pool._idle_all and not pool._h2.conns, "connections left open after aclose()"
+
+
+async def get(
+    pool: ConnectionPool, url: str, method: str = "GET", **kw: object
+) -> tuple[int, bytes, str]:
+    response = await pool.handle_request(Request(method, url, **kw))  # type: ignore[arg-type]
+    body = await response.aread()
+    return response.status_code, body, response.http_version
+
+
+async def assert_healthy(pool: ConnectionPool) -> None:
+    """The pool holds nothing checked out and still serves a normal request."""
+    assert pool.num_active == 0
+    async with serve_h11() as good:
+        status, body, _ = await get(pool, good.url + "/after")
+    assert (status, body) == (200, b"ok /after")
+    assert pool.num_active == 0
 
 
 def assert_consistent(pool: ConnectionPool) -> None:

@@ -30,19 +30,11 @@ from crawler.http import (
 )
 from crawler.http._http11 import EAGER_BODY_MAX
 from crawler.http._pool import ConnectionPool
-from tests.http.pools import GUARD, pool_for
+from tests.http.pools import GUARD, assert_healthy, get, pool_for
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
 
 # Every test here runs with h11's internals and with its public API only.
 pytestmark = pytest.mark.usefixtures("h11_api")
-
-
-async def get(
-    pool: ConnectionPool, url: str, method: str = "GET", **kw: object
-) -> tuple[int, bytes, str]:
-    response = await pool.handle_request(Request(method, url, **kw))  # type: ignore[arg-type]
-    body = await response.aread()
-    return response.status_code, body, response.http_version
 
 
 async def read_head(stream: trio.SocketStream) -> bytes:
@@ -70,15 +62,6 @@ def raw_server(
                     await trio.sleep_forever()
 
     return handler
-
-
-async def assert_healthy(pool: ConnectionPool) -> None:
-    """The pool holds nothing checked out and still serves a normal request."""
-    assert pool.num_active == 0
-    async with serve_h11() as good:
-        status, body, _ = await get(pool, good.url + "/after")
-    assert (status, body) == (200, b"ok /after")
-    assert pool.num_active == 0
 
 
 # -- message framing -------------------------------------------------------------------

@@ -31,29 +31,14 @@ from crawler.http import (
     WriteError,
     _http11,
 )
-from tests.http.pools import GUARD, pool_for
-from tests.http.test_http11 import assert_healthy, get
-from tests.servers import serve_tcp
+from tests.http.pools import GUARD, assert_healthy, get, pool_for
+from tests.servers import HUGE_HEAD, read_head, serve_tcp, trickling_server
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 BIG = 32 * 1024 * 1024
 TOO_LARGE = (
     b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
 )
-
-
-async def read_head(stream: trio.SocketStream) -> tuple[bytes, bytes]:
-    """One request head, and whatever of the body came with it."""
-    data = b""
-    for _ in range(10_000):
-        if b"\r\n\r\n" in data:
-            head, _, rest = data.partition(b"\r\n\r\n")
-            return head.lower(), rest
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data.lower(), b""
 
 
 def content_length(head: bytes) -> int:
@@ -221,29 +206,7 @@ async def test_expect_continue_can_be_turned_off() -> None:
 # -- Timeout.total --------------------------------------------------------------
 
 
-def trickling_server(head: bytes, *, drip_head: bool = False) -> Handler:
-    """Sends ``head`` (a byte at a time if ``drip_head``), then a body byte every 50 ms."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        async with stream:
-            await read_head(stream)
-            try:
-                if not drip_head:
-                    await stream.send_all(head)
-                for i in range(2000):
-                    if drip_head and i < len(head):
-                        await stream.send_all(head[i : i + 1])
-                    else:
-                        await stream.send_all(b"x")
-                    await trio.sleep(0.05)
-            except trio.BrokenResourceError:
-                pass  # the client gave up, as it should
-
-    return handler
-
-
 SMALL_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
-HUGE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"
 
 
 @pytest.mark.parametrize(

@@ -31,58 +31,13 @@ from crawler.http import (
 )
 from crawler.http._http11 import MAX_INFORMATIONAL
 from tests.http.pools import GUARD, pool_for
-from tests.servers import serve_tcp
+from tests.servers import recorder, serve_tcp
 
 # Every test here runs with h11's internals and with its public API only.
 pytestmark = pytest.mark.usefixtures("h11_api")
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 MARK = b"x-injected"
-
-
-@dataclass
-class Recorder:
-    """An HTTP/1.1 server that keeps every byte it received, on every connection,
-    and answers each request head with a short 200."""
-
-    received: bytearray = field(default_factory=bytearray)
-    connections: int = 0
-    open: int = 0
-    changed: trio.Event = field(default_factory=trio.Event)
-
-    async def handle(self, stream: trio.SocketStream) -> None:
-        self.connections += 1
-        self.open += 1
-        pending = b""
-        try:
-            async with stream:
-                for _ in range(10_000):
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        break
-                    self.received += chunk
-                    pending += chunk
-                    while b"\r\n\r\n" in pending:
-                        _, pending = pending.split(b"\r\n\r\n", 1)
-                        await stream.send_all(OK)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            self.open -= 1
-            self.changed.set()
-            self.changed = trio.Event()
-
-    async def quiet(self) -> None:
-        """Wait until every connection has ended, so ``received`` is complete."""
-        while self.open:
-            await self.changed.wait()
-
-
-@asynccontextmanager
-async def recorder() -> AsyncIterator[tuple[str, Recorder]]:
-    server = Recorder()
-    async with serve_tcp(server.handle) as port:
-        yield f"http://127.0.0.1:{port}", server
 
 
 async def _bearer(client: Client, url: str) -> object:

@@ -29,8 +29,7 @@ from h2.errors import ErrorCodes
 
 from crawler.http import Client, Cookie, CookieError, Cookies, RemoteProtocolError, Request
 from tests.http.pools import GUARD, pool_for
-from tests.http.test_wire import recorder
-from tests.servers import serve_tcp
+from tests.servers import recorder, serve_tcp
 
 OK_FIELDS = [(b":status", b"200"), (b"content-length", b"2")]
 
