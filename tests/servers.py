@@ -194,7 +194,7 @@ class H11Server:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(await io.receive_some(65536))
+                conn.receive_data(bytes(await io.receive_some(65536)))
                 continue
             if isinstance(event, h11.ConnectionClosed):
                 return None

@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qs
 
 import pytest
@@ -122,11 +122,11 @@ class Members:
                 '<input type="submit" value="Log in"></form>'
             )
             return 200, [(b"set-cookie", f"pre={pre}; Path=/; HttpOnly".encode())], form
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if self.pending.get(cookies.get("pre", "")) != form.get("csrf"):
+        fields = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if self.pending.get(cookies.get("pre", "")) != fields.get("csrf"):
             return 400, [], "bad csrf token"
-        name = form.get("username", "")
-        if self.USERS.get(name) != form.get("password"):
+        name = fields.get("username", "")
+        if self.USERS.get(name) != fields.get("password"):
             return 200, [], '<p class="error">Wrong username or password</p>'
         sid = secrets.token_hex(16)
         self.sessions[sid] = name
@@ -430,7 +430,7 @@ async def test_relogins_are_bounded_then_the_crawl_fails_exporting_nothing(
     assert crawler.failed
     assert crawler.stats.finish_reason == "login_failed"
     assert crawler.stats.pages == 0
-    assert crawler.spider.logins == 3  # the first login and 2 re-logins
+    assert cast(_NeverLoggedIn, crawler.spider).logins == 3  # the first login and 2 re-logins
     [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert error == (
         "spider never: session 'default' is still logged out after 2 re-login(s) "
@@ -443,7 +443,7 @@ async def test_relogins_are_bounded_then_the_crawl_fails_exporting_nothing(
 
 class TwoAccounts(Spider):
     name = "two"
-    login_sessions = ("alice", "bob")
+    login_sessions: ClassVar[tuple[str, ...]] = ("alice", "bob")
 
     async def login(self, session: Session) -> None:
         base = self.settings["base"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from functools import partial
@@ -14,8 +15,12 @@ import pytest
 import trio
 
 from crawler.http import Client, DecodingError, HTTPError, ResponseTooLarge, _decompress
-from crawler.http._decompress import zstd
 from tests.servers import TCPHandler
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 PAGE = b"<html>" + b"a page worth keeping whole " * 4000 + b"</html>"
 CODINGS = ["gzip", "deflate", "br", "zstd"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import sys
 import threading
 import zlib
 from collections.abc import Iterator
@@ -27,7 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crawler.http import Client, HTTPError, Timeout
-from crawler.http._decompress import zstd
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 MAX_SIZE = 256 * 1024
 CODINGS = ["gzip", "x-gzip", "deflate", "br", "zstd", "identity", "compress", "bogus", ""]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 import trio
@@ -28,7 +29,7 @@ from crawler.http import (
     UnsupportedProtocol,
     WriteTimeout,
 )
-from crawler.http._http11 import EAGER_BODY_MAX
+from crawler.http._http11 import EAGER_BODY_MAX, HTTP11Connection
 from crawler.http._pool import ConnectionPool
 from tests.http.pools import GUARD, assert_healthy, get, pool_for
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
@@ -468,7 +469,7 @@ async def test_idle_connection_becomes_readable_when_server_closes_it() -> None:
     with trio.fail_after(GUARD):
         async with serve_tcp(close_after_one) as port, pool_for() as pool:
             assert (await get(pool, f"http://127.0.0.1:{port}/"))[1] == b"ok"
-            (conn,) = pool._idle_all
+            (conn,) = cast("dict[HTTP11Connection, None]", pool._idle_all)
             assert repr(conn).startswith(f"<HTTP11Connection [http://127.0.0.1:{port}, IDLE")
             assert conn.is_idle() and conn.is_available()
             await closed.wait()

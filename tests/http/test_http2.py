@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -356,7 +356,9 @@ class RawServer:
                     return
                 for event in conn.receive_data(data):
                     if isinstance(event, h2.events.RequestReceived):
-                        pending[event.stream_id] = dict(event.headers)[":path"]
+                        # Text, as header_encoding asks, though h2's types say bytes.
+                        headers = cast("list[tuple[str, str]]", event.headers)
+                        pending[event.stream_id] = dict(headers)[":path"]
                         self.peak_open = max(self.peak_open, conn.open_inbound_streams)
                     elif isinstance(event, h2.events.StreamEnded):
                         path = pending.pop(event.stream_id)

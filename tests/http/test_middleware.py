@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import sys
 import zlib
 
 import brotli
@@ -24,7 +25,11 @@ from crawler.http import (
     TooManyRedirects,
     UnsupportedProtocol,
 )
-from crawler.http._decompress import zstd
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 
 class TrackedStream:

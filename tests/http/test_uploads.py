@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -296,7 +297,9 @@ def h2_server(on_request: Callable[[h2.connection.H2Connection, int, str], str])
                         return
                     for event in conn.receive_data(data):
                         if isinstance(event, h2.events.RequestReceived):
-                            path = dict(event.headers)[":path"]
+                            # Text, as header_encoding asks, though h2's types say bytes.
+                            headers = cast("list[tuple[str, str]]", event.headers)
+                            path = dict(headers)[":path"]
                             if on_request(conn, event.stream_id, path) == "trickle":
                                 trickling.append(event.stream_id)
                 for stream_id in trickling:

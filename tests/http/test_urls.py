@@ -176,7 +176,7 @@ def test_repr_hides_the_password() -> None:
 def test_urls_are_immutable_values() -> None:
     url = URL("http://a/x")
     with pytest.raises(AttributeError, match="immutable"):
-        url.path = "/y"  # type: ignore[misc]
+        url.path = "/y"
     assert url == "http://a/x" and url == URL("http://a/x") and url != URL("http://a/y")
     assert hash(url) == hash("http://a/x")
     assert URL(url) == url

@@ -31,7 +31,7 @@ from crawler.http import (
 )
 from crawler.http._http11 import MAX_INFORMATIONAL
 from tests.http.pools import GUARD, pool_for
-from tests.servers import recorder, serve_tcp
+from tests.servers import TCPHandler, recorder, serve_tcp
 
 # Every test here runs with h11's internals and with its public API only.
 pytestmark = pytest.mark.usefixtures("h11_api")
@@ -289,7 +289,7 @@ async def test_http2_pseudo_header_values_are_checked(attribute: str, value: str
 # -- what a server may send before the final response ----------------------------
 
 
-def _early_hints(count: int) -> Callable[[trio.SocketStream], object]:
+def _early_hints(count: int) -> TCPHandler:
     async def handler(stream: trio.SocketStream) -> None:
         async with stream:
             data = b""
