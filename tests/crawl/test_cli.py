@@ -57,6 +57,7 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 # -- as a subprocess -------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_list(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS, quotes=QUOTES)
     result = crawl(tmp_path, "list")
@@ -64,6 +65,7 @@ def test_list(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == ["books   spiders.books", "quotes  spiders.quotes"]
 
 
+@pytest.mark.e2e
 def test_list_from_a_subdirectory_finds_the_project(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS)
     sub = tmp_path / "spiders" / "deeper"
@@ -73,6 +75,7 @@ def test_list_from_a_subdirectory_finds_the_project(tmp_path: Path) -> None:
     assert result.stdout.split() == ["books", "spiders.books"]
 
 
+@pytest.mark.e2e
 def test_settings_flag_points_at_another_project(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project", books=BOOKS)
     elsewhere = tmp_path / "elsewhere"
@@ -82,6 +85,7 @@ def test_settings_flag_points_at_another_project(tmp_path: Path) -> None:
     assert result.stdout.split() == ["books", "spiders.books"]
 
 
+@pytest.mark.e2e
 def test_unknown_spider(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS, quotes=QUOTES)
     result = crawl(tmp_path, "boks")
@@ -91,6 +95,7 @@ def test_unknown_spider(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_unknown_setting_in_file(tmp_path: Path) -> None:
     make_project(tmp_path, "concurency = 3\n", books=BOOKS)
     result = crawl(tmp_path, "list")
@@ -100,6 +105,7 @@ def test_unknown_setting_in_file(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_bad_s_value(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS)
     result = crawl(tmp_path, "books", "-s", "concurrency=abc")
@@ -109,6 +115,7 @@ def test_bad_s_value(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_option_of_another_spider_is_unknown(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS, quotes=QUOTES)
     result = crawl(tmp_path, "quotes", "-s", "site_url=http://x/")
@@ -116,6 +123,7 @@ def test_option_of_another_spider_is_unknown(tmp_path: Path) -> None:
     assert one_error_line(result) == "Unknown setting 'site_url' from -s"
 
 
+@pytest.mark.e2e
 def test_bad_log_level(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS)
     result = crawl(tmp_path, "list", "--log-level", "LOUD")
@@ -126,6 +134,7 @@ def test_bad_log_level(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_spider_import_error(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS, broken="import os\nraise RuntimeError('no luck')\n")
     result = crawl(tmp_path, "list")
@@ -136,6 +145,7 @@ def test_spider_import_error(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_unknown_export_format(tmp_path: Path) -> None:
     make_project(tmp_path, books=BOOKS)
     result = crawl(tmp_path, "books", "-o", "items.xml")
@@ -145,12 +155,14 @@ def test_unknown_export_format(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_no_arguments_is_a_usage_error(tmp_path: Path) -> None:
     result = crawl(tmp_path)
     assert result.returncode == 2
     assert "crawl: error: the following arguments are required: NAME" in result.stderr
 
 
+@pytest.mark.e2e
 def test_settings_command_shows_sources(tmp_path: Path) -> None:
     make_project(
         tmp_path,

@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import trio
 import trustme
 
 from crawler.demo._content import AUTHORS, PAGE_SIZE, QUOTES
 from tests.crawl import helpers
 from tests.servers import H11Server, Reply, Seen, serve_h11
+
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 CRAWL = [sys.executable, "-m", "crawler.cli"]

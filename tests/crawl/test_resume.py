@@ -202,6 +202,7 @@ def expected_pages(pages: int) -> list[str]:
 # -- kill -9 and resume ---------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_sigkill_and_resume_exports_every_item_exactly_once(tmp_path: Path) -> None:
     rng = random.Random(5)
     with SiteThread(Site(KILL_PAGES)) as site:
@@ -235,6 +236,7 @@ def test_sigkill_and_resume_exports_every_item_exactly_once(tmp_path: Path) -> N
 # -- graceful stops ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_sigterm_then_resume_fetches_every_page_once(tmp_path: Path, site: SiteThread) -> None:
     root = make_project(tmp_path)
     args = command(root, site.url)
@@ -265,6 +267,7 @@ def test_sigterm_then_resume_fetches_every_page_once(tmp_path: Path, site: SiteT
     assert "state:            finished" in job_status(root / "job")
 
 
+@pytest.mark.e2e
 def test_cookies_survive_a_resume_without_logging_in_again(
     tmp_path: Path, site: SiteThread
 ) -> None:
@@ -284,6 +287,7 @@ def test_cookies_survive_a_resume_without_logging_in_again(
     assert len(secure_hits) == 41 and set(secure_hits) == {1}
 
 
+@pytest.mark.e2e
 def test_a_saved_cookie_the_jar_now_refuses_does_not_stop_the_resume(
     tmp_path: Path, site: SiteThread
 ) -> None:
@@ -343,6 +347,7 @@ def stopped_job(tmp_path: Path, site: SiteThread) -> tuple[Path, list[str]]:
     return root, args
 
 
+@pytest.mark.e2e
 def test_refuses_a_job_of_another_spider(stopped_job: tuple[Path, list[str]]) -> None:
     root, args = stopped_job
     before = snapshot(root / "job")
@@ -351,6 +356,7 @@ def test_refuses_a_job_of_another_spider(stopped_job: tuple[Path, list[str]]) ->
     assert snapshot(root / "job") == before
 
 
+@pytest.mark.e2e
 def test_refuses_a_corrupted_store(stopped_job: tuple[Path, list[str]]) -> None:
     root, args = stopped_job
     (root / "job" / "job.db").write_bytes(b"this is not a database" * 100)
@@ -360,6 +366,7 @@ def test_refuses_a_corrupted_store(stopped_job: tuple[Path, list[str]]) -> None:
     assert snapshot(root / "job") == before
 
 
+@pytest.mark.e2e
 def test_refuses_a_newer_format(stopped_job: tuple[Path, list[str]]) -> None:
     root, args = stopped_job
     info_path = root / "job" / "job.json"
@@ -371,6 +378,7 @@ def test_refuses_a_newer_format(stopped_job: tuple[Path, list[str]]) -> None:
     assert snapshot(root / "job") == before
 
 
+@pytest.mark.e2e
 def test_refuses_when_a_queued_callback_is_gone(stopped_job: tuple[Path, list[str]]) -> None:
     root, args = stopped_job
     source = root / "spiders" / "site.py"
@@ -386,6 +394,7 @@ def test_refuses_when_a_queued_callback_is_gone(stopped_job: tuple[Path, list[st
     assert snapshot(root / "job") == before
 
 
+@pytest.mark.e2e
 def test_a_second_process_on_the_same_job_refuses(stopped_job: tuple[Path, list[str]]) -> None:
     import fcntl
 
@@ -401,6 +410,7 @@ def test_a_second_process_on_the_same_job_refuses(stopped_job: tuple[Path, list[
     assert snapshot(root / "job") == before
 
 
+@pytest.mark.e2e
 def test_refuses_a_json_array_export(tmp_path: Path, site: SiteThread) -> None:
     root = make_project(tmp_path)
     args = [*command(root, site.url)[:-2], "-o", str(root / "items.json")]
@@ -409,6 +419,7 @@ def test_refuses_a_json_array_export(tmp_path: Path, site: SiteThread) -> None:
     assert not (root / "job").exists()
 
 
+@pytest.mark.e2e
 def test_status_of_a_directory_that_is_no_job(tmp_path: Path) -> None:
     result = run(tmp_path, [sys.executable, "-m", "crawler.cli", "status", str(tmp_path)])
     assert result.returncode == 2
@@ -508,6 +519,7 @@ def kill_when(proc: subprocess.Popen[bytes], grown: Any, deadline_seconds: float
     return killed
 
 
+@pytest.mark.e2e
 def test_csv_and_sqlite_exports_resume_exactly_once(tmp_path: Path) -> None:
     import csv
 
@@ -535,6 +547,7 @@ def test_csv_and_sqlite_exports_resume_exactly_once(tmp_path: Path) -> None:
     assert sorted(item["page"] for item in items) == expected_pages(KILL_PAGES)
 
 
+@pytest.mark.e2e
 def test_a_job_killed_while_being_created_starts_afresh(tmp_path: Path, site: SiteThread) -> None:
     root = make_project(tmp_path)
     (root / "job").mkdir()
@@ -677,6 +690,7 @@ def wait_for(proc: subprocess.Popen[bytes], condition: Any, deadline_seconds: fl
         time.sleep(0.005)
 
 
+@pytest.mark.e2e
 def test_counters_after_a_kill_count_each_fetch_of_a_page_once(tmp_path: Path) -> None:
     site = HoldingSite(PAGES)
     with SiteThread(site) as thread:
@@ -707,6 +721,7 @@ def test_counters_after_a_kill_count_each_fetch_of_a_page_once(tmp_path: Path) -
     assert stats["bytes"] == sum(site.body_bytes.values())
 
 
+@pytest.mark.e2e
 def test_a_kill_after_a_checkpoint_redoes_only_the_pages_in_flight(tmp_path: Path) -> None:
     answered = 300
     site = HoldingSite(PAGES, answer_first=answered)

@@ -668,6 +668,7 @@ def test_run_crawl_with_a_wrong_password_exits_non_zero(
     assert not any(password in m for m in messages)
 
 
+@pytest.mark.e2e
 def test_the_command_line_takes_the_password_from_the_environment(tmp_path: Path) -> None:
     secret = "env-secret-" + secrets.token_hex(6)
     env = {**os.environ, "CRAWL_TEST_PASSWORD": secret}

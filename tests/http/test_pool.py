@@ -443,7 +443,7 @@ def _has_ipv6_loopback() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.needs(_has_ipv6_loopback(), "an IPv6 loopback (::1)")
 async def test_ipv6_origin_host_header_and_label() -> None:
     with trio.fail_after(GUARD):
         async with serve_h11(host="::1") as server, pool_for() as pool:
