@@ -20,7 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "crawler"
 # Code that must use only the HTTP layer's public door. The HTTP layer's own tests
 # (tests/http/) test its internals and may look behind it.
-DOOR_USERS = ("crawler", "spiders", "pipelines", "bench", "tests/crawl")
+DOOR_USERS = (
+    "crawler",
+    "spiders",
+    "pipelines",
+    "bench",
+    *sorted(
+        f"tests/{folder.name}"
+        for folder in (ROOT / "tests").iterdir()
+        if (folder / "__init__.py").exists() and folder.name != "http"
+    ),
+)
 # The subpackages whose __init__ is a door: the names in its __all__ are public.
 DOORS = (
     "crawler",

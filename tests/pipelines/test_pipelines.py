@@ -284,8 +284,8 @@ def test_load_pipelines_builds_builtins_and_user_classes_with_options(tmp_path: 
         {
             "validate": {"required": ["text"]},
             "jsonl": {"path": str(tmp_path / "q.jsonl"), "batch_size": 10},
-            "tests.crawl.test_pipelines:Tag": {"label": "colon"},
-            "tests.crawl.test_pipelines.Tag": {"label": "dotted"},
+            "tests.pipelines.test_pipelines:Tag": {"label": "colon"},
+            "tests.pipelines.test_pipelines.Tag": {"label": "dotted"},
         }
     )
     chain = load_pipelines(list(settings.options), settings)
@@ -314,7 +314,7 @@ def test_unknown_pipeline_name_lists_the_known_ones() -> None:
     ("name", "options", "expected"),
     [
         ("no_such_module:Thing", {}, "cannot import module 'no_such_module'"),
-        ("tests.crawl.test_pipelines:Nope", {}, "has no attribute 'Nope'"),
+        ("tests.pipelines.test_pipelines:Nope", {}, "has no attribute 'Nope'"),
         (
             "jsonl",
             {"path": "x.jsonl", "colour": "red"},
