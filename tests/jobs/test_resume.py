@@ -811,6 +811,7 @@ class Fields(Spider):
 """
 
 
+@pytest.mark.e2e
 def test_request_fields_survive_a_kill_and_resume(tmp_path: Path) -> None:
     site = GoneAfterKillSite()
     with SiteThread(site) as thread:
@@ -900,6 +901,7 @@ def old_format_job(directory: Path, url: str) -> None:
         db.close()
 
 
+@pytest.mark.e2e
 def test_a_job_of_the_old_format_is_migrated_and_resumed(tmp_path: Path, site: SiteThread) -> None:
     root = make_project(tmp_path, MIGRATED_SPIDER)
     old_format_job(root / "job", site.url + "/gone")

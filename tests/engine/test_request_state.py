@@ -12,7 +12,7 @@ import pytest
 
 from crawler import Request, Response, Spider
 from crawler.frontier.sqlite import decode_request, encode_request
-from tests.crawl.test_engine import run, settings
+from tests.crawl.helpers import run, settings
 from tests.servers import Reply, Seen, serve_h11
 
 HTML = [("Content-Type", "text/html")]
