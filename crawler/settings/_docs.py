@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._model import DOMAIN_SPECS, ENGINE_SPECS, MiB
-from ._schema import Spec, format_key
+from ._schema import SCRAPY_SETTINGS, Spec, format_key
 
 __all__ = ["main", "markdown", "toml_template", "toml_value"]
 
@@ -164,8 +164,30 @@ def markdown() -> str:
         "project-wide, its own options, and `domains` / `pipeline` tables. A table",
         "naming no known spider is an error.",
         "",
+        *_scrapy_section(),
     ]
     return "\n".join(lines)
+
+
+def _scrapy_section() -> list[str]:
+    """Scrapy's names, from the same table that the error for each of them quotes."""
+    lines = [
+        "## Scrapy's setting names",
+        "",
+        "A Scrapy setting name anywhere a setting is read (settings.toml, `[spiders.NAME]`,",
+        "`custom_settings`, `-s`) is an error that names the setting to use instead, or",
+        "says there is none and what to do:",
+        "",
+        "| Scrapy | here |",
+        "|---|---|",
+    ]
+    for name, advice in sorted(SCRAPY_SETTINGS.items()):
+        if not advice.startswith("there "):
+            ours, _, rest = advice.partition(" ")
+            advice = f"`{ours}` {rest}".rstrip()
+        lines.append(f"| `{name}` | {advice} |")
+    lines.append("")
+    return lines
 
 
 def _comment(text: str) -> list[str]:

@@ -28,6 +28,7 @@ __all__ = [
     "describe_value",
     "format_key",
     "option_spec",
+    "scrapy_hint",
     "setting",
     "specs_of",
     "unknown_key_error",
@@ -304,10 +305,84 @@ def format_key(key: Key | Iterable[str]) -> str:
     return ".".join(p if _BARE_KEY.fullmatch(p) else f'"{p}"' for p in parts)
 
 
+#: Scrapy's setting names, each with ours (a name alone) or what to do instead (a
+#: sentence). Someone moving a Scrapy project over writes these first; a near-name
+#: guess ("did you mean 'depth_limit'?") would not say that the name is simply
+#: spelled differently here, or that there is nothing to set.
+SCRAPY_SETTINGS: dict[str, str] = {
+    "AUTOTHROTTLE_ENABLED": "there is no latency-based throttling: a host answering 429 or "
+    "503 is slowed down already (honouring Retry-After); to be gentler still, set "
+    "download_delay and max_connections_per_host",
+    "BOT_NAME": "user_agent",
+    "CLOSESPIDER_ERRORCOUNT": "there is no stop on errors: raise CloseSpider from a callback",
+    "CLOSESPIDER_ITEMCOUNT": "max_items",
+    "CLOSESPIDER_PAGECOUNT": "max_pages",
+    "CLOSESPIDER_TIMEOUT": "max_seconds",
+    "CONCURRENT_ITEMS": "there is no such limit: items go through the pipelines one at a "
+    "time per callback",
+    "CONCURRENT_REQUESTS": "concurrency",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "max_connections_per_host",
+    "CONCURRENT_REQUESTS_PER_IP": "max_connections_per_host",
+    "COOKIES_ENABLED": "there is no switch: each session keeps its cookies; send a request "
+    "in a session of its own (Request(session=NAME)) to keep its cookies apart",
+    "DEFAULT_REQUEST_HEADERS": "there is no such setting: pass headers= to Request, or set "
+    "them on a session (spider.session().headers)",
+    "DEPTH_LIMIT": "depth_limit",
+    "DEPTH_PRIORITY": "there is no such setting: each host's queue is ordered by "
+    "Request(priority=...), then first in first out",
+    "DNS_TIMEOUT": "connect_timeout",
+    "DOWNLOADER_MIDDLEWARES": "there are no downloader middlewares: use Request keywords "
+    "(dont_retry, dont_redirect, accept_statuses, session) and item pipelines",
+    "DOWNLOAD_DELAY": "download_delay",
+    "DOWNLOAD_MAXSIZE": "max_response_size",
+    "DOWNLOAD_TIMEOUT": "download_timeout",
+    "EXTENSIONS": "there are no extensions: use the spider's closed() method or a pipeline",
+    "FEEDS": "there is no such setting: export with crawl -o FILE, or name "
+    "the exporters in pipelines (e.g. [pipeline.jsonl] path = ...)",
+    "FEED_FORMAT": "there is no such setting: the extension of crawl -o FILE chooses the format",
+    "FEED_URI": "there is no such setting: export with crawl -o FILE",
+    "HTTPCACHE_ENABLED": "there is no HTTP cache: use --job DIR to resume a crawl without "
+    "fetching its pages again",
+    "HTTPERROR_ALLOWED_CODES": "there is no such setting: pass accept_statuses=[...] to Request",
+    "ITEM_PIPELINES": "pipelines (an array of names in the order items pass through, not "
+    "a table of priorities)",
+    "JOBDIR": "job_dir",
+    "LOG_LEVEL": "log_level",
+    "RANDOMIZE_DOWNLOAD_DELAY": "download_delay_jitter",
+    "REDIRECT_ENABLED": "max_redirects (0 follows none), or Request(dont_redirect=True)",
+    "REDIRECT_MAX_TIMES": "max_redirects",
+    "REFERER_ENABLED": "referer_policy (no-referrer sends none)",
+    "REFERRER_POLICY": "referer_policy",
+    "RETRY_ENABLED": "retry_times (0 disables retrying)",
+    "RETRY_HTTP_CODES": "retry_http_codes",
+    "RETRY_TIMES": "retry_times",
+    "ROBOTSTXT_OBEY": "obey_robots",
+    "SPIDER_MIDDLEWARES": "there are no spider middlewares: filter in the callbacks or in "
+    "an item pipeline",
+    "SPIDER_MODULES": "spider_modules",
+    "URLLENGTH_LIMIT": "max_url_length",
+    "USER_AGENT": "user_agent",
+}
+
+
+def scrapy_hint(name: str) -> str | None:
+    """What to write instead of Scrapy's setting ``name``, or None if it is not one."""
+    advice = SCRAPY_SETTINGS.get(name.upper())
+    if advice is None:
+        return None
+    if advice.startswith("there "):
+        return f"{name} is Scrapy's name and has no equivalent here: {advice}"
+    return f"{name} is Scrapy's name: use {advice}"
+
+
 def unknown_key_error(key: Key, where: str, known: Collection[str]) -> SettingsError:
-    """``Unknown setting 'x' in settings.toml (did you mean 'y'?)``."""
+    """``Unknown setting 'x' in settings.toml (did you mean 'y'?)``, or for one of
+    Scrapy's names, ours."""
     parts = [key] if isinstance(key, str) else list(key)
     message = f"Unknown setting {format_key(parts)!r} {where}"
+    hint = scrapy_hint(parts[-1])
+    if hint is not None:
+        return SettingsError(f"{message}: {hint}")
     close = difflib.get_close_matches(parts[-1], list(known), n=1)
     if close:
         message += f" (did you mean {format_key([*parts[:-1], close[0]])!r}?)"

@@ -536,6 +536,20 @@ SETTINGS_ERRORS = [
         "Setting 'domains.\"127.0.0.2\".max_connections' from -s must be an integer, "
         "got 'two' (a string)",
     ),
+    (
+        "DEPTH_LIMIT = 2\n",
+        (),
+        "Unknown setting 'DEPTH_LIMIT' in settings.toml: DEPTH_LIMIT is Scrapy's name: "
+        "use depth_limit",
+    ),
+    (
+        "",
+        ("-s", "AUTOTHROTTLE_ENABLED=True"),
+        "Unknown setting 'AUTOTHROTTLE_ENABLED' from -s: AUTOTHROTTLE_ENABLED is Scrapy's "
+        "name and has no equivalent here: there is no latency-based throttling: a host "
+        "answering 429 or 503 is slowed down already (honouring Retry-After); to be gentler "
+        "still, set download_delay and max_connections_per_host",
+    ),
 ]
 
 

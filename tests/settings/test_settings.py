@@ -140,6 +140,83 @@ def test_unknown_key_without_a_near_one(tmp_path: Path) -> None:
     assert str(info.value) == "Unknown setting 'zzzz' in settings.toml"
 
 
+class ScrapySpider(Spider):
+    name = "scrapyish"
+    custom_settings: ClassVar[dict[str, Any]] = {"CLOSESPIDER_ITEMCOUNT": 10}
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "spider", "message"),
+    [
+        (
+            "DOWNLOAD_DELAY = 2\n",
+            (),
+            None,
+            "Unknown setting 'DOWNLOAD_DELAY' in settings.toml: "
+            "DOWNLOAD_DELAY is Scrapy's name: use download_delay",
+        ),
+        (
+            "[spiders.myspider]\nCONCURRENT_REQUESTS_PER_DOMAIN = 2\n",
+            (),
+            MySpider,
+            "Unknown setting 'CONCURRENT_REQUESTS_PER_DOMAIN' in settings.toml "
+            "[spiders.myspider]: CONCURRENT_REQUESTS_PER_DOMAIN is Scrapy's name: "
+            "use max_connections_per_host",
+        ),
+        (
+            "",
+            (),
+            ScrapySpider,
+            "Unknown setting 'CLOSESPIDER_ITEMCOUNT' in ScrapySpider.custom_settings: "
+            "CLOSESPIDER_ITEMCOUNT is Scrapy's name: use max_items",
+        ),
+        (
+            "",
+            ("ROBOTSTXT_OBEY=false",),
+            None,
+            "Unknown setting 'ROBOTSTXT_OBEY' from -s: ROBOTSTXT_OBEY is Scrapy's name: "
+            "use obey_robots",
+        ),
+        (
+            "",
+            ("HTTPCACHE_ENABLED=true",),
+            MySpider,
+            "Unknown setting 'HTTPCACHE_ENABLED' from -s: HTTPCACHE_ENABLED is Scrapy's name "
+            "and has no equivalent here: there is no HTTP cache: use --job DIR to resume a "
+            "crawl without fetching its pages again",
+        ),
+        (
+            "ITEM_PIPELINES = {a = 300}\n",
+            (),
+            None,
+            "Unknown setting 'ITEM_PIPELINES' in settings.toml: ITEM_PIPELINES is Scrapy's "
+            "name: use pipelines (an array of names in the order items pass through, not a "
+            "table of priorities)",
+        ),
+    ],
+)
+def test_scrapy_names_name_ours(
+    tmp_path: Path,
+    text: str,
+    overrides: tuple[str, ...],
+    spider: type[Spider] | None,
+    message: str,
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(write(tmp_path, text), list(overrides), spider=spider)
+    assert str(info.value) == message
+
+
+def test_every_scrapy_name_points_at_a_real_setting() -> None:
+    """A renamed setting must not leave the table pointing at a name that is gone."""
+    from crawler.settings._schema import SCRAPY_SETTINGS
+
+    for scrapy, advice in SCRAPY_SETTINGS.items():
+        assert scrapy == scrapy.upper() and scrapy not in ENGINE_SPECS
+        if not advice.startswith("there "):
+            assert advice.split()[0] in ENGINE_SPECS, scrapy
+
+
 def test_unknown_domain_key_suggests(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(write(tmp_path, '[domains."a.com"]\nmax_conections = 1\n'))
