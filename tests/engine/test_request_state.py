@@ -140,7 +140,60 @@ async def test_old_meta_keys_are_not_read_and_warned_about_once(
     # Not read: the 500s were retried and failed instead of reaching the callback.
     assert items == [] and stats.retries == 5 and stats.failed == 5
     assert all(hits[f"/busy/{n}"] == 2 for n in range(5))
-    moved = [r.getMessage() for r in caplog.records if "no longer read" in r.getMessage()]
+    moved = [r.getMessage() for r in caplog.records if "not read by" in r.getMessage()]
     assert len(moved) == 2
     assert "'dont_retry'" in moved[0] and "dont_retry=True" in moved[0]
     assert "'handle_httpstatus_all'" in moved[1] and 'accept_statuses="all"' in moved[1]
+
+
+async def test_scrapy_meta_keys_are_reported_once_each_with_what_to_use(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Scrapy's meta keys mean nothing here: one warning per key and crawl, however many
+    requests carry it, naming the keyword, setting or session to use, or "none yet"."""
+
+    def site(seen: Seen) -> Reply:
+        if seen.target == "/":
+            links = "".join(f'<a href="/p/{n}">p</a>' for n in range(4))
+            return Reply(200, HTML, links.encode())
+        return Reply(200, HTML, b"leaf")
+
+    scrapy_meta = {
+        "proxy": "http://127.0.0.1:1",
+        "cookiejar": 1,
+        "download_timeout": 5,
+        "max_retry_times": 1,
+        "dont_obey_robotstxt": True,
+    }
+    async with serve_h11(site) as server:
+        url = server.url
+
+        class Scrapyish(Spider):
+            name = "scrapyish"
+
+            def start_requests(self) -> Iterator[Request]:
+                yield Request(url + "/", meta={"proxy": "http://127.0.0.1:1"})
+
+            def parse(self, response: Response) -> Iterator[Any]:
+                if str(response.url).endswith("/"):
+                    yield from response.follow_all(meta=scrapy_meta)
+                else:
+                    yield {"meta": dict(response.meta)}
+
+        with caplog.at_level(logging.WARNING, logger="crawler.engine"):
+            _stats, items = await run(Scrapyish, settings("", obey_robots=False))
+    # Kept as plain meta, and the crawl went straight to the server regardless.
+    assert len(items) == 4 and all(item["meta"] == scrapy_meta for item in items)
+    warned = {
+        r.getMessage().split("meta key ")[1].split(" ")[0]: r.getMessage()
+        for r in caplog.records
+        if "not read by the engine" in r.getMessage()
+    }
+    assert len(warned) == len([r for r in caplog.records if "not read by" in r.getMessage()])
+    assert set(warned) == {f"{key!r}" for key in scrapy_meta}
+    assert "none yet" in warned["'proxy'"]
+    assert "use Request(..., session=NAME)" in warned["'cookiejar'"]
+    assert "use the download_timeout setting" in warned["'download_timeout'"]
+    assert "use the retry_times setting" in warned["'max_retry_times'"]
+    assert "obey_robots" in warned["'dont_obey_robotstxt'"]
+    assert f"first seen on {url}/" in warned["'proxy'"]
