@@ -1,7 +1,7 @@
 """A concurrent web-crawl and scraping engine on trio, and the HTTP client under it.
 
 What a spider, a pipeline or a script needs is importable from here:
-``Spider``, ``Request``, ``Response``, ``Session``, ``Pipeline``, ``DropItem``,
+``Spider``, ``CloseSpider``, ``Request``, ``Response``, ``Session``, ``Pipeline``, ``DropItem``,
 ``Settings``, the engine's entry points, and the HTTP client's public names.
 
 ``crawler.Request`` and ``crawler.Response`` are the crawl-level ones that
@@ -75,6 +75,7 @@ from .sessions import LoginFailed as LoginFailed
 from .sessions import Session as Session
 from .settings import Settings as Settings
 from .settings import SettingsError as SettingsError
+from .spider import CloseSpider as CloseSpider
 from .spider import Spider as Spider
 
 # Names of crawler.http that belong to the HTTP layer alone: crawl-level types of the
@@ -99,6 +100,7 @@ _HTTP_ONLY = frozenset(
 
 __all__ = [
     *(name for name in _http_names if name not in _HTTP_ONLY),
+    "CloseSpider",
     "Crawler",
     "DropItem",
     "Engine",

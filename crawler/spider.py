@@ -13,7 +13,21 @@ if TYPE_CHECKING:
     from .sessions._session import Session
     from .settings import Settings
 
-__all__ = ["Spider"]
+__all__ = ["CloseSpider", "Spider"]
+
+
+class CloseSpider(Exception):
+    """Raised from a callback (or errback) to stop the crawl gracefully.
+
+    Nothing new is sent, requests in flight finish and their callbacks run,
+    pipelines close, and ``reason`` becomes the crawl's ``finish_reason`` (and
+    the argument of ``Spider.closed``): a spider that sees it is done (a last
+    page, a ban page, enough of something) says so without an error.
+    """
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Spider:

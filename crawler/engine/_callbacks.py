@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mappin
 from typing import TYPE_CHECKING, Any
 
 from ..request import Request
+from ..spider import CloseSpider
 from ._stats import Stats
 
 if TYPE_CHECKING:
@@ -53,8 +54,10 @@ class Callbacks:
         enqueue: Callable[[Request, PageReferrer | None], object],
         item: Callable[[Any], Awaitable[None]],
         stats: Stats,
+        stop: Callable[[str], None],
     ) -> None:
         self.spider = spider
+        self._stop = stop
         self.spider_name = spider_name
         self._enqueue = enqueue
         self._item = item
@@ -104,6 +107,15 @@ class Callbacks:
                 else:
                     for result in out:
                         await route(request, result, referrer)
+        except CloseSpider as exc:
+            log.info(
+                "spider %s: callback %s raised CloseSpider(%r) on %s",
+                self.spider_name,
+                name,
+                exc.reason,
+                request.url,
+            )
+            self._stop(exc.reason)
         except Exception:
             self._stats.callback_errors += 1
             log.exception(

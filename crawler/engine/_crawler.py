@@ -160,7 +160,12 @@ class Crawler:
         )
         spider._session_factory = self.session
         self.callbacks = Callbacks(
-            spider, self.name, enqueue=self.scheduler.enqueue, item=self._item, stats=self.stats
+            spider,
+            self.name,
+            enqueue=self.scheduler.enqueue,
+            item=self._item,
+            stats=self.stats,
+            stop=self.stop,
         )
         self._max_size = settings.max_response_size or None
         self._max_items = settings.max_items

@@ -39,14 +39,15 @@ TIME_LIMIT = 30  # seconds for one crawl: a safety net, never reached when thing
 
 # A spider for the purpose-built sites: starts from the URLs in its ``start``
 # option, exports one item per page and follows every link; the page whose
-# path is the ``boom`` option makes the callback raise before yielding anything.
+# path is the ``boom`` option makes the callback raise before yielding anything,
+# the one whose path is ``stop`` raises CloseSpider after its item.
 SITE_SPIDER = """\
-from crawler import Request, Spider
+from crawler import CloseSpider, Request, Spider
 
 
 class Site(Spider):
     name = "site"
-    options = {"start": [""], "boom": ""}
+    options = {"start": [""], "boom": "", "stop": ""}
 
     def start_requests(self):
         for url in self.settings["start"]:
@@ -58,6 +59,8 @@ class Site(Spider):
             raise RuntimeError(f"boom on purpose at {url}")
         title = response.css_first("h1")
         yield {"url": url, "title": title.text() if title is not None else ""}
+        if self.settings["stop"] and response.url.path == self.settings["stop"]:
+            raise CloseSpider(f"stopped at {response.url.path}")
         for link in response.links():
             yield response.follow(link, callback=self.parse)
 """
@@ -462,6 +465,36 @@ async def test_a_callback_that_raises_is_counted_and_the_crawl_goes_on(tmp_path:
     assert f"boom on purpose at {server.url}/boom" in stderr
     assert "Traceback" in stderr
     assert "site" in stderr
+
+
+async def test_close_spider_ends_the_crawl_with_its_reason_and_exit_0(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    pages = {
+        "/": html("home", "/a"),
+        "/a": html("a", "/stop"),
+        "/stop": html("stop", "/after"),
+        "/after": html("never"),
+    }
+    out, stats_file = tmp_path / "out.jsonl", tmp_path / "stats.json"
+    async with serve_h11(site(pages)) as server:
+        result = await crawl(
+            tmp_path,
+            "site",
+            "-s",
+            start_option(server.url + "/"),
+            "-s",
+            "stop=/stop",
+            "-o",
+            str(out),
+            "--stats-json",
+            str(stats_file),
+        )
+    ok(result)
+    # The export was closed whole, with the item the callback yielded before it raised.
+    assert paths_of(read_jsonl(out)) == ["/", "/a", "/stop"]
+    assert "/after" not in targets(server)
+    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    assert (stats["callback_errors"], stats["finish_reason"]) == (0, "stopped at /stop")
 
 
 async def test_duplicates_are_fetched_once_and_depth_limit_holds(tmp_path: Path) -> None:
