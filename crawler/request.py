@@ -89,7 +89,9 @@ def _plain_statuses(statuses: AcceptStatuses) -> list[int] | str:
 class Request:
     """A request to crawl: URL, HTTP fields and crawl bookkeeping.
 
-    The spider sets how the engine treats it: ``dont_retry``, ``dont_redirect``
+    ``cb_kwargs`` are keyword arguments of its callback (plain JSON-like data,
+    like ``meta``, so that a job can store them). The spider sets how the
+    engine treats it: ``dont_retry``, ``dont_redirect``
     (a 3xx reaches the callback), ``accept_statuses`` (error statuses that reach
     the callback rather than fail it: codes, or ``"all"``) and
     ``retry_any_method`` (retry a POST or PATCH too). The engine keeps
@@ -101,6 +103,7 @@ class Request:
         "accept_statuses",
         "body",
         "callback",
+        "cb_kwargs",
         "cross_origin_redirect",
         "depth",
         "dont_filter",
@@ -138,6 +141,7 @@ class Request:
         dont_redirect: bool = False,
         accept_statuses: Iterable[int] | Literal["all"] = (),
         retry_any_method: bool = False,
+        cb_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         # The fast path matters: a page yields a Request per link, and most
         # are duplicates dropped a microsecond later.
@@ -164,6 +168,8 @@ class Request:
         # A copy: requests made from one dict (follow_all(meta=...)) must not
         # see each other's changes.
         self.meta: dict[str, Any] = dict(meta) if meta else {}
+        # Keyword arguments of the callback (not the errback); JSON-like, like meta.
+        self.cb_kwargs: dict[str, Any] = dict(cb_kwargs) if cb_kwargs else {}
         self.dont_filter = dont_filter
         self.session = session
         self.depth = depth
@@ -194,6 +200,7 @@ class Request:
             "body": self.body.decode("latin-1"),
             "priority": self.priority,
             "meta": self.meta,
+            "cb_kwargs": self.cb_kwargs,
             "dont_filter": self.dont_filter,
             "session": self.session,
             "depth": self.depth,
@@ -217,6 +224,7 @@ class Request:
             body=data.get("body", "").encode("latin-1"),
             priority=data.get("priority", 0),
             meta=data.get("meta"),
+            cb_kwargs=data.get("cb_kwargs"),
             dont_filter=data.get("dont_filter", False),
             session=data.get("session"),
             depth=data.get("depth", 0),

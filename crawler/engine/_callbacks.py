@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..request import Request
@@ -26,6 +27,7 @@ __all__ = ["Callbacks"]
 log = logging.getLogger("crawler.engine")
 
 _PLAIN, _GEN, _ASYNC, _ASYNC_GEN = range(4)
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 
 def _kind(method: Callable[..., Any]) -> int:
@@ -79,20 +81,22 @@ class Callbacks:
         name: str,
         args: tuple[Any, ...],
         referrer: PageReferrer | None = None,
+        kwargs: Mapping[str, Any] = _NO_KWARGS,
     ) -> None:
-        """Call ``name(*args)`` for ``request`` and route its output; ``referrer`` is the
-        page the callback got, which gives the requests it yields their Referer."""
+        """Call ``name(*args, **kwargs)`` for ``request`` and route its output; ``referrer``
+        is the page the callback got, which gives the requests it yields their Referer;
+        ``kwargs`` are the request's ``cb_kwargs`` (for its callback, not its errback)."""
         route = self._route
         try:
             method, kind = self._lookup(name)
             if kind == _GEN:
-                for result in method(*args):
+                for result in method(*args, **kwargs):
                     await route(request, result, referrer)
             elif kind == _ASYNC_GEN:
-                async for result in method(*args):
+                async for result in method(*args, **kwargs):
                     await route(request, result, referrer)
             else:
-                out = method(*args)
+                out = method(*args, **kwargs)
                 if kind == _ASYNC or inspect.isawaitable(out):
                     # A plain decorator around a coroutine function returns its coroutine.
                     out = await out

@@ -15,7 +15,8 @@ crawl only through the few callables it is given, never through the Crawler.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._links import host_of, resolve_url
@@ -37,8 +38,13 @@ __all__ = ["OutcomePolicy"]
 
 log = logging.getLogger("crawler.engine")
 
-#: ``invoke(request, callback_name, args, referrer)``: run a spider callback.
-Invoke = Callable[[Request, str, tuple[Any, ...], PageReferrer | None], Awaitable[None]]
+#: ``invoke(request, callback_name, args, referrer, kwargs)``: run a spider callback.
+Invoke = Callable[
+    [Request, str, tuple[Any, ...], PageReferrer | None, Mapping[str, Any]], Awaitable[None]
+]
+
+# What an errback gets as keyword arguments: none, as in Scrapy (cb_kwargs are the callback's).
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 _START_FAILURES_SHOWN = 10
 
@@ -138,6 +144,7 @@ class OutcomePolicy:
             request.callback or "parse",
             (Response.from_http(response, request, self._unseen),),
             PageReferrer(policy, request.url) if policy is not None else None,
+            request.cb_kwargs,
         )
         return False
 
@@ -253,4 +260,4 @@ class OutcomePolicy:
                 failure = HTTPStatusError(
                     f"{cause} for {request.url}", request=response.request, response=response
                 )
-            await self._invoke(request, request.errback, (request, failure), None)
+            await self._invoke(request, request.errback, (request, failure), None, _NO_KWARGS)

@@ -155,7 +155,7 @@ class Scheduler:
             if self.depth_limit and request.depth > self.depth_limit:
                 self.stats.dropped["depth"] += 1
                 return False
-            if self._check_storable is not None and (meta or request.headers):
+            if self._check_storable is not None and (meta or request.headers or request.cb_kwargs):
                 # Refused before its URL counts as seen, so that a storable request
                 # for the same URL is not dropped as a duplicate later.
                 self._check_storable(request)

@@ -109,11 +109,15 @@ def encode_request(request: Request) -> str:
                 _flags(request),
                 # An empty tuple is a constant: the common case builds no list.
                 (accepted if isinstance(accepted, str) else sorted(accepted)) if accepted else (),
+                # Last and only when set: records without it are those of older runs,
+                # which decode unchanged (no new store format).
+                *((request.cb_kwargs,) if request.cb_kwargs else ()),
             ]
         )
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"cannot store {request!r} in the job directory: its meta must be JSON data "
+            f"cannot store {request!r} in the job directory: its meta and cb_kwargs must "
+            "be JSON data "
             f"(strings, numbers, lists, dicts): {exc}"
         ) from exc
 
@@ -133,6 +137,7 @@ def decode_request(callback: str | None, errback: str | None, data: str) -> Requ
         redirects,
         flags,
         accepted,
+        *rest,
     ) = _decode_json(data)
     request = Request(
         url,
@@ -150,6 +155,7 @@ def decode_request(callback: str | None, errback: str | None, data: str) -> Requ
         dont_redirect=bool(flags & _DONT_REDIRECT),
         accept_statuses=accepted,
         retry_any_method=bool(flags & _RETRY_ANY_METHOD),
+        cb_kwargs=rest[0] if rest else None,
     )
     request.retries = retries
     request.redirects = redirects

@@ -497,6 +497,65 @@ async def test_close_spider_ends_the_crawl_with_its_reason_and_exit_0(tmp_path: 
     assert (stats["callback_errors"], stats["finish_reason"]) == (0, "stopped at /stop")
 
 
+# Follows /p/0 ... /p/5 one at a time, handing each callback where it came from in
+# cb_kwargs; the first run stops itself after queueing /p/3, and a resumed one goes on.
+KWARGS_SPIDER = """\
+from pathlib import Path
+
+from crawler import CloseSpider, Request, Spider
+
+
+class Kwargs(Spider):
+    name = "kw"
+    options = {"start": ""}
+
+    def start_requests(self):
+        yield Request(self.settings["start"] + "/p/0", self.parse, cb_kwargs={"trail": []})
+
+    def parse(self, response, trail):
+        n = len(trail)
+        yield {"path": response.url.path, "trail": trail}
+        if n < 5:
+            yield response.follow(f"/p/{n + 1}", self.parse, cb_kwargs={"trail": [*trail, n]})
+        if n == 2 and not Path("stopped-once").exists():
+            Path("stopped-once").write_text("")
+            raise CloseSpider("stop after queueing /p/3")
+"""
+
+
+async def test_cb_kwargs_survive_a_job_stop_and_resume(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    (tmp_path / "spiders" / "kw.py").write_text(KWARGS_SPIDER, encoding="utf-8")
+    hits: Counter[str] = Counter()
+
+    def respond(seen: Seen) -> Reply:
+        hits[seen.target] += 1
+        if seen.target == "/p/4":  # a redirect on the way carries them too
+            return Reply(302, [("Location", "/q/4")], b"")
+        if seen.target == "/p/5" and hits[seen.target] == 1:  # and a retry
+            return Reply(503, [], b"busy")
+        return page(html(seen.target))
+
+    out, stats_file = tmp_path / "items.jsonl", tmp_path / "stats.json"
+    async with serve_h11(respond) as server:
+        args = ("kw", "-s", f"start={json.dumps(server.url)}", "-s", "obey_robots=false")
+        args += ("--job", "job", "-o", str(out), "--stats-json", str(stats_file))
+        ok(await crawl(tmp_path, *args))
+        first = json.loads(stats_file.read_text(encoding="utf-8"))
+        assert first["finish_reason"] == "stop after queueing /p/3"
+        assert "/p/3" not in hits  # queued in the job's store, with its cb_kwargs
+        ok(await crawl(tmp_path, *args))
+    assert read_jsonl(out) == [
+        {"path": "/p/0", "trail": []},
+        {"path": "/p/1", "trail": [0]},
+        {"path": "/p/2", "trail": [0, 1]},
+        {"path": "/p/3", "trail": [0, 1, 2]},
+        {"path": "/q/4", "trail": [0, 1, 2, 3]},
+        {"path": "/p/5", "trail": [0, 1, 2, 3, 4]},
+    ]
+    assert hits["/p/5"] == 2 and hits["/p/3"] == 1
+
+
 async def test_duplicates_are_fetched_once_and_depth_limit_holds(tmp_path: Path) -> None:
     make_project(tmp_path, "depth_limit = 3\n")
     pages = {

@@ -74,3 +74,93 @@ async def test_close_spider_without_a_reason_is_cancelled() -> None:
 
         stats, items = await run(Stopper, settings("", obey_robots=False))
     assert items == [] and stats.finish_reason == "cancelled" and hits == {"/p/0": 1}
+
+
+# -- cb_kwargs --------------------------------------------------------------------
+
+
+def test_cb_kwargs_are_copied_carried_by_replace_and_stored() -> None:
+    from crawler.frontier.sqlite import decode_request, encode_request
+
+    given = {"n": 1, "trail": [0]}
+    request = Request("http://a.test/", cb_kwargs=given)
+    given["n"] = 2  # the request keeps its own copy
+    assert request.cb_kwargs == {"n": 1, "trail": [0]}
+    assert request.replace(url="http://a.test/b").cb_kwargs == {"n": 1, "trail": [0]}
+    assert Request.from_dict(request.to_dict()).cb_kwargs == {"n": 1, "trail": [0]}
+    assert decode_request(None, None, encode_request(request)).cb_kwargs == {"n": 1, "trail": [0]}
+    assert Request("http://a.test/").cb_kwargs == {}
+
+
+def test_records_without_cb_kwargs_are_unchanged_and_still_decode() -> None:
+    """No new store format: a request without cb_kwargs is stored as before, so the
+    records of a job started by an older version decode as they are."""
+    from crawler.frontier.sqlite import decode_request, encode_request
+
+    plain = encode_request(Request("http://a.test/", meta={"k": 1}))
+    old_record = '["http://a.test/","GET",null,"",0,{"k":1},false,null,0,0,0,0,[]]'
+    assert plain == old_record
+    decoded = decode_request("parse", None, old_record)
+    assert (decoded.cb_kwargs, decoded.meta, decoded.callback) == ({}, {"k": 1}, "parse")
+
+
+def test_cb_kwargs_that_are_not_json_are_refused_where_the_request_is_stored() -> None:
+    import pytest
+
+    from crawler.frontier.sqlite import encode_request
+
+    with pytest.raises(TypeError, match="cb_kwargs must be JSON data"):
+        encode_request(Request("http://a.test/", cb_kwargs={"when": object()}))
+
+
+async def test_cb_kwargs_reach_the_callback_through_follow_redirects_and_retries() -> None:
+    hits: Counter[str] = Counter()
+
+    def respond(seen: Seen) -> Reply:
+        hits[seen.target] += 1
+        if seen.target == "/":
+            links = '<a href="/moved">m</a><a href="/flaky">f</a><a href="/gone">g</a>'
+            return Reply(200, HTML, links.encode())
+        if seen.target == "/moved":
+            return Reply(302, [("Location", "/new")], b"")
+        if seen.target == "/flaky" and hits[seen.target] == 1:
+            return Reply(500, [], b"busy")
+        if seen.target == "/gone":
+            return Reply(404, [], b"")
+        return Reply(200, HTML, b"<h1>leaf</h1>")
+
+    failures: list[str] = []
+    async with serve_h11(respond) as server:
+        url = server.url
+
+        class Kwargs(Spider):
+            name = "kwargs"
+
+            def start_requests(self) -> Iterator[Request]:
+                yield Request(url + "/", callback=self.home, cb_kwargs={"level": "home"})
+
+            def home(self, response: Response, level: str) -> Iterator[Any]:
+                yield {"path": "/", "level": level}
+                for link in ("/moved", "/flaky"):
+                    yield response.follow(
+                        link, self.leaf, cb_kwargs={"came_from": level, "link": link}
+                    )
+                yield response.follow(
+                    "/gone", self.leaf, errback=self.failed, cb_kwargs={"link": "/gone"}
+                )
+
+            def leaf(self, response: Response, came_from: str, link: str) -> Any:
+                return {"path": response.url.path, "came_from": came_from, "link": link}
+
+            def failed(self, request: Request, error: Exception) -> None:
+                # Scrapy's rule: cb_kwargs are the callback's, the errback gets none.
+                failures.append(request.url)
+
+        stats, items = await run(Kwargs, settings("", obey_robots=False, retry_times=1))
+    assert sorted(items, key=lambda item: item["path"]) == [
+        {"path": "/", "level": "home"},
+        {"path": "/flaky", "came_from": "home", "link": "/flaky"},  # after a retry
+        {"path": "/new", "came_from": "home", "link": "/moved"},  # after a redirect
+    ]
+    assert hits["/flaky"] == 2 and hits["/new"] == 1
+    assert failures == [url + "/gone"] and stats.callback_errors == 0
