@@ -22,7 +22,7 @@ from ._spider_loader import SpiderLoader, SpiderLoadError, load_spiders
 
 __all__ = ["main"]
 
-FEED_FORMATS = (".jsonl", ".csv", ".json")
+FEED_FORMATS = (".jsonl", ".jl", ".csv", ".json")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -38,6 +38,21 @@ See docs/cli.md and docs/settings.md."""
 
 class CommandError(Exception):
     """A bad command line that argparse cannot see, such as an unknown export format."""
+
+
+class _FeedAction(argparse.Action):
+    """``-o FILE`` (append) and ``-O FILE`` (overwrite) into one list, in command-line
+    order, as (path, append) pairs."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        feeds = [*getattr(namespace, self.dest, []), (Path(values), option_string == "-o")]
+        setattr(namespace, self.dest, feeds)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,11 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         dest="feeds",
-        action="append",
+        action=_FeedAction,
         default=[],
-        type=Path,
         metavar="FILE",
-        help="export items to FILE: .jsonl, .csv or .json (repeatable)",
+        help="export items to FILE, appending to it: .jsonl (.jl), .csv or .json (repeatable)",
+    )
+    parser.add_argument(
+        "-O",
+        dest="feeds",
+        action=_FeedAction,
+        default=[],
+        metavar="FILE",
+        help="export items to FILE, replacing it (repeatable)",
     )
     parser.add_argument(
         "--settings", type=Path, metavar="PATH", help="settings.toml to use instead of searching"
@@ -173,9 +195,11 @@ def _feed(path: Path) -> Path:
 
 def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoader) -> int:
     resolved = _resolve_all(sources, loader, args.names)
-    feeds = [_feed(path) for path in args.feeds]
+    from ..pipelines._runner import Feed
+
+    feeds = [Feed(_feed(path), append) for path, append in args.feeds]
     if len(resolved) > 1:
-        for path in feeds:
+        for path in (feed.path for feed in feeds):
             if "{spider}" not in str(path):
                 raise CommandError(
                     f"-o {path}: several spiders would write the same file; put {{spider}} "

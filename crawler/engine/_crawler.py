@@ -31,7 +31,13 @@ from ..frontier.memory import MemoryFrontier
 from ..http import Client, ConnectionPool, Cookies
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
-from ..pipelines._runner import Pipeline, PipelineRunner, feed_exporter_for, load_pipelines
+from ..pipelines._runner import (
+    Feed,
+    Pipeline,
+    PipelineRunner,
+    feed_exporter_for,
+    load_pipelines,
+)
 from ..request import Request
 from ..sessions._logins import Logins
 from ..sessions._session import Session
@@ -94,7 +100,7 @@ class Crawler:
         settings: Settings,
         pool: ConnectionPool,
         *,
-        feeds: Sequence[Path] = (),
+        feeds: Sequence[Path | Feed] = (),
         frontier: Frontier | None = None,
         pipelines: Sequence[Pipeline] | None = None,
     ) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..pipelines._runner import Feed
 from ._crawler import Crawler, SharedTransport, build_pool
 from ._stats import Stats, log_summary, run_progress, write_stats_json
 
@@ -76,7 +77,7 @@ class Engine:
         spider_cls: type[Spider],
         settings: Settings | None = None,
         *,
-        feeds: Sequence[Path] = (),
+        feeds: Sequence[Path | Feed] = (),
         pipelines: Sequence[Pipeline] | None = None,
     ) -> Crawler:
         """A Crawler for ``spider_cls`` on this engine's pool (``pipelines`` replaces the
@@ -92,7 +93,7 @@ class Engine:
         spider_cls: type[Spider],
         settings: Settings | None = None,
         *,
-        feeds: Sequence[Path] = (),
+        feeds: Sequence[Path | Feed] = (),
     ) -> Stats:
         return await self.crawler(spider_cls, settings or self.settings, feeds=feeds).run()
 
@@ -108,7 +109,7 @@ class Engine:
 
 
 async def crawl(
-    spider_cls: type[Spider], settings: Settings | None = None, *, feeds: Sequence[Path] = ()
+    spider_cls: type[Spider], settings: Settings | None = None, *, feeds: Sequence[Path | Feed] = ()
 ) -> Stats:
     """Run one spider to completion on a pool of its own; return its stats.
 
@@ -124,18 +125,20 @@ async def crawl(
         return await engine.crawl(spider_cls, settings, feeds=feeds)
 
 
-def _feeds_for(feeds: Sequence[Path], spider: type[Spider], many: bool) -> list[Path]:
+def _feeds_for(feeds: Sequence[Path | Feed], spider: type[Spider], many: bool) -> list[Path | Feed]:
     """With several spiders, each feed path must say where each spider's items go."""
     if not many:
         return list(feeds)
-    out = []
-    for path in feeds:
+    out: list[Path | Feed] = []
+    for feed in feeds:
+        path = feed.path if isinstance(feed, Feed) else feed
         if "{spider}" not in str(path):
             raise ValueError(
                 f"-o {path}: several spiders would write the same file; "
                 "put {spider} in the path (e.g. items-{spider}.jsonl)"
             )
-        out.append(Path(str(path).replace("{spider}", spider.name or spider.__name__)))
+        mine = Path(str(path).replace("{spider}", spider.name or spider.__name__))
+        out.append(Feed(mine, feed.append) if isinstance(feed, Feed) else mine)
     return out
 
 
@@ -167,7 +170,7 @@ async def _watch_signals(engine: Engine, grace: float, nursery: trio.Nursery) ->
 async def _main(
     spider_classes: Sequence[type[Spider]],
     settings_for: Callable[[type[Spider]], Settings],
-    feeds: Sequence[Path],
+    feeds: Sequence[Path | Feed],
     stats_json: Path | None,
     prepare: Prepare | None,
 ) -> int:
@@ -184,7 +187,7 @@ async def _main(
 async def _crawl_all(
     spider_classes: Sequence[type[Spider]],
     settings: Sequence[Settings],
-    feeds: Sequence[Path],
+    feeds: Sequence[Path | Feed],
     stats_json: Path | None,
 ) -> int:
     many = len(spider_classes) > 1
@@ -220,7 +223,7 @@ def run_crawl(
     spider_classes: list[type[Spider]],
     settings_for: Callable[[type[Spider]], Settings],
     *,
-    feeds: list[Path],
+    feeds: Sequence[Path | Feed],
     stats_json: Path | None,
     prepare: Prepare | None = None,
 ) -> int:

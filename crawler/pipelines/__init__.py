@@ -13,6 +13,7 @@ from ._jsonl import JsonLinesExporter as JsonLinesExporter
 from ._runner import BUILTIN_PIPELINES as BUILTIN_PIPELINES
 from ._runner import FEED_EXTENSIONS as FEED_EXTENSIONS
 from ._runner import DropItem as DropItem
+from ._runner import Feed as Feed
 from ._runner import Pipeline as Pipeline
 from ._runner import PipelineConfigError as PipelineConfigError
 from ._runner import PipelineRunner as PipelineRunner
@@ -27,6 +28,7 @@ __all__ = [
     "FEED_EXTENSIONS",
     "CsvExporter",
     "DropItem",
+    "Feed",
     "JsonArrayExporter",
     "JsonLinesExporter",
     "Pipeline",

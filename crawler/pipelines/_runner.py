@@ -14,6 +14,7 @@ import importlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,7 @@ __all__ = [
     "BUILTIN_PIPELINES",
     "FEED_EXTENSIONS",
     "DropItem",
+    "Feed",
     "Pipeline",
     "PipelineConfigError",
     "PipelineRunner",
@@ -344,13 +346,25 @@ def load_pipelines(
     ]
 
 
-def feed_exporter_for(path: str | Path, **options: Any) -> Pipeline:
-    """The built-in exporter for ``crawl -o PATH``, chosen by PATH's extension.
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """An export file of ``crawl -o FILE`` (``append``) or ``crawl -O FILE`` (not)."""
 
-    The file starts afresh (``overwrite``), as a user running the same crawl twice
-    expects; a resumed ``--job`` turns that off and cuts the file back to its last
-    checkpoint instead.
+    path: Path
+    append: bool = False
+
+
+def feed_exporter_for(path: str | Path | Feed, *, append: bool = False, **options: Any) -> Pipeline:
+    """The built-in exporter for ``crawl -O PATH`` or ``-o PATH``, chosen by PATH's extension.
+
+    By default (``-O``) the file starts afresh (``overwrite``); with ``append`` (``-o``,
+    as in Scrapy) items are added after those already in it. A resumed ``--job`` turns
+    overwriting off and cuts the file back to its last checkpoint instead. A JSON array
+    cannot be appended to: appending to a JSON file that has content is refused.
     """
+    if isinstance(path, Feed):
+        append = path.append
+        path = path.path
     path = Path(path)
     suffix = path.suffix.lower()
     name = FEED_EXTENSIONS.get(suffix)
@@ -361,6 +375,12 @@ def feed_exporter_for(path: str | Path, **options: Any) -> Pipeline:
             f"cannot export items to {str(path)!r}: {shown} is not supported; "
             f"use one of {supported}"
         )
-    if name != "json":  # the JSON array exporter always writes a whole new file
+    if name == "json":  # the JSON array exporter always writes a whole new file
+        if append and path.is_file() and path.stat().st_size > 0:
+            raise PipelineConfigError(
+                f"cannot append items to {str(path)!r}: a JSON array cannot grow; use "
+                f"-O {path} to replace it, or export to .jsonl, which appends"
+            )
+    elif not append:
         options = {"overwrite": True, **options}
     return load_pipeline(name, {**options, "path": path})

@@ -337,10 +337,11 @@ SCRAPY_SETTINGS: dict[str, str] = {
     "DOWNLOAD_MAXSIZE": "max_response_size",
     "DOWNLOAD_TIMEOUT": "download_timeout",
     "EXTENSIONS": "there are no extensions: use the spider's closed() method or a pipeline",
-    "FEEDS": "there is no such setting: export with crawl -o FILE, or name "
+    "FEEDS": "there is no such setting: export with crawl -o FILE (appends) or -O FILE "
+    "(replaces), or name "
     "the exporters in pipelines (e.g. [pipeline.jsonl] path = ...)",
     "FEED_FORMAT": "there is no such setting: the extension of crawl -o FILE chooses the format",
-    "FEED_URI": "there is no such setting: export with crawl -o FILE",
+    "FEED_URI": "there is no such setting: export with crawl -o FILE or -O FILE",
     "HTTPCACHE_ENABLED": "there is no HTTP cache: use --job DIR to resume a crawl without "
     "fetching its pages again",
     "HTTPERROR_ALLOWED_CODES": "there is no such setting: pass accept_statuses=[...] to Request",

@@ -13,6 +13,7 @@ import pytest
 
 import crawler.engine
 from crawler.cli import main
+from crawler.pipelines import Feed
 from crawler.settings import Settings
 from crawler.spider import Spider
 from tests.crawl.helpers import make_project
@@ -151,7 +152,7 @@ def test_unknown_export_format(tmp_path: Path) -> None:
     result = crawl(tmp_path, "books", "-o", "items.xml")
     assert result.returncode == 2
     assert one_error_line(result) == (
-        "Cannot export to 'items.xml': unknown format '.xml' (use .jsonl, .csv, .json)"
+        "Cannot export to 'items.xml': unknown format '.xml' (use .jsonl, .jl, .csv, .json)"
     )
 
 
@@ -244,7 +245,7 @@ def test_crawl_passes_spiders_settings_and_feeds(
             "max_pages=5",
             "-o",
             "out/{spider}.jsonl",
-            "-o",
+            "-O",
             "items-{spider}.CSV",
             "--stats-json",
             "stats.json",
@@ -255,7 +256,11 @@ def test_crawl_passes_spiders_settings_and_feeds(
     assert status == 0
     (call,) = fake.calls
     assert call["spiders"] == ["books", "quotes"]
-    assert call["feeds"] == [Path("out/{spider}.jsonl"), Path("items-{spider}.CSV")]
+    # In command-line order: -o appends, -O replaces.
+    assert call["feeds"] == [
+        Feed(Path("out/{spider}.jsonl"), append=True),
+        Feed(Path("items-{spider}.CSV"), append=False),
+    ]
     assert call["stats_json"] == Path("stats.json")
     from crawler.cli._demo import start_demo_site
 
@@ -297,7 +302,7 @@ def test_several_spiders_need_spider_in_feed_paths(
     assert fake.calls == []
     assert "put {spider} in the path" in capsys.readouterr().err
     assert main(["books", "quotes", "-o", "items-{spider}.jsonl"]) == 0
-    assert fake.calls[0]["feeds"] == [Path("items-{spider}.jsonl")]
+    assert fake.calls[0]["feeds"] == [Feed(Path("items-{spider}.jsonl"), append=True)]
 
 
 def test_pipeline_config_error_from_the_engine_is_one_line(

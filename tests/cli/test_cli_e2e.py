@@ -362,14 +362,44 @@ async def test_a_crawl_where_some_start_urls_worked_exits_0(tmp_path: Path) -> N
     assert error_lines(stderr) == []
 
 
-async def test_running_a_crawl_again_replaces_its_export(tmp_path: Path) -> None:
+async def test_running_a_crawl_again_with_big_o_replaces_its_export(tmp_path: Path) -> None:
     make_project(tmp_path)
     pages = {"/": html("home", "/a"), "/a": html("a")}
     out = tmp_path / "items.jsonl"
     async with serve_h11(site(pages)) as server:
         for _ in range(2):
-            ok(await crawl(tmp_path, "site", "-s", start_option(server.url + "/"), "-o", str(out)))
+            ok(await crawl(tmp_path, "site", "-s", start_option(server.url + "/"), "-O", str(out)))
     assert sorted(paths_of(read_jsonl(out))) == ["/", "/a"]
+
+
+async def test_small_o_appends_as_in_scrapy_and_takes_jl_and_csv(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    pages = {"/": html("home", "/a"), "/a": html("a")}
+    jl, csv_out = tmp_path / "items.jl", tmp_path / "items.csv"
+    async with serve_h11(site(pages)) as server:
+        start = start_option(server.url + "/")
+        for _ in range(2):
+            ok(await crawl(tmp_path, "site", "-s", start, "-o", str(jl), "-o", str(csv_out)))
+    assert sorted(paths_of(read_jsonl(jl))) == ["/", "/", "/a", "/a"]
+    lines = csv_out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "url,title" and len(lines) == 5  # one header, four rows
+
+
+async def test_small_o_refuses_to_append_to_a_json_array(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    pages = {"/": html("home")}
+    out = tmp_path / "items.json"
+    async with serve_h11(site(pages)) as server:
+        start = start_option(server.url + "/")
+        ok(await crawl(tmp_path, "site", "-s", start, "-o", str(out)))  # a new file: fine
+        again = await crawl(tmp_path, "site", "-s", start, "-o", str(out))
+        assert again.returncode == 2
+        assert again.stderr.decode().splitlines()[-1] == (
+            f"crawl: error: cannot append items to {str(out)!r}: a JSON array cannot grow; "
+            f"use -O {out} to replace it, or export to .jsonl, which appends"
+        )
+        ok(await crawl(tmp_path, "site", "-s", start, "-O", str(out)))
+    assert paths_of(json.loads(out.read_text(encoding="utf-8"))) == ["/"]
 
 
 async def test_tls_ca_file_setting_trusts_a_private_authority(tmp_path: Path) -> None:
