@@ -116,7 +116,7 @@ class Crawler:
             if pipelines is not None
             else load_pipelines(settings.pipelines, settings)
         )
-        chain.extend(feed_exporter_for(path) for path in feeds)
+        chain.extend(feed_exporter_for(feed, spider=self.name) for feed in feeds)
         # With job_dir the crawl is durable: the job's store is the frontier.
         self.job: Job | None = None
         if settings.job_dir and frontier is None:

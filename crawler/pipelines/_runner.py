@@ -354,13 +354,16 @@ class Feed:
     append: bool = False
 
 
-def feed_exporter_for(path: str | Path | Feed, *, append: bool = False, **options: Any) -> Pipeline:
+def feed_exporter_for(
+    path: str | Path | Feed, *, append: bool = False, spider: str = "", **options: Any
+) -> Pipeline:
     """The built-in exporter for ``crawl -O PATH`` or ``-o PATH``, chosen by PATH's extension.
 
     By default (``-O``) the file starts afresh (``overwrite``); with ``append`` (``-o``,
     as in Scrapy) items are added after those already in it. A resumed ``--job`` turns
     overwriting off and cuts the file back to its last checkpoint instead. A JSON array
-    cannot be appended to: appending to a JSON file that has content is refused.
+    cannot be appended to: appending to a JSON file that has content is refused
+    (``spider``, the spider's name, fills ``{spider}`` in the path checked).
     """
     if isinstance(path, Feed):
         append = path.append
@@ -376,10 +379,11 @@ def feed_exporter_for(path: str | Path | Feed, *, append: bool = False, **option
             f"use one of {supported}"
         )
     if name == "json":  # the JSON array exporter always writes a whole new file
-        if append and path.is_file() and path.stat().st_size > 0:
+        target = Path(str(path).replace("{spider}", spider)) if spider else path
+        if append and target.is_file() and target.stat().st_size > 0:
             raise PipelineConfigError(
-                f"cannot append items to {str(path)!r}: a JSON array cannot grow; use "
-                f"-O {path} to replace it, or export to .jsonl, which appends"
+                f"cannot append items to {str(target)!r}: a JSON array cannot grow; use "
+                f"-O {target} to replace it, or export to .jsonl, which appends"
             )
     elif not append:
         options = {"overwrite": True, **options}

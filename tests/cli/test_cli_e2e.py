@@ -389,15 +389,18 @@ async def test_small_o_refuses_to_append_to_a_json_array(tmp_path: Path) -> None
     make_project(tmp_path)
     pages = {"/": html("home")}
     out = tmp_path / "items.json"
+    template = tmp_path / "items-{spider}.json"  # one spider: filled in when it is checked
     async with serve_h11(site(pages)) as server:
         start = start_option(server.url + "/")
         ok(await crawl(tmp_path, "site", "-s", start, "-o", str(out)))  # a new file: fine
-        again = await crawl(tmp_path, "site", "-s", start, "-o", str(out))
-        assert again.returncode == 2
-        assert again.stderr.decode().splitlines()[-1] == (
-            f"crawl: error: cannot append items to {str(out)!r}: a JSON array cannot grow; "
-            f"use -O {out} to replace it, or export to .jsonl, which appends"
-        )
+        for path, shown in ((out, out), (template, tmp_path / "items-site.json")):
+            again = await crawl(tmp_path, "site", "-s", start, "-o", str(path))
+            assert again.returncode == 2
+            assert again.stderr.decode().splitlines()[-1] == (
+                f"crawl: error: cannot append items to {str(shown)!r}: a JSON array cannot "
+                f"grow; use -O {shown} to replace it, or export to .jsonl, which appends"
+            )
+            (tmp_path / "items-site.json").write_text("[]", encoding="utf-8")
         ok(await crawl(tmp_path, "site", "-s", start, "-O", str(out)))
     assert paths_of(json.loads(out.read_text(encoding="utf-8"))) == ["/"]
 
