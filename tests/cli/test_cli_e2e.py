@@ -571,8 +571,9 @@ async def test_cb_kwargs_survive_a_job_stop_and_resume(tmp_path: Path) -> None:
 
     out, stats_file = tmp_path / "items.jsonl", tmp_path / "stats.json"
     async with serve_h11(respond) as server:
-        args = ("kw", "-s", f"start={json.dumps(server.url)}", "-s", "obey_robots=false")
-        args += ("--job", "job", "-o", str(out), "--stats-json", str(stats_file))
+        args: tuple[str, ...] = ("kw", "-s", f"start={json.dumps(server.url)}")
+        args += ("-s", "obey_robots=false", "--job", "job", "-o", str(out))
+        args += ("--stats-json", str(stats_file))
         ok(await crawl(tmp_path, *args))
         first = json.loads(stats_file.read_text(encoding="utf-8"))
         assert first["finish_reason"] == "stop after queueing /p/3"

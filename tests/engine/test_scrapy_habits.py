@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from crawler import CloseSpider, Request, Response, Spider
-from tests.crawl.test_engine import run, settings
+from tests.crawl.helpers import run, settings
 from tests.servers import Reply, Seen, serve_h11
 
 HTML = [("Content-Type", "text/html")]
