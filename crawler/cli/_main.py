@@ -1,4 +1,6 @@
-"""The ``crawl`` command: ``crawl NAME...``, ``crawl list``, ``crawl settings [NAME]``.
+"""The ``crawl`` command: ``crawl NAME...``, ``crawl list``, ``crawl settings [NAME]``,
+and the tools of the edit-and-run loop (``demo``, ``fetch``, ``parse``, ``new``,
+``startproject``), each with options of its own.
 
 Settings and spiders are loaded and checked before anything is fetched, so a
 mistake costs one line on stderr and exit status 2. The engine is imported
@@ -32,6 +34,14 @@ commands:
   crawl list               list the spiders of the project
   crawl settings [NAME]    print the resolved settings (of spider NAME) and their sources
   crawl status DIR         show the state of the crawl job in DIR (see --job)
+  crawl demo               serve the bundled demo site on http://127.0.0.1:8000/
+  crawl fetch URL          print a page as the crawl gets it (--headers, --spider NAME)
+  crawl parse URL --spider NAME
+                           run a callback on a page; print its items and requests
+  crawl new NAME DOMAIN    write spiders/NAME.py from a template (--template login)
+  crawl startproject DIR   write a new project that crawls the demo site
+
+Run `crawl COMMAND --help` for the options of a command.
 
 See docs/cli.md and docs/settings.md."""
 
@@ -59,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crawl",
         usage="crawl [options] NAME [NAME ...] | crawl list | crawl settings [NAME] | "
-        "crawl status DIR",
+        "crawl status DIR | crawl COMMAND ...",
         description="Run and inspect the spiders of a crawl project.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -112,15 +122,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     Errors the user can fix (settings, spiders, a job directory) are printed as one
     line with what was wrong and where, not as a traceback.
     """
-    args = _parser().parse_args(argv)
+    from ._serve import DemoServeError
+    from ._tools import TOOLS, run_tool, tool_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = _first_name(argv)
+    tool = first if first in TOOLS else None
+    args = (tool_parser(tool) if tool else _parser()).parse_args(argv)
     try:
-        return _dispatch(args)
-    except (SettingsError, SpiderLoadError, CommandError) as exc:
+        return run_tool(args) if tool else _dispatch(args)
+    except (SettingsError, SpiderLoadError, CommandError, DemoServeError) as exc:
         print(f"crawl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("crawl: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+#: The options of ``crawl NAME`` that take a value, so the value is not taken for NAME.
+_VALUE_OPTIONS = {"-s", "-o", "--settings", "--log-level", "--stats-json", "--job"}
+
+
+def _first_name(argv: Sequence[str]) -> str | None:
+    """The command or first spider name: the first word that is neither an option
+    nor an option's value (a tool's own options then go to the tool's parser)."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUE_OPTIONS:
+            next(words, None)
+        elif word == "--" or not word.startswith("-"):
+            return next(words, None) if word == "--" else word
+    return None
 
 
 def _dispatch(args: argparse.Namespace) -> int:

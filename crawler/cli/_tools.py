@@ -1,0 +1,116 @@
+"""The command lines of the ``crawl`` tools, and which code runs each.
+
+Each tool has its own parser, so ``crawl demo --port 8000`` is checked against
+the options of ``demo`` and ``crawl fetch --help`` shows those of ``fetch``,
+while ``crawl NAME`` keeps its own. The code behind a tool is imported only
+when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["TOOLS", "run_tool", "tool_parser"]
+
+TOOLS = {
+    "demo": "serve the bundled demo site on loopback until Ctrl-C or SIGTERM",
+    "fetch": "print a page (or its headers) as the crawl gets it",
+    "parse": "run a spider callback on a page and print the items and requests it yields",
+    "new": "write spiders/NAME.py from a template",
+    "startproject": "write a new project that crawls the demo site at once",
+}
+
+
+def _project_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-s",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting; VALUE is TOML (repeatable)",
+    )
+    parser.add_argument(
+        "--settings", type=Path, metavar="PATH", help="settings.toml to use instead of searching"
+    )
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR or CRITICAL"
+    )
+
+
+def _demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)"
+    )
+
+
+def _fetch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL")
+    parser.add_argument(
+        "--headers", action="store_true", help="print the status line and headers, not the body"
+    )
+    parser.add_argument(
+        "--spider", metavar="NAME", help="with that spider's settings and session (and login)"
+    )
+    _project_options(parser)
+
+
+def _parse(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL")
+    parser.add_argument("--spider", metavar="NAME", required=True, help="the spider to use")
+    parser.add_argument(
+        "--callback", default="parse", metavar="NAME", help="callback for URL (default parse)"
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="follow the requests yielded down to depth N (default 1: URL only)",
+    )
+    parser.add_argument("--meta", metavar="JSON", help="request meta for URL, a JSON object")
+    _project_options(parser)
+
+
+def _new(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="spider name, a Python identifier")
+    parser.add_argument("domain", metavar="DOMAIN", help="host (and port) the spider crawls")
+    parser.add_argument(
+        "--template", choices=("basic", "login"), default="basic", help="default basic"
+    )
+    parser.add_argument(
+        "--settings", type=Path, metavar="PATH", help="settings.toml to use instead of searching"
+    )
+
+
+def _startproject(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", type=Path, metavar="DIR", help="new or empty directory")
+
+
+_OPTIONS = {
+    "demo": _demo,
+    "fetch": _fetch,
+    "parse": _parse,
+    "new": _new,
+    "startproject": _startproject,
+}
+
+
+def tool_parser(tool: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"crawl {tool}", description=TOOLS[tool] + " (docs/cli.md)"
+    )
+    parser.add_argument("tool", choices=[tool], help=argparse.SUPPRESS)
+    _OPTIONS[tool](parser)
+    return parser
+
+
+def run_tool(args: argparse.Namespace) -> int:
+    """Run the tool ``args.tool``; its exit status."""
+    if args.tool == "demo":
+        from ._serve import serve_demo
+
+        return serve_demo(args.host, args.port)
+    raise NotImplementedError(args.tool)

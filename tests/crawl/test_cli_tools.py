@@ -1,0 +1,92 @@
+"""The tools of the edit-and-run loop, through the real ``crawl`` command.
+
+Each test runs ``python -m crawler.cli`` as a subprocess against the demo
+site served on loopback (by ``crawl demo`` itself, or in the test's nursery),
+so what is checked is what a user at a terminal would see.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from crawler import Client
+
+REPO = Path(__file__).resolve().parents[2]
+CRAWL = [sys.executable, "-m", "crawler.cli"]
+TIME_LIMIT = 60  # seconds for one command: a safety net, never reached when things work
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(TIME_LIMIT):
+        return await trio.run_process(
+            [*CRAWL, *args], cwd=cwd, capture_stdout=True, capture_stderr=True, check=False
+        )
+
+
+async def read_line(stream: trio.abc.ReceiveStream) -> bytes:
+    """One line of a child's output; bounded by the bytes a line may hold."""
+    data = b""
+    while b"\n" not in data and len(data) < 4096:
+        chunk = await stream.receive_some()
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# -- crawl demo ---------------------------------------------------------------------
+
+
+async def test_demo_serves_the_site_until_sigterm_then_exits_0(tmp_path: Path) -> None:
+    port = free_port()
+    with trio.fail_after(TIME_LIMIT):
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    [*CRAWL, "demo", "--port", str(port)],
+                    cwd=tmp_path,
+                    stdout=subprocess.PIPE,
+                    check=False,
+                )
+            )
+            assert process.stdout is not None
+            line = await read_line(process.stdout)
+            url = f"http://127.0.0.1:{port}/"
+            assert url.encode() in line, line
+            async with Client() as client:
+                page = await client.get(url + "page/2/")
+            assert page.status_code == 200
+            assert page.text.count('<div class="quote"') == 10
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+
+
+async def test_demo_refuses_a_host_that_is_not_loopback(tmp_path: Path) -> None:
+    result = await crawl(tmp_path, "demo", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert b"crawl: error: --host '0.0.0.0' is not a loopback address" in result.stderr
+
+
+async def test_demo_on_a_busy_port_says_so(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = await crawl(tmp_path, "demo", "--port", str(port))
+    assert result.returncode == 2
+    assert f"cannot serve the demo site on 127.0.0.1:{port}".encode() in result.stderr
