@@ -172,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     # spider_modules and log_level are needed before the spiders (and so their
     # options) are known: read them leniently, check everything after.
     project = sources.resolve(lenient=True)
-    _configure_logging(project.log_level)
+    configure_logging(project.log_level)
     loader = load_spiders(project.spider_modules, project.project_dir)
     if command == "list" and not rest:
         return _list(sources, loader)
@@ -181,7 +181,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _crawl(args, sources, loader)
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -191,12 +191,12 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def _all_options(classes: Sequence[type[Spider]]) -> set[str]:
+def all_options(classes: Sequence[type[Spider]]) -> set[str]:
     return {key for cls in classes for key in cls.options}
 
 
 def _list(sources: SettingsSources, loader: SpiderLoader) -> int:
-    sources.resolve(also_known=_all_options(list(loader.spiders.values())))
+    sources.resolve(also_known=all_options(list(loader.spiders.values())))
     sources.check_spider_tables(loader.spiders)
     if not loader.spiders:
         print(f"No spiders found in spider_modules {list(loader.modules)}", file=sys.stderr)
@@ -207,12 +207,12 @@ def _list(sources: SettingsSources, loader: SpiderLoader) -> int:
     return 0
 
 
-def _resolve_all(
+def resolve_all(
     sources: SettingsSources, loader: SpiderLoader, names: Sequence[str]
 ) -> dict[type[Spider], Settings]:
     classes = [loader.get(name) for name in dict.fromkeys(names)]
     sources.check_spider_tables(loader.spiders)
-    options = _all_options(classes)
+    options = all_options(classes)
     return {cls: sources.resolve(cls, also_known=options) for cls in classes}
 
 
@@ -226,7 +226,7 @@ def _feed(path: Path) -> Path:
 
 
 def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoader) -> int:
-    resolved = _resolve_all(sources, loader, args.names)
+    resolved = resolve_all(sources, loader, args.names)
     from ..pipelines._runner import Feed
 
     feeds = [Feed(_feed(path), append) for path, append in args.feeds]
@@ -277,9 +277,9 @@ def _config_error(exc: BaseException, kinds: tuple[type[Exception], ...]) -> Bas
 
 def _show_settings(sources: SettingsSources, loader: SpiderLoader, name: str | None) -> int:
     if name is None:
-        settings = sources.resolve(also_known=_all_options(list(loader.spiders.values())))
+        settings = sources.resolve(also_known=all_options(list(loader.spiders.values())))
     else:
-        settings = _resolve_all(sources, loader, [name])[loader.get(name)]
+        settings = resolve_all(sources, loader, [name])[loader.get(name)]
     for key, value in _flatten(settings.to_dict()):
         source = settings.source_of(key)
         shown = REDACTED if is_secret_key(key) and value not in (None, "") else _toml(value)

@@ -113,4 +113,8 @@ def run_tool(args: argparse.Namespace) -> int:
         from ._serve import serve_demo
 
         return serve_demo(args.host, args.port)
+    if args.tool == "fetch":
+        from ._inspect import run_fetch
+
+        return run_fetch(args)
     raise NotImplementedError(args.tool)

@@ -17,6 +17,8 @@ from pathlib import Path
 import trio
 
 from crawler import Client
+from crawler.demo import DemoApp
+from tests.servers import serve_asgi, serve_h11
 
 REPO = Path(__file__).resolve().parents[2]
 CRAWL = [sys.executable, "-m", "crawler.cli"]
@@ -90,3 +92,65 @@ async def test_demo_on_a_busy_port_says_so(tmp_path: Path) -> None:
         result = await crawl(tmp_path, "demo", "--port", str(port))
     assert result.returncode == 2
     assert f"cannot serve the demo site on 127.0.0.1:{port}".encode() in result.stderr
+
+
+# -- crawl fetch --------------------------------------------------------------------
+
+
+def ok(result: subprocess.CompletedProcess[bytes]) -> str:
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+async def test_fetch_prints_the_body_and_with_headers_the_status_and_headers() -> None:
+    async with serve_asgi(DemoApp()) as url:
+        body = ok(await crawl(REPO, "fetch", f"{url}/page/2/"))
+        head = ok(await crawl(REPO, "fetch", "--headers", f"{url}/page/2/"))
+    assert body.count('<div class="quote"') == 10
+    assert "<title>Quotes, page 2" in body
+    lines = head.splitlines()
+    assert lines[0] == "HTTP/1.1 200 OK"
+    assert "content-type: text/html; charset=utf-8" in [line.lower() for line in lines]
+    assert "<div" not in head
+
+
+async def test_fetch_sends_the_projects_user_agent(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text('user_agent = "probe-agent/1"\n', encoding="utf-8")
+    async with serve_h11() as server:
+        out = ok(await crawl(tmp_path, "fetch", f"{server.url}/here"))
+    assert out == "ok /here"
+    assert [seen.headers.get("user-agent") for seen in server.requests] == ["probe-agent/1"]
+
+
+async def test_fetch_with_a_spider_logs_in_first() -> None:
+    async with serve_asgi(DemoApp()) as url:
+        anonymous = ok(await crawl(REPO, "fetch", f"{url}/private/"))
+        logged_in = ok(await crawl(REPO, "fetch", "--spider", "myspider", f"{url}/private/"))
+        wrong = await crawl(
+            REPO, "fetch", "--spider", "myspider", "-s", "password=nope", f"{url}/private/"
+        )
+    assert '<div class="quote"' not in anonymous  # redirected to the login form
+    assert "<form" in anonymous
+    assert logged_in.count('<div class="quote"') > 0
+    assert wrong.returncode == 1
+    assert wrong.stdout == b""
+    assert b"crawl: error: spider myspider: session 'default' could not log in" in wrong.stderr
+
+
+async def test_fetch_fails_clearly_on_an_error_status_or_a_network_error() -> None:
+    async with serve_asgi(DemoApp()) as url:
+        missing = await crawl(REPO, "fetch", f"{url}/missing/")
+    refused = await crawl(REPO, "fetch", "http://127.0.0.1:1/")
+    assert missing.returncode == 1
+    assert missing.stderr.decode().splitlines()[-1] == (
+        f"crawl: error: GET {url}/missing/ answered 404 Not Found"
+    )
+    assert refused.returncode == 1
+    assert "crawl: error: GET http://127.0.0.1:1/ failed:" in refused.stderr.decode()
+    assert "ECONNREFUSED" in refused.stderr.decode()
+
+
+async def test_fetch_of_an_unknown_spider_is_a_usage_error() -> None:
+    result = await crawl(REPO, "fetch", "--spider", "myspidr", "http://127.0.0.1:1/")
+    assert result.returncode == 2
+    assert b"Unknown spider 'myspidr' (did you mean 'myspider'?)" in result.stderr

@@ -1,0 +1,165 @@
+"""``crawl fetch`` and ``crawl parse``: one page as the crawl sees it.
+
+Both build the spider's crawl state the way a crawl does (an ``Engine`` with
+the resolved settings, so the user agent, timeouts, TLS and size limits are
+the crawl's; the spider's default session, logged in first if the spider has
+``login()``) but send only the requests asked for. No pipeline runs and no job
+directory is opened: these tools look, they do not export.
+
+A spider that declares the ``site_url`` option and left it empty gets the
+origin of the URL given, so that its ``login()`` and its links go to the site
+being looked at (a ``serve_demo_site`` spider is usually pointed at a
+``crawl demo`` this way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import http
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import trio
+
+from ..http import HTTPError
+from ..request import Request
+from ..response import Response
+from ..sessions import Session
+from ..settings import Settings, load_sources
+from ..spider import Spider
+from ._demo import SITE_URL_OPTION
+from ._main import configure_logging, resolve_all
+from ._spider_loader import load_spiders
+
+__all__ = ["ToolFailed", "run_fetch"]
+
+EXIT_FAILED = 1
+
+
+class ToolFailed(Exception):
+    """The page could not be had (network error, error status, failed login or callback)."""
+
+
+class _Fetch(Spider):
+    """Stands in for a spider when ``crawl fetch`` runs with none."""
+
+    name = "fetch"
+
+
+def _spider_settings(args: argparse.Namespace, name: str | None) -> tuple[type[Spider], Settings]:
+    """The spider to use and its settings; without a name, the project's settings (and
+    no spider module is imported, so ``crawl fetch`` works outside a project too)."""
+    extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
+    sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
+    project = sources.resolve(lenient=True)
+    configure_logging(project.log_level)
+    if name is None:
+        return _Fetch, sources.resolve()
+    loader = load_spiders(project.spider_modules, project.project_dir)
+    cls = loader.get(name)
+    return cls, _pointed_at(cls, resolve_all(sources, loader, [name])[cls], args.url)
+
+
+def _pointed_at(cls: type[Spider], settings: Settings, url: str) -> Settings:
+    """``settings`` with ``site_url`` set to the origin of ``url``, if declared and empty."""
+    if SITE_URL_OPTION not in cls.options or settings.options.get(SITE_URL_OPTION):
+        return settings
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return settings
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return dataclasses.replace(settings, options={**settings.options, SITE_URL_OPTION: origin})
+
+
+def _failed(exc: ToolFailed) -> int:
+    print(f"crawl: error: {exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+# -- the spider's session ------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _spider_session(
+    cls: type[Spider], settings: Settings
+) -> AsyncIterator[tuple[Spider, Session]]:
+    """The spider (its settings set) and its default session, logged in if it logs in."""
+    from ..engine import Engine
+
+    settings = dataclasses.replace(settings, job_dir="")
+    async with Engine(settings) as engine:
+        crawler = engine.crawler(cls, settings, pipelines=[])
+        session = crawler.session()
+        try:
+            if crawler.logins.enabled and not await crawler.logins.before_start([session]):
+                raise ToolFailed(f"spider {crawler.name}: {crawler.logins.error}")
+            yield crawler.spider, session
+        finally:
+            with trio.CancelScope(shield=True):
+                for each in crawler.sessions.values():
+                    await each.aclose()
+
+
+async def _get(session: Session, request: Request) -> Response:
+    """``request`` sent as the crawl sends it (redirects followed); an error status or a
+    network error is a ToolFailed naming the URL."""
+    try:
+        response = await session.client.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.body or None,
+            follow_redirects=not request.dont_redirect,
+        )
+    except HTTPError as exc:
+        raise ToolFailed(f"{request.method} {request.url} failed: {exc}") from None
+    status = response.status_code
+    if status >= 400 and status not in _accepted(request):
+        raise ToolFailed(f"{request.method} {request.url} answered {_status_line(response)}")
+    return Response.from_http(response, request)
+
+
+def _status_line(response: Response | Any) -> str:
+    """``404 Not Found``, also from servers that send no reason phrase (HTTP/2 never does)."""
+    status: int = response.status_code
+    reason: str = response.reason_phrase
+    if not reason:
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            return str(status)
+    return f"{status} {reason}"
+
+
+def _accepted(request: Request) -> Any:
+    accepted = request.accept_statuses
+    return range(1000) if isinstance(accepted, str) else accepted
+
+
+# -- crawl fetch ---------------------------------------------------------------------
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    """Print the body of ``args.url`` (or its status line and headers) to stdout."""
+    cls, settings = _spider_settings(args, args.spider)
+    try:
+        response = trio.run(_fetch, cls, settings, args.url)
+    except ToolFailed as exc:
+        return _failed(exc)
+    if args.headers:
+        print(f"{response.http_version} {_status_line(response)}")
+        for name, value in response.headers.multi_items():
+            print(f"{name}: {value}")
+    else:
+        sys.stdout.buffer.write(response.content)
+        sys.stdout.buffer.flush()
+    return 0
+
+
+async def _fetch(cls: type[Spider], settings: Settings, url: str) -> Response:
+    async with _spider_session(cls, settings) as (_, session):
+        return await _get(session, Request(url))
