@@ -117,4 +117,8 @@ def run_tool(args: argparse.Namespace) -> int:
         from ._inspect import run_fetch
 
         return run_fetch(args)
-    raise NotImplementedError(args.tool)
+    if args.tool == "parse":
+        raise NotImplementedError(args.tool)
+    from ._scaffold import new_project, new_spider
+
+    return new_spider(args) if args.tool == "new" else new_project(args)

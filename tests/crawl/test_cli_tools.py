@@ -7,17 +7,24 @@ so what is checked is what a user at a terminal would see.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from functools import partial
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
 from crawler import Client
 from crawler.demo import DemoApp
+from crawler.demo._content import AUTHORS, QUOTES
+from crawler.settings._docs import toml_template
 from tests.servers import serve_asgi, serve_h11
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,3 +161,111 @@ async def test_fetch_of_an_unknown_spider_is_a_usage_error() -> None:
     result = await crawl(REPO, "fetch", "--spider", "myspidr", "http://127.0.0.1:1/")
     assert result.returncode == 2
     assert b"Unknown spider 'myspidr' (did you mean 'myspider'?)" in result.stderr
+
+
+# -- crawl startproject and crawl new ---------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n"), f"{path} ends in a partial line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+async def test_startproject_writes_a_project_whose_example_spider_crawls_the_demo_site(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "myproject"
+    ok(await crawl(tmp_path, "startproject", "myproject"))
+    for relative in ("spiders/__init__.py", "pipelines/__init__.py", "pyproject.toml"):
+        assert (root / relative).is_file(), relative
+    assert (root / "settings.toml").read_text(encoding="utf-8") == toml_template()
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["name"] == "myproject"
+    assert pyproject["project"]["dependencies"] == ["crawler"]
+    assert ok(await crawl(root, "list")).split() == ["quotes", "spiders.quotes"]
+    ok(await crawl(root, "quotes", "-o", "out.jsonl"))
+    items = read_jsonl(root / "out.jsonl")
+    quotes = sorted((i["text"], i["author"]) for i in items if i["type"] == "quote")
+    authors = sorted(i["name"] for i in items if i["type"] == "author")
+    assert quotes == sorted((q.text, q.author.name) for q in QUOTES)
+    assert authors == sorted(a.name for a in AUTHORS)
+    again = await crawl(tmp_path, "startproject", "myproject")
+    assert again.returncode == 2
+    assert b"myproject exists and is not an empty directory" in again.stderr
+
+
+async def test_new_spiders_import_list_type_check_and_crawl_the_demo_site(
+    tmp_path: Path,
+) -> None:
+    ok(await crawl(tmp_path, "startproject", "proj"))
+    root = tmp_path / "proj"
+    async with serve_asgi(DemoApp()) as url:
+        host = urlsplit(url).netloc
+        ok(await crawl(root, "new", "pages", host))
+        ok(await crawl(root, "new", "members", host, "--template", "login"))
+        assert ok(await crawl(root, "list")).split()[::2] == ["members", "pages", "quotes"]
+        ok(await crawl(root, "pages", "-o", "pages.jsonl", "-s", "max_pages=15"))
+        logged_in = await crawl(
+            root,
+            "members",
+            "-o",
+            "members.jsonl",
+            "-s",
+            "max_pages=15",
+            "-s",
+            "username=demo",
+            "-s",
+            "password=demo",
+        )
+        refused = await crawl(root, "members", "-s", "password=wrong", "-s", "username=demo")
+    pages = read_jsonl(root / "pages.jsonl")
+    assert len(pages) >= 10
+    assert all(urlsplit(item["url"]).netloc == host for item in pages)
+    assert {"Quotes, page 1 - Demo Quotes"} <= {item["title"] for item in pages}
+    ok(logged_in)
+    assert "logging in" in logged_in.stderr.decode()
+    assert len(read_jsonl(root / "members.jsonl")) >= 10
+    assert refused.returncode == 1  # the login really ran: a wrong password fails it
+    with trio.fail_after(TIME_LIMIT):
+        checked = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "mypy",
+                "--strict",
+                "--follow-imports=silent",
+                "--cache-dir",
+                str(tmp_path / "mypy-cache"),
+                "spiders",
+            ],
+            cwd=root,
+            env={**os.environ, "MYPYPATH": str(REPO)},
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert checked.returncode == 0, checked.stdout.decode()
+
+
+async def test_new_refuses_to_overwrite_or_to_take_a_bad_or_taken_name(tmp_path: Path) -> None:
+    spiders = tmp_path / "spiders"
+    spiders.mkdir()
+    (spiders / "__init__.py").write_text("", encoding="utf-8")
+    (spiders / "other.py").write_text(
+        "from crawler import Spider\n\n\nclass Other(Spider):\n    name = 'taken'\n",
+        encoding="utf-8",
+    )
+    cases = {
+        ("other", "example.com"): "spiders/other.py exists already; not overwriting it",
+        ("taken", "example.com"): "A spider named 'taken' exists already (spiders.other.Other)",
+        ("my-spider", "example.com"): "Spider name 'my-spider' is not a Python identifier",
+        ("class", "example.com"): "Spider name 'class' is not a Python identifier",
+        ("list", "example.com"): "Spider name 'list' is a crawl command",
+        ("fine", "example.com/some/path"): "DOMAIN 'example.com/some/path' is not a host name",
+    }
+    for (name, domain), message in cases.items():
+        result = await crawl(tmp_path, "new", name, domain)
+        assert result.returncode == 2, (name, result.stderr)
+        assert f"crawl: error: {message}".encode() in result.stderr, (name, result.stderr)
+    assert sorted(p.name for p in spiders.iterdir()) == ["__init__.py", "other.py"]
