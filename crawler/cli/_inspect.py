@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import http
+import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,10 +33,10 @@ from ..sessions import Session
 from ..settings import Settings, load_sources
 from ..spider import Spider
 from ._demo import SITE_URL_OPTION
-from ._main import configure_logging, resolve_all
+from ._main import CommandError, configure_logging, resolve_all
 from ._spider_loader import load_spiders
 
-__all__ = ["ToolFailed", "run_fetch"]
+__all__ = ["ToolFailed", "run_fetch", "run_parse"]
 
 EXIT_FAILED = 1
 
@@ -163,3 +164,103 @@ def run_fetch(args: argparse.Namespace) -> int:
 async def _fetch(cls: type[Spider], settings: Settings, url: str) -> Response:
     async with _spider_session(cls, settings) as (_, session):
         return await _get(session, Request(url))
+
+
+# -- crawl parse ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Yield:
+    """What one callback call produced, in order of kind."""
+
+    items: list[Any] = dataclasses.field(default_factory=list)
+    requests: list[Request] = dataclasses.field(default_factory=list)
+
+
+def _meta(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--meta is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CommandError(f"--meta must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def run_parse(args: argparse.Namespace) -> int:
+    """Run a callback on ``args.url`` and print what it yields, down to ``args.depth``.
+
+    Items go to stdout as JSON lines, requests as ``METHOD URL -> callback``;
+    which page each came from goes to stderr, so stdout stays machine-readable.
+    """
+    if args.depth < 1:
+        raise CommandError(f"--depth must be 1 or more, got {args.depth}")
+    meta = _meta(args.meta)
+    cls, settings = _spider_settings(args, args.spider)
+    callback = getattr(cls, args.callback, None)
+    if not callable(callback):
+        raise CommandError(f"Spider {cls.name!r} has no callback method {args.callback!r}")
+    start = Request(args.url, callback=args.callback, meta=meta)
+    try:
+        trio.run(_parse, cls, settings, start, args.depth)
+    except ToolFailed as exc:
+        return _failed(exc)
+    return 0
+
+
+async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: int) -> None:
+    from ..engine._callbacks import Callbacks
+    from ..engine._stats import Stats
+    from ..pipelines._encode import make_encoder
+
+    encode = make_encoder()
+    found = _Yield()
+
+    async def item(value: Any) -> None:
+        found.items.append(value)
+
+    async with _spider_session(cls, settings) as (spider, session):
+        stats = Stats(cls.name)
+        callbacks = Callbacks(
+            spider,
+            cls.name,
+            enqueue=lambda request, _referrer: found.requests.append(request),
+            item=item,
+            stats=stats,
+        )
+        level, seen = [start], {(start.method, start.url)}
+        for current in range(1, depth + 1):
+            following: list[Request] = []
+            for request in level:
+                name = request.callback or "parse"
+                try:
+                    response = await _get(session, request)
+                except ToolFailed as exc:
+                    if current == 1:
+                        raise
+                    print(f"# depth {current}: {exc}; skipped", file=sys.stderr)
+                    continue
+                found.items.clear()
+                found.requests.clear()
+                errors = stats.callback_errors
+                await callbacks.invoke(request, name, (response,))
+                if stats.callback_errors > errors:
+                    raise ToolFailed(f"callback {name} failed on {request.url} (see above)")
+                print(
+                    f"# depth {current}: {request.method} {request.url} -> {name}: "
+                    f"{len(found.items)} items, {len(found.requests)} requests",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for value in found.items:
+                    print(encode(value))
+                for new in found.requests:
+                    print(f"{new.method} {new.url} -> {new.callback or 'parse'}")
+                    key = (new.method, new.url)
+                    if key not in seen:
+                        seen.add(key)
+                        following.append(new)
+                sys.stdout.flush()
+            level = following

@@ -113,12 +113,10 @@ def run_tool(args: argparse.Namespace) -> int:
         from ._serve import serve_demo
 
         return serve_demo(args.host, args.port)
-    if args.tool == "fetch":
-        from ._inspect import run_fetch
+    if args.tool in ("fetch", "parse"):
+        from ._inspect import run_fetch, run_parse
 
-        return run_fetch(args)
-    if args.tool == "parse":
-        raise NotImplementedError(args.tool)
+        return run_fetch(args) if args.tool == "fetch" else run_parse(args)
     from ._scaffold import new_project, new_spider
 
     return new_spider(args) if args.tool == "new" else new_project(args)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import trio
 
 from crawler import Client
 from crawler.demo import DemoApp
-from crawler.demo._content import AUTHORS, QUOTES
+from crawler.demo._content import AUTHORS, PAGE_SIZE, QUOTES
 from crawler.settings._docs import toml_template
 from tests.servers import serve_asgi, serve_h11
 
@@ -269,3 +270,93 @@ async def test_new_refuses_to_overwrite_or_to_take_a_bad_or_taken_name(tmp_path:
         assert result.returncode == 2, (name, result.stderr)
         assert f"crawl: error: {message}".encode() in result.stderr, (name, result.stderr)
     assert sorted(p.name for p in spiders.iterdir()) == ["__init__.py", "other.py"]
+
+
+# -- crawl parse --------------------------------------------------------------------
+
+
+def parse_output(stdout: str) -> tuple[list[dict[str, Any]], list[str]]:
+    lines = stdout.splitlines()
+    items = [json.loads(line) for line in lines if line.startswith("{")]
+    requests = [line for line in lines if not line.startswith("{")]
+    return items, requests
+
+
+async def test_parse_prints_the_items_and_requests_of_a_callback() -> None:
+    async with serve_asgi(DemoApp()) as url:
+        result = await crawl(REPO, "parse", f"{url}/page/2/", "--spider", "myspider")
+        author = await crawl(
+            REPO,
+            "parse",
+            f"{url}/author/{AUTHORS[0].slug}",
+            "--spider",
+            "myspider",
+            "--callback",
+            "parse_author",
+        )
+    items, requests = parse_output(ok(result))
+    assert [(i["text"], i["author"]) for i in items] == [
+        (q.text, q.author.name) for q in QUOTES[PAGE_SIZE : 2 * PAGE_SIZE]
+    ]
+    authors = {q.author.slug for q in QUOTES[PAGE_SIZE : 2 * PAGE_SIZE]}
+    assert sorted(requests) == sorted(
+        [f"GET {url}/author/{slug} -> parse_author" for slug in authors]
+        + [f"GET {url}/page/3/ -> parse", f"GET {url}/private/ -> parse_favourites"]
+    )  # the favourites link shows: myspider logged in first
+    [found] = parse_output(ok(author))[0]
+    assert (found["type"], found["name"]) == ("author", AUTHORS[0].name)
+
+
+async def test_parse_follows_requests_to_the_depth_asked_with_their_callbacks() -> None:
+    last = f"/page/{len(QUOTES) // PAGE_SIZE}/"
+    async with serve_asgi(DemoApp()) as url:
+        result = await crawl(REPO, "parse", url + last, "--spider", "myspider", "--depth", "2")
+    items, _ = parse_output(ok(result))
+    kinds = Counter(item["type"] for item in items)
+    page_authors = {q.author.name for q in QUOTES[-PAGE_SIZE:]}
+    assert kinds["quote"] == PAGE_SIZE
+    assert {i["name"] for i in items if i["type"] == "author"} == page_authors
+    assert kinds["favourite"] > 0
+    assert f"# depth 2: GET {url}/private/ -> parse_favourites" in result.stderr.decode()
+
+
+META_SPIDER = """\
+from crawler import Spider
+
+
+class Echo(Spider):
+    name = "echo"
+
+    def parse(self, response):
+        yield {"meta": response.meta, "url": str(response.url)}
+
+    def broken(self, response):
+        raise RuntimeError("broken on purpose")
+"""
+
+
+async def test_parse_passes_meta_and_fails_clearly(tmp_path: Path) -> None:
+    spiders = tmp_path / "spiders"
+    spiders.mkdir()
+    (spiders / "echo.py").write_text(META_SPIDER, encoding="utf-8")
+    async with serve_asgi(DemoApp()) as url:
+        meta = await crawl(tmp_path, "parse", url + "/", "--spider", "echo", "--meta", '{"k": 1}')
+        broken = await crawl(
+            tmp_path, "parse", url + "/", "--spider", "echo", "--callback", "broken"
+        )
+        missing = await crawl(
+            tmp_path, "parse", url + "/", "--spider", "echo", "--callback", "nope"
+        )
+        bad_meta = await crawl(tmp_path, "parse", url + "/", "--spider", "echo", "--meta", "[1]")
+        not_found = await crawl(tmp_path, "parse", url + "/missing/", "--spider", "echo")
+    [item] = parse_output(ok(meta))[0]
+    assert item["meta"]["k"] == 1
+    assert broken.returncode == 1
+    assert f"crawl: error: callback broken failed on {url}/".encode() in broken.stderr
+    assert b"RuntimeError: broken on purpose" in broken.stderr
+    assert missing.returncode == 2
+    assert b"crawl: error: Spider 'echo' has no callback method 'nope'" in missing.stderr
+    assert bad_meta.returncode == 2
+    assert b"crawl: error: --meta must be a JSON object, got list" in bad_meta.stderr
+    assert not_found.returncode == 1
+    assert f"GET {url}/missing/ answered 404 Not Found".encode() in not_found.stderr
