@@ -66,6 +66,10 @@ class Callbacks:
         self._stats = stats
         self._methods: dict[str, tuple[Callable[..., Any], int]] = {}
 
+    def names(self) -> list[str]:
+        """The callbacks called so far: those looked up, so counting them costs nothing."""
+        return list(self._methods)
+
     def _lookup(self, name: str) -> tuple[Callable[..., Any], int]:
         entry = self._methods.get(name)
         if entry is None:

@@ -366,6 +366,27 @@ class Crawler:
             f"; and {more} more" if more > 0 else "",
         )
 
+    def warn_if_no_items(self) -> None:
+        """Say so when pages reached callbacks but not one item came out of them: an empty
+        export with exit status 0 is otherwise a puzzle, most often a selector that
+        matches nothing. (Items all dropped by a pipeline are in the summary already.)"""
+        pipelines = self.pipelines
+        if not self.stats.pages or pipelines.items_scraped or pipelines.items_dropped:
+            return
+        if pipelines.errors:  # items came, and failed: logged where they failed
+            return
+        names = self.callbacks.names()
+        log.warning(
+            "spider %s: %d pages reached callback%s %s, which yielded no items; check that "
+            "their selectors match the pages (crawl parse URL --spider %s shows what a "
+            "callback yields)",
+            self.name,
+            self.stats.pages,
+            "s" if len(names) > 1 else "",
+            ", ".join(names),
+            self.name,
+        )
+
     def refresh_stats(self) -> Stats:
         self._sync_stats()
         return self.stats

@@ -211,6 +211,7 @@ async def _crawl_all(
     all_stats = [c.stats for c in crawlers]
     for crawler in crawlers:
         log_summary(crawler.stats)
+        crawler.warn_if_no_items()
         failed = failed or crawler.aborted or crawler.failed
     if stats_json is not None:
         write_stats_json(stats_json, all_stats)

@@ -360,3 +360,50 @@ async def test_parse_passes_meta_and_fails_clearly(tmp_path: Path) -> None:
     assert b"crawl: error: --meta must be a JSON object, got list" in bad_meta.stderr
     assert not_found.returncode == 1
     assert f"GET {url}/missing/ answered 404 Not Found".encode() in not_found.stderr
+
+
+# -- a crawl that exports nothing ----------------------------------------------------------
+
+EMPTY_SPIDER = """\
+from crawler import Request, Spider
+
+
+class Empty(Spider):
+    name = "empty"
+    options = {"start": "", "quote": "div.no-such-class"}
+
+    def start_requests(self):
+        yield Request(self.settings["start"], callback=self.parse)
+
+    def parse(self, response):
+        for quote in response.css(self.settings["quote"]):
+            yield {"text": quote.css_first("span.text").text()}
+        for author in response.css('a[href*="/author/"]')[:2]:
+            yield response.follow(author, callback=self.parse_author)
+
+    def parse_author(self, response):
+        for name in response.css("h3.no-such-title"):
+            yield {"name": name.text()}
+"""
+
+
+async def test_a_crawl_that_exports_no_item_says_which_callbacks_yielded_none(
+    tmp_path: Path,
+) -> None:
+    spiders = tmp_path / "spiders"
+    spiders.mkdir()
+    (spiders / "empty.py").write_text(EMPTY_SPIDER, encoding="utf-8")
+    async with serve_asgi(DemoApp()) as url:
+        start = f"start={url}/"
+        empty = await crawl(tmp_path, "empty", "-s", start, "-o", "out.jsonl")
+        full = await crawl(tmp_path, "empty", "-s", start, "-s", "quote=div.quote")
+    assert empty.returncode == 0
+    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == ""
+    [warning] = [line for line in empty.stderr.decode().splitlines() if "yielded no items" in line]
+    assert "WARNING" in warning
+    assert (
+        "spider empty: 3 pages reached callbacks parse, parse_author, which yielded no items"
+        in (warning)
+    )
+    ok(full)
+    assert "yielded no items" not in full.stderr.decode()
