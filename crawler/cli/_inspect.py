@@ -51,9 +51,23 @@ class _Fetch(Spider):
     name = "fetch"
 
 
+def _checked_url(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL: anything else is a usage error (exit 2),
+    said before any spider is imported or any login sent."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise CommandError(f"URL {url!r} is not an absolute http:// or https:// URL")
+    return url
+
+
 def _spider_settings(args: argparse.Namespace, name: str | None) -> tuple[type[Spider], Settings]:
     """The spider to use and its settings; without a name, the project's settings (and
     no spider module is imported, so ``crawl fetch`` works outside a project too)."""
+    _checked_url(args.url)
     extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
     sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
     project = sources.resolve(lenient=True)

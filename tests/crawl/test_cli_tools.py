@@ -407,3 +407,16 @@ async def test_a_crawl_that_exports_no_item_says_which_callbacks_yielded_none(
     )
     ok(full)
     assert "yielded no items" not in full.stderr.decode()
+
+
+async def test_fetch_and_parse_refuse_a_url_that_is_not_http() -> None:
+    for args in (
+        ("fetch", "notaurl"),
+        ("fetch", "ftp://example.com/"),
+        ("parse", "http://[bad", "--spider", "myspider"),
+    ):
+        result = await crawl(REPO, *args)
+        assert result.returncode == 2, args
+        assert result.stderr.decode().splitlines() == [
+            f"crawl: error: URL {args[1]!r} is not an absolute http:// or https:// URL"
+        ]
