@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import trio
 
 from crawler import Client
@@ -27,6 +28,9 @@ from crawler.demo import DemoApp
 from crawler.demo._content import AUTHORS, PAGE_SIZE, QUOTES
 from crawler.settings._docs import toml_template
 from tests.servers import serve_asgi, serve_h11
+
+# Every test here runs the crawl command as a subprocess.
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 CRAWL = [sys.executable, "-m", "crawler.cli"]
