@@ -189,6 +189,8 @@ class _Yield:
 
     items: list[Any] = dataclasses.field(default_factory=list)
     requests: list[Request] = dataclasses.field(default_factory=list)
+    #: Reasons the callback gave for closing the spider (``raise CloseSpider``).
+    closed: list[str] = dataclasses.field(default_factory=list)
 
 
 def _meta(text: str | None) -> dict[str, Any] | None:
@@ -243,6 +245,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
             enqueue=lambda request, _referrer: found.requests.append(request),
             item=item,
             stats=stats,
+            stop=found.closed.append,
         )
         level, seen = [start], {(start.method, start.url)}
         for current in range(1, depth + 1):
@@ -277,4 +280,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
                         seen.add(key)
                         following.append(new)
                 sys.stdout.flush()
+                if found.closed:  # the callback raised CloseSpider: a crawl would stop here
+                    print(f"# the spider closed: {found.closed[0]}", file=sys.stderr)
+                    return
             level = following
