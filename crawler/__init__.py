@@ -1,8 +1,9 @@
 """A concurrent web-crawl and scraping engine on trio, and the HTTP client under it.
 
 What a spider, a pipeline or a script needs is importable from here:
-``Spider``, ``CloseSpider``, ``Request``, ``Response``, ``Session``, ``Pipeline``, ``DropItem``,
-``Settings``, the engine's entry points, and the HTTP client's public names.
+``Spider``, ``CloseSpider``, ``Request``, ``Response`` (and the ``Selector`` and
+``SelectorList`` its ``css()`` and ``xpath()`` return), ``Session``, ``Pipeline``,
+``DropItem``, ``Settings``, the engine's entry points, and the HTTP client's public names.
 
 ``crawler.Request`` and ``crawler.Response`` are the crawl-level ones that
 spiders use; the HTTP-level ones stay ``crawler.http.Request`` and
@@ -70,6 +71,9 @@ from .pipelines import DropItem as DropItem
 from .pipelines import Pipeline as Pipeline
 from .request import Request as Request
 from .response import Response as Response
+from .selector import Selector as Selector
+from .selector import SelectorError as SelectorError
+from .selector import SelectorList as SelectorList
 from .sessions import FormError as FormError
 from .sessions import LoginFailed as LoginFailed
 from .sessions import Session as Session
@@ -109,6 +113,9 @@ __all__ = [
     "Pipeline",
     "Request",
     "Response",
+    "Selector",
+    "SelectorError",
+    "SelectorList",
     "Session",
     "Settings",
     "SettingsError",

@@ -16,6 +16,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from ._links import extract_links, resolve_url
 from .http import Response as HTTPResponse
 from .request import Callback, Request
+from .selector import Selector, SelectorList, _css, _Document, _xpath, document
 
 __all__ = ["Response"]
 
@@ -32,9 +33,10 @@ class Response(HTTPResponse):
     ``meta``, ``depth`` and the callback name are at hand.
     """
 
-    __slots__ = ("_base", "_tree", "_unseen", "crawl_request")
+    __slots__ = ("_base", "_doc", "_tree", "_unseen", "crawl_request")
 
     _base: str | None
+    _doc: _Document | None
     _tree: LexborHTMLParser | None
     _unseen: Callable[[list[str]], list[str]] | None
     crawl_request: Request
@@ -49,6 +51,7 @@ class Response(HTTPResponse):
         """Adopt ``response``. ``unseen(urls)`` drops URLs the crawl already queued."""
         new: Response = cls._adopt(response)
         new._tree = None
+        new._doc = None
         new._base = None
         new._unseen = unseen
         new.crawl_request = crawl_request
@@ -66,11 +69,32 @@ class Response(HTTPResponse):
             tree = self._tree = LexborHTMLParser(self.content)
         return tree
 
-    def css(self, selector: str) -> list[LexborNode]:
-        return self.tree.css(selector)
+    def _document(self) -> _Document:
+        doc = self._doc
+        if doc is None:
+            doc = self._doc = document(self.tree, lambda: self.text)
+        return doc
 
-    def css_first(self, selector: str, default: Any = None) -> Any:
-        return self.tree.css_first(selector, default=default)
+    def css(self, query: str) -> SelectorList:
+        """Matches of a CSS selector, Scrapy's ``::text`` and ``::attr(name)`` included.
+
+        Items are ``Selector``s: ``.get()``, ``.css()``, ``.xpath()`` as in Scrapy,
+        and for elements the selectolax node's ``css_first()``, ``text()``, ``attributes``.
+        """
+        return _css(self.tree, query, self._document())
+
+    def css_first(self, query: str, default: Any = None) -> Any:
+        """The first match of ``query`` as a ``Selector``, or ``default``."""
+        if "::" in query:
+            found = self.css(query)
+            return found[0] if found else default
+        node = self.tree.css_first(query)
+        return default if node is None else Selector._of_node(node, self._document())
+
+    def xpath(self, query: str, namespaces: Any = None, **variables: Any) -> SelectorList:
+        """Results of an XPath query on the page; lxml parses the page on the first call."""
+        doc = self._document()
+        return _xpath(doc.lxml_root(), query, doc, namespaces, variables)
 
     def links(self) -> list[str]:
         """Absolute, de-fragmented, page-deduplicated http(s) links of ``<a href>`` and
@@ -97,19 +121,16 @@ class Response(HTTPResponse):
 
     def follow(
         self,
-        url_or_node: str | LexborNode,
+        url_or_node: str | Selector | LexborNode,
         callback: Callback | None = None,
         **request_kwargs: Any,
     ) -> Request:
-        """A Request for a link relative to this page (a node gives its href or src).
+        """A Request for a link relative to this page (a node gives its href or src;
+        a selector of ``::attr(href)`` or ``::text`` its string).
 
         It goes out in the session this page was fetched in, unless ``session=`` says otherwise.
         """
-        if isinstance(url_or_node, str):
-            href: str | None = url_or_node
-        else:
-            attrs = url_or_node.attributes
-            href = attrs.get("href") or attrs.get("src")
+        href = _href(url_or_node)
         if not href:
             raise ValueError(f"cannot follow {url_or_node!r} from {self.url}: it has no URL")
         url = self.urljoin(href)
@@ -121,15 +142,16 @@ class Response(HTTPResponse):
 
     def follow_all(
         self,
-        urls_or_nodes: Iterable[str | LexborNode] | None = None,
+        urls_or_nodes: Iterable[str | Selector | LexborNode] | None = None,
         callback: Callback | None = None,
         *,
         css: str | None = None,
+        xpath: str | None = None,
         **request_kwargs: Any,
     ) -> list[Request]:
         """Requests for many links; unusable ones (mailto:, empty) are skipped quietly.
 
-        With neither ``urls_or_nodes`` nor ``css``, every link of the page is
+        With neither ``urls_or_nodes`` nor ``css`` nor ``xpath``, every link of the page is
         followed. Links the crawl already queued or fetched are left out
         (they would only be dropped as duplicates; the crawl counts them as
         such), unless ``dont_filter``, a method or a body is given.
@@ -137,18 +159,20 @@ class Response(HTTPResponse):
         unseen = self._unseen
         if unseen is not None and not request_kwargs.keys().isdisjoint(_CHANGES_IDENTITY):
             unseen = None
-        if css is None and urls_or_nodes is None:
+        if css is None and xpath is None and urls_or_nodes is None:
             urls = self.links()
         else:
-            items = self.css(css) if css is not None else urls_or_nodes or ()
+            items: Iterable[str | Selector | LexborNode]
+            if css is not None:
+                items = self.css(css)
+            elif xpath is not None:
+                items = self.xpath(xpath)
+            else:
+                items = urls_or_nodes or ()
             urljoin = self.urljoin
             urls = []
             for item in items:
-                if isinstance(item, str):
-                    href: str | None = item
-                else:
-                    attrs = item.attributes
-                    href = attrs.get("href") or attrs.get("src")
+                href = _href(item)
                 if href:
                     url = urljoin(href)
                     if url is not None:
@@ -161,3 +185,17 @@ class Response(HTTPResponse):
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code}] {self.crawl_request.url}>"
+
+
+def _href(item: str | Selector | LexborNode) -> str | None:
+    """The URL a followed item stands for: a string itself, an element its href or src."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Selector):
+        root = item.root
+        if isinstance(root, str):
+            return root
+        attrib = item.attrib
+        return attrib.get("href") or attrib.get("src")
+    attrs = item.attributes
+    return attrs.get("href") or attrs.get("src")
