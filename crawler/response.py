@@ -11,12 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from ._links import extract_links, resolve_url
 from .http import Response as HTTPResponse
 from .request import Callback, Request
-from .selector import Selector, SelectorList, _css, _Document, _xpath, document
+from .selector import (
+    Selector,
+    SelectorError,
+    SelectorList,
+    _css,
+    _Document,
+    _element,
+    _xpath,
+    document,
+)
 
 __all__ = ["Response"]
 
@@ -72,7 +81,7 @@ class Response(HTTPResponse):
     def _document(self) -> _Document:
         doc = self._doc
         if doc is None:
-            doc = self._doc = document(self.tree, lambda: self.text)
+            doc = self._doc = document(lambda: self.tree, lambda: self.text)
         return doc
 
     def css(self, query: str) -> SelectorList:
@@ -88,8 +97,11 @@ class Response(HTTPResponse):
         if "::" in query:
             found = self.css(query)
             return found[0] if found else default
-        node = self.tree.css_first(query)
-        return default if node is None else Selector._of_node(node, self._document())
+        try:
+            node = self.tree.css_first(query)
+        except SelectolaxError as exc:
+            raise SelectorError(f"invalid CSS selector {query!r}: {exc}") from exc
+        return default if node is None else _element(node, self._document())
 
     def xpath(self, query: str, namespaces: Any = None, **variables: Any) -> SelectorList:
         """Results of an XPath query on the page; lxml parses the page on the first call."""

@@ -54,23 +54,36 @@ def _attribute(name: str, value: str | None) -> str:
 _Pseudo = str | None
 
 
-class SelectorError(ValueError):
-    """A CSS or XPath query that cannot be run; the message names the query and why."""
+class SelectorError(ValueError, SelectolaxError):
+    """A CSS or XPath query that cannot be run; the message names the query and why.
+
+    A ValueError as parsel's errors are, and a SelectolaxError as the errors of
+    ``response.css()`` were, so that code catching either keeps working.
+    """
 
 
 class _Document:
     """One parsed page shared by every Selector taken from it.
 
-    The lexbor tree is the page's own; the lxml tree, needed only for XPath,
-    is parsed from the page's text the first time a selector asks for it.
+    Each tree is built on first use: the lexbor one (the page's own, for CSS)
+    and the lxml one (for XPath, parsed from the page's text), so a spider that
+    uses only one kind of query parses the page once.
     """
 
-    __slots__ = ("_lxml", "_text", "lexbor")
+    __slots__ = ("_lexbor", "_lxml", "_text", "_tree")
 
-    def __init__(self, lexbor: LexborHTMLParser, text: Callable[[], str]) -> None:
-        self.lexbor = lexbor
+    def __init__(self, tree: Callable[[], LexborHTMLParser], text: Callable[[], str]) -> None:
+        self._tree = tree
         self._text = text
+        self._lexbor: LexborHTMLParser | None = None
         self._lxml: Any = None
+
+    @property
+    def lexbor(self) -> LexborHTMLParser:
+        parser = self._lexbor
+        if parser is None:
+            parser = self._lexbor = self._tree()
+        return parser
 
     def lxml_root(self) -> Any:
         root = self._lxml
@@ -79,9 +92,10 @@ class _Document:
         return root
 
 
-def document(lexbor: LexborHTMLParser, text: Callable[[], str]) -> _Document:
-    """The shared document of a page, for ``Response``; ``text()`` is called only for XPath."""
-    return _Document(lexbor, text)
+def document(tree: Callable[[], LexborHTMLParser], text: Callable[[], str]) -> _Document:
+    """The shared document of a page, for ``Response``: ``tree()`` is called for CSS,
+    ``text()`` for XPath, each at most once."""
+    return _Document(tree, text)
 
 
 def _parse_lxml(text: str) -> Any:
@@ -115,20 +129,11 @@ class Selector:
 
     def __init__(self, text: str) -> None:
         data = text
-        self._doc = _Document(LexborHTMLParser(data), lambda: data)
+        parser = LexborHTMLParser(data)
+        self._doc = _Document(lambda: parser, lambda: data)
         self._node = self._doc.lexbor.root
         self._el = None
         self._value = None
-
-    # Built without __init__: one per match, on the hot path of css().
-    @classmethod
-    def _of_node(cls, node: LexborNode, doc: _Document) -> Selector:
-        new = cls.__new__(cls)
-        new._doc = doc
-        new._node = node
-        new._el = None
-        new._value = None
-        return new
 
     @classmethod
     def _of_lxml(cls, item: Any, doc: _Document) -> Selector:
@@ -251,20 +256,27 @@ class Selector:
 
     def css_first(self, query: str, default: Any = None, strict: bool = False) -> Any:
         """The first match of ``query`` as a Selector, or ``default``."""
-        if strict or "::" in query:
-            found = self.css(query)
-            if strict and len(found) > 1:
-                raise SelectorError(f"{query!r} matched {len(found)} elements, expected one")
-            return found[0] if found else default
-        node = self.node.css_first(query, default=None) if self._value is None else None
-        return default if node is None else Selector._of_node(node, self._doc)
+        node = self._node
+        if node is not None and not strict and "::" not in query:  # the common case, first
+            try:
+                found_node = node.css_first(query)
+            except SelectolaxError as exc:
+                raise SelectorError(f"invalid CSS selector {query!r}: {exc}") from exc
+            return default if found_node is None else _element(found_node, self._doc)
+        found = self.css(query)
+        if strict and len(found) > 1:
+            raise SelectorError(f"{query!r} matched {len(found)} elements, expected one")
+        return found[0] if found else default
 
     def text(self, deep: bool = True, separator: str = "", strip: bool = False) -> str:
         """The text, as selectolax's ``node.text()`` gives it; a string is its own text."""
-        if self._node is None and self._el is None:
-            value = self.get()
-            return value.strip() if strip else value
-        text: str = self.node.text(deep=deep, separator=separator, strip=strip)
+        node = self._node
+        if node is None:
+            if self._el is None:
+                value = self.get()
+                return value.strip() if strip else value
+            node = self.node
+        text: str = node.text(deep, separator, strip)
         return text
 
     @property
@@ -321,6 +333,19 @@ class Selector:
         if len(data) > 40:
             data = data[:37] + "..."
         return f"<Selector data={data!r}>"
+
+
+_new = object.__new__
+
+
+def _element(node: LexborNode, doc: _Document) -> Selector:
+    """A Selector of an element found by CSS: one per match, so built without __init__."""
+    new: Selector = _new(Selector)
+    new._doc = doc
+    new._node = node
+    new._el = None
+    new._value = None
+    return new
 
 
 class SelectorList(list[Selector]):
@@ -416,12 +441,10 @@ def _css(scope: Any, query: str, doc: _Document) -> SelectorList:
             raise SelectorError(f"invalid CSS selector {query!r}: {exc}") from exc
         if "," in query:  # lexbor repeats an element matched by two selectors of a list
             nodes = list(dict.fromkeys(nodes))
-        make = Selector._of_node
-        return SelectorList([make(node, doc) for node in nodes])
-    groups = _plan(query)
-    if len({(pseudo, deep) for _, pseudo, deep in groups}) == 1:
-        _, pseudo, deep = groups[0]
-        element_css = ", ".join(css for css, _, _ in groups)
+        return SelectorList([_element(node, doc) for node in nodes])
+    groups, uniform = _plan(query)
+    if uniform is not None:
+        element_css, pseudo, deep = uniform
         return _apply(_matches(scope, element_css, query), pseudo, deep, scope, doc)
     return _mixed(scope, groups, query, doc)
 
@@ -449,7 +472,7 @@ def _apply(
 ) -> SelectorList:
     make = Selector._of_value
     if pseudo is None:
-        return SelectorList([Selector._of_node(node, doc) for node in nodes])
+        return SelectorList([_element(node, doc) for node in nodes])
     if deep:
         return SelectorList([make(value, doc) for value in _deep(nodes, pseudo, scope)])
     if pseudo == "":
@@ -481,9 +504,7 @@ def _deep(nodes: list[LexborNode], pseudo: str, scope: Any) -> list[str]:
     return values
 
 
-def _mixed(
-    scope: Any, groups: tuple[tuple[str, _Pseudo, bool], ...], query: str, doc: _Document
-) -> SelectorList:
+def _mixed(scope: Any, groups: tuple[_Group, ...], query: str, doc: _Document) -> SelectorList:
     """Groups asking for different things (``a::text, a::attr(href)``): the results of
     each element, elements in document order. A group over whole
     subtrees (``div ::text``) among them adds its results after the others'."""
@@ -525,12 +546,20 @@ def _texts(nodes: list[LexborNode], scope: Any) -> list[str]:
 
 
 def _nested(nodes: list[LexborNode], scope: Any) -> bool:
-    wanted = set(nodes)
-    stop = scope if isinstance(scope, LexborNode) else None
-    for node in nodes:
-        parent = node.parent
-        while parent is not None and parent != stop:
-            if parent in wanted:
+    """Whether a match lies inside another. Matches that are siblings (a list's
+    items, a quote's tags) are settled by one parent each."""
+    parents = [node.parent for node in nodes]
+    first = parents[0]
+    if first is not None and all(parent == first for parent in parents):
+        return False
+    wanted = {node.mem_id for node in nodes}
+    stop = scope.mem_id if isinstance(scope, LexborNode) else None
+    for parent in parents:
+        while parent is not None:
+            mem_id = parent.mem_id
+            if mem_id == stop:
+                break
+            if mem_id in wanted:
                 return True
             parent = parent.parent
     return False
@@ -550,16 +579,20 @@ def _outermost(nodes: list[LexborNode], wanted: set[LexborNode]) -> list[LexborN
 _DEEP = re.compile(r"(?:^|\s)\*?$")
 
 
+_Group = tuple[str, _Pseudo, bool]
+
+
 @lru_cache(maxsize=512)
-def _plan(query: str) -> tuple[tuple[str, _Pseudo, bool], ...]:
+def _plan(query: str) -> tuple[tuple[_Group, ...], _Group | None]:
     """``query`` split into comma-separated groups, each an element selector for
-    lexbor, its pseudo-element, and whether that applies to whole subtrees.
+    lexbor, its pseudo-element, and whether that applies to whole subtrees; and,
+    when every group asks for the same thing, the one group they make together.
 
     As cssselect reads them, ``div ::text`` and ``div *::text`` are every text
     node under ``div`` (its own included), and ``div ::attr(x)`` the ``x`` of
     ``div`` and of every element under it; a bare ``::text`` is all the text in scope.
     """
-    groups: list[tuple[str, _Pseudo, bool]] = []
+    groups: list[_Group] = []
     for group in _split_groups(query):
         if "::" not in group:
             groups.append((group.strip(), None, False))
@@ -577,7 +610,11 @@ def _plan(query: str) -> tuple[tuple[str, _Pseudo, bool], ...]:
             css = css.rstrip()
             css = css[:-1] if css.endswith("*") else css
         groups.append((css.strip(), pseudo, deep))
-    return tuple(groups)
+    kinds = {(pseudo, deep) for _, pseudo, deep in groups}
+    if len(kinds) > 1:
+        return tuple(groups), None
+    _, pseudo, deep = groups[0]
+    return tuple(groups), (", ".join(css for css, _, _ in groups), pseudo, deep)
 
 
 def _split_groups(query: str) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import parsel
 import pytest
 from lxml import html as lxml_html
+from selectolax.lexbor import SelectolaxError
 
 from crawler import Request, Response, Selector, SelectorError, SelectorList
 from crawler.demo import _templates as t
@@ -331,6 +332,15 @@ def test_bad_xpath_is_named() -> None:
     assert issubclass(SelectorError, ValueError)  # as parsel's ValueError for bad XPath
 
 
+def test_bad_css_on_the_response_is_named_and_still_a_selectolax_error() -> None:
+    response = response_of("home")
+    for call in (response.css, response.css_first, response.css("div.quote")[0].css_first):
+        with pytest.raises(SelectorError, match=re.escape("invalid CSS selector 'p['")):
+            call("p[")
+        with pytest.raises(SelectolaxError):
+            call("p[")
+
+
 # -- on the Response ------------------------------------------------------------------
 
 
@@ -360,6 +370,17 @@ def test_response_parses_for_xpath_once_and_only_when_asked() -> None:
     response.xpath("//a")
     response.css("div.quote")[0].xpath(".//a")
     assert response._doc._lxml is root
+
+
+def test_xpath_alone_never_builds_the_lexbor_tree() -> None:
+    response = response_of("home")
+    assert response.xpath("//small[@class='author']/text()").get() == QUOTES[0].author.name
+    assert response._tree is None
+    # ...until a css() query, from the response or from an XPath result, needs it.
+    assert response.xpath("//div[@class='quote']")[0].css("small::text").get() == (
+        QUOTES[0].author.name
+    )
+    assert response._tree is not None
 
 
 def test_old_node_api_still_works_on_css_results() -> None:
