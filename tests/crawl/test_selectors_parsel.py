@@ -98,6 +98,11 @@ CSS = [
     "ul > li > a::text",
     "li:nth-child(2) a::text",
     "a[href^='/author/']::attr(href)",
+    "div ::attr(class)",
+    "div.quote *::attr(href)",
+    "span.text::text, div ::attr(id)",
+    "li, li a::text",
+    "select ::attr(selected)",
 ]
 
 XPATH = [
@@ -171,6 +176,16 @@ def test_css_strings_match_parsel(doc: str, query: str) -> None:
     for regex in REGEXES:
         assert mine.re(regex) == reference.re(regex)
         assert mine.re_first(regex, default="none") == reference.re_first(regex, default="none")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+@pytest.mark.parametrize("query", ["::text", "*::text", "body ::text"])
+def test_all_the_text_matches_parsel_but_for_whitespace_around_head(doc: str, query: str) -> None:
+    # The HTML5 parser drops whitespace between <html>, <head> and <body> that
+    # libxml2 keeps as text nodes; every other text node is the same.
+    mine, reference = both(doc, lambda s: s.css(query).getall())
+    assert [x for x in mine if x.strip()] == [x for x in reference if x.strip()]
+    assert "".join(mine).split() == "".join(reference).split()
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -307,6 +322,52 @@ def test_text_selectors_are_false_when_empty_as_in_parsel() -> None:
     mine = Selector("<p></p><p>x</p>").xpath("string(//p)")
     reference = parsel.Selector(text="<p></p><p>x</p>").xpath("string(//p)")
     assert bool(mine[0]) == bool(reference[0]) is False
+
+
+def test_selectors_of_strings() -> None:
+    sel = ours("home").css("small.author::text")[0]
+    assert sel.getall() == [QUOTES[0].author.name]
+    assert sel.text() == QUOTES[0].author.name
+    assert Selector(" x ").css("body::text")[0].text(strip=True) == "x"
+    assert sel.attrib == {}
+    assert sel.css("small") == []
+    assert sel.xpath("..") == []
+    assert sel.xpath(".").get() == QUOTES[0].author.name
+    assert repr(sel) == f"<Selector data={QUOTES[0].author.name!r}>"
+    assert repr(ours("home").css("div.quote")[0]).endswith("...'>")
+    with pytest.raises(SelectorError, match="is a string, not an element"):
+        sel.node  # noqa: B018
+
+
+def test_css_first_on_a_selector() -> None:
+    quote = ours("home").css("div.quote")[0]
+    assert quote.css_first("a.tag::text").get() == QUOTES[0].tags[0]
+    assert quote.css_first("span.text", strict=True).text() == QUOTES[0].text
+    with pytest.raises(SelectorError, match=r"matched [2-9] elements, expected one"):
+        ours("home").css("div.quote")[0].css_first("a.tag", strict=True)
+    assert quote.css_first("nothing::text", default="d") == "d"
+
+
+def test_the_other_tree_is_found_by_position() -> None:
+    doc = ours("nested")
+    inner = doc.css("div.box")[1]
+    assert inner.xpath("./span/text()").get() == "s1"
+    assert inner.xpath("../@id").get() == "outer"
+    found = doc.xpath("//span")[0]
+    assert found.css("span::text").get() == "s1"
+    assert found.text() == "s1"
+    assert found.attributes == {}
+    assert found.node.tag == "span"
+
+
+def test_where_the_trees_differ_the_error_says_so() -> None:
+    # lexbor, an HTML5 parser, puts rows in a <tbody>; libxml2 does not.
+    doc = Selector("<table><tr><td>x</td></tr></table>")
+    with pytest.raises(SelectorError, match=r"cannot run xpath\(\) from <td> found by css\(\)"):
+        doc.css("td")[0].xpath("..")
+    assert doc.xpath("//td/text()").get() == "x"  # from the document it works
+    with pytest.raises(SelectorError, match=r"cannot run css\(\) from <tr> found by xpath\(\)"):
+        doc.xpath("//tr")[0].css("td")
 
 
 # -- errors --------------------------------------------------------------------------
