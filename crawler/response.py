@@ -8,7 +8,7 @@ parses the page once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
@@ -103,7 +103,9 @@ class Response(HTTPResponse):
             raise SelectorError(f"invalid CSS selector {query!r}: {exc}") from exc
         return default if node is None else _element(node, self._document())
 
-    def xpath(self, query: str, namespaces: Any = None, **variables: Any) -> SelectorList:
+    def xpath(
+        self, query: str, namespaces: Mapping[str, str] | None = None, **variables: Any
+    ) -> SelectorList:
         """Results of an XPath query on the page; lxml parses the page on the first call."""
         doc = self._document()
         return _xpath(doc.lxml_root(), query, doc, namespaces, variables)

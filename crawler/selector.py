@@ -694,6 +694,8 @@ def _follow_lxml(root: Any, path: list[tuple[str, int]]) -> Any:
     el = root
     for tag, count in path[1:]:
         same = [child for child in el if child.tag == tag]
+        if not same and tag == "tbody" and count == 0 and el.tag == "table":
+            continue  # lexbor's implied <tbody>: libxml2 keeps the rows in the table
         if count >= len(same):
             return None
         el = same[count]
@@ -706,6 +708,12 @@ def _follow_lexbor(tree: LexborHTMLParser, path: list[tuple[str, int]]) -> Lexbo
         return None
     for tag, count in path[1:]:
         same = [child for child in node.iter() if child.tag == tag]
+        if not same and tag == "tr" and node.tag == "table":
+            # Rows libxml2 left in the table are in lexbor's one implied <tbody>.
+            bodies = [child for child in node.iter() if child.tag == "tbody"]
+            if len(bodies) == 1:
+                node = bodies[0]
+                same = [child for child in node.iter() if child.tag == tag]
         if count >= len(same):
             return None
         node = same[count]

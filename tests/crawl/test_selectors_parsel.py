@@ -360,14 +360,26 @@ def test_the_other_tree_is_found_by_position() -> None:
     assert found.node.tag == "span"
 
 
+def test_rows_are_found_across_the_implied_tbody() -> None:
+    # lexbor, an HTML5 parser, puts rows in a <tbody>; libxml2 leaves them in the table.
+    markup = "<table><tr><td>1</td><td>2</td></tr><tr><td>3</td></tr></table>"
+    doc, reference = Selector(markup), parsel.Selector(text=markup)
+    assert doc.css("td")[2].xpath("../../tr[1]/td/text()").getall() == ["1", "2"]
+    assert reference.css("td")[2].xpath("../../tr[1]/td/text()").getall() == ["1", "2"]
+    assert doc.xpath("//tr")[1].css("td::text").getall() == ["3"]
+    assert doc.xpath("//table/tr[2]/td")[0].css_first("td").text() == "3"
+
+
 def test_where_the_trees_differ_the_error_says_so() -> None:
-    # lexbor, an HTML5 parser, puts rows in a <tbody>; libxml2 does not.
-    doc = Selector("<table><tr><td>x</td></tr></table>")
-    with pytest.raises(SelectorError, match=r"cannot run xpath\(\) from <td> found by css\(\)"):
-        doc.css("td")[0].xpath("..")
-    assert doc.xpath("//td/text()").get() == "x"  # from the document it works
+    # A second implied <tbody> after a <tfoot>: no safe way to line the rows up.
+    doc = Selector(
+        "<table><tr><td>a</td></tr><tfoot><tr><td>f</td></tr></tfoot><tr><td>b</td></tr></table>"
+    )
+    with pytest.raises(SelectorError, match=r"cannot run xpath\(\) from <tbody> found by css\(\)"):
+        doc.css("tbody")[1].xpath("..")
+    assert doc.xpath("//td/text()").getall() == ["a", "f", "b"]  # from the document it works
     with pytest.raises(SelectorError, match=r"cannot run css\(\) from <tr> found by xpath\(\)"):
-        doc.xpath("//tr")[0].css("td")
+        doc.xpath("//table/tr")[0].css("td")
 
 
 # -- errors --------------------------------------------------------------------------
