@@ -484,3 +484,12 @@ def test_follow_takes_selectors() -> None:
     assert [r.url for r in by_xpath] == ["http://quotes.test/page/2/"]
     by_xpath_element = response.follow_all(xpath="//li[@class='next']/a")
     assert [r.url for r in by_xpath_element] == ["http://quotes.test/page/2/"]
+
+
+def test_an_element_two_selectors_of_a_list_match_comes_once() -> None:
+    # lexbor alone returns such an element once per selector that matches it.
+    response = response_of("home")
+    reference = parsel.Selector(text=DOCS["home"])
+    mine = response.css("a.tag, div.tags a")
+    assert len(mine) == len(reference.css("a.tag, div.tags a")) == len(response.css("a.tag"))
+    assert [s.text() for s in mine] == reference.css("a.tag, div.tags a").css("::text").getall()
