@@ -14,7 +14,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import textwrap
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -28,14 +27,13 @@ import trio
 import trustme
 
 from crawler.demo._content import AUTHORS, PAGE_SIZE, QUOTES
+from tests.cli.helpers import CRAWL, FAST, TIME_LIMIT, crawl, ok, read_jsonl
 from tests.crawl import helpers
 from tests.servers import H11Server, Reply, Seen, serve_h11
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-CRAWL = [sys.executable, "-m", "crawler.cli"]
-TIME_LIMIT = 30  # seconds for one crawl: a safety net, never reached when things work
 
 # A spider for the purpose-built sites: starts from the URLs in its ``start``
 # option, exports one item per page and follows every link; the page whose
@@ -65,13 +63,6 @@ class Site(Spider):
             yield response.follow(link, callback=self.parse)
 """
 
-# Crawls run quickly and deterministically: no jitter, near-zero retry backoff.
-FAST = """\
-download_delay_jitter = 0
-retry_backoff = 0.01
-retry_backoff_max = 0.05
-"""
-
 
 # -- helpers ----------------------------------------------------------------------
 
@@ -83,26 +74,6 @@ def make_project(root: Path, settings: str = "") -> Path:
 
 def start_option(*urls: str) -> str:
     return "start=" + json.dumps(list(urls))
-
-
-async def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(TIME_LIMIT):
-        return await trio.run_process(
-            [*CRAWL, *args], cwd=cwd, capture_stdout=True, capture_stderr=True, check=False
-        )
-
-
-def ok(result: subprocess.CompletedProcess[bytes]) -> str:
-    stderr = result.stderr.decode()
-    assert result.returncode == 0, stderr
-    return stderr
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every line must be a whole JSON object: a torn record fails here."""
-    text = path.read_text(encoding="utf-8")
-    assert text == "" or text.endswith("\n"), f"{path} ends in a partial line"
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def paths_of(items: list[dict[str, Any]]) -> list[str]:

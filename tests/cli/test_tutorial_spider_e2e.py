@@ -12,8 +12,12 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from crawler.demo._content import QUOTES
-from tests.crawl.test_cli_e2e import FAST, crawl, ok, read_jsonl
+from tests.cli.helpers import FAST, crawl, ok, read_jsonl
+
+pytestmark = pytest.mark.e2e
 
 TUTORIAL_SPIDER = """\
 from crawler import Request, Spider

@@ -1,0 +1,41 @@
+"""Running the ``crawl`` command as a subprocess, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+CRAWL = [sys.executable, "-m", "crawler.cli"]
+TIME_LIMIT = 30  # seconds for one crawl: a safety net, never reached when things work
+
+# Crawls run quickly and deterministically: no jitter, near-zero retry backoff.
+FAST = """\
+download_delay_jitter = 0
+retry_backoff = 0.01
+retry_backoff_max = 0.05
+"""
+
+
+async def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(TIME_LIMIT):
+        return await trio.run_process(
+            [*CRAWL, *args], cwd=cwd, capture_stdout=True, capture_stderr=True, check=False
+        )
+
+
+def ok(result: subprocess.CompletedProcess[bytes]) -> str:
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    return stderr
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line must be a whole JSON object: a torn record fails here."""
+    text = path.read_text(encoding="utf-8")
+    assert text == "" or text.endswith("\n"), f"{path} ends in a partial line"
+    return [json.loads(line) for line in text.splitlines()]
