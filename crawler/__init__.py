@@ -47,6 +47,8 @@ from .http import MockTransport as MockTransport
 from .http import NetworkError as NetworkError
 from .http import PoolTimeout as PoolTimeout
 from .http import ProtocolError as ProtocolError
+from .http import Proxy as Proxy
+from .http import ProxyError as ProxyError
 from .http import ReadError as ReadError
 from .http import ReadTimeout as ReadTimeout
 from .http import RedirectMiddleware as RedirectMiddleware
@@ -91,6 +93,9 @@ _HTTP_ONLY = frozenset(
         "BodyRequestOptions",
         "CookieArg",
         "HeaderTypes",
+        "NoProxy",
+        "PROXY",
+        "ProxyRoutes",
         "REDIRECT_STATUSES",
         "RedirectStep",
         "Request",
@@ -98,6 +103,7 @@ _HTTP_ONLY = frozenset(
         "Response",
         "TimeoutArg",
         "check_header",
+        "redact_url",
         "redirect_step",
     }
 )

@@ -33,6 +33,11 @@ from ._models import ByteStream as ByteStream
 from ._models import Request as Request
 from ._models import Response as Response
 from ._pool import ConnectionPool as ConnectionPool
+from ._proxy import PROXY as PROXY
+from ._proxy import NoProxy as NoProxy
+from ._proxy import Proxy as Proxy
+from ._proxy import ProxyRoutes as ProxyRoutes
+from ._proxy import redact_url as redact_url
 from ._redirect_rule import REDIRECT_STATUSES as REDIRECT_STATUSES
 from ._redirect_rule import RedirectStep as RedirectStep
 from ._redirect_rule import redirect_step as redirect_step
@@ -47,6 +52,7 @@ __all__ = [
     "MAX_COOKIES",
     "MAX_COOKIES_PER_DOMAIN",
     "MAX_COOKIE_SIZE",
+    "PROXY",
     "REDIRECT_STATUSES",
     "URL",
     "AsyncByteStream",
@@ -66,6 +72,9 @@ __all__ = [
     "Headers",
     "Limits",
     "MockTransport",
+    "NoProxy",
+    "Proxy",
+    "ProxyRoutes",
     "RedirectMiddleware",
     "RedirectStep",
     "Request",
@@ -75,5 +84,6 @@ __all__ = [
     "TimeoutArg",
     "Transport",
     "check_header",
+    "redact_url",
     "redirect_step",
 ]

@@ -33,6 +33,7 @@ from ._headers import Headers, HeaderTypes
 from ._http11 import EXPECT_CONTINUE_MIN
 from ._models import Request, Response
 from ._pool import ConnectionPool
+from ._proxy import Proxy, ProxyRoutes
 from ._redirects import FOLLOW_REDIRECTS, RedirectMiddleware
 from ._tls import VerifyTypes
 from ._transports import Transport
@@ -132,6 +133,12 @@ class Client:
     Request bodies of at least ``expect_continue`` bytes (1 MiB; ``None``:
     never) go out over HTTP/1.1 only after the server's ``100 Continue`` (or
     a second without an answer), so a refusal costs no upload.
+
+    ``proxy`` (``"http://user:pass@proxy:3128"``) sends every request through
+    that proxy; without it, and with ``trust_env`` (the default), the
+    environment's ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
+    ``NO_PROXY`` decide, read once here. A request's ``"proxy"`` extension
+    (a ``Proxy``, or None for a direct connection) overrides both.
     """
 
     def __init__(
@@ -151,6 +158,8 @@ class Client:
         transport: Transport | None = None,
         max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
         expect_continue: int | None = EXPECT_CONTINUE_MIN,
+        proxy: str | URL | Proxy | None = None,
+        trust_env: bool = True,
     ) -> None:
         if max_response_size is not None and max_response_size < 0:
             raise ValueError(f"max_response_size must be >= 0 or None, got {max_response_size!r}")
@@ -164,12 +173,18 @@ class Client:
         self.max_response_size = max_response_size
         if transport is None:
             transport = ConnectionPool(
+                proxy_routes=ProxyRoutes.for_client(proxy, trust_env),
                 limits=limits,
                 timeout=self.timeout,
                 verify=verify,
                 http2=http2,
                 http2_prior_knowledge=http2_prior_knowledge,
                 expect_continue=expect_continue,
+            )
+        elif proxy is not None:
+            raise ValueError(
+                "Client(proxy=...) configures the connection pool, which transport= replaces: "
+                "give the proxy to that transport instead"
             )
         self._bottom = transport
         self._transport: Transport = RedirectMiddleware(

@@ -26,6 +26,7 @@ __all__ = [
     "NetworkError",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
     "ReadError",
     "ReadTimeout",
     "RemoteProtocolError",
@@ -132,6 +133,26 @@ class WriteError(NetworkError):
 
 class CloseError(NetworkError):
     pass
+
+
+class ProxyError(TransportError):
+    """The proxy refused to open a tunnel (``CONNECT`` answered with ``status_code``,
+    e.g. 407 for missing or wrong credentials) or answered it with garbage.
+
+    ``proxy`` names the proxy with any credentials redacted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: Request | None = None,
+        proxy: str = "",
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, request=request)
+        self.proxy = proxy
+        self.status_code = status_code
 
 
 class ProtocolError(TransportError):

@@ -156,13 +156,15 @@ class HTTP11Connection:
         "_eof",
         "_framing_conflict",
         "_h11",
+        "_head_items",
         "_host_header",
-        "_host_item",
         "_poller",
+        "_proxy_auth",
         "_receive",
         "_receive_now",
         "_receive_nowait",
         "_send",
+        "_target_prefix",
         "deadline",
         "expect_continue_min",
         "idle_since",
@@ -186,8 +188,13 @@ class HTTP11Connection:
         watchdog: IOWatchdog,
         max_header_size: int = MAX_HEADER_SIZE,
         expect_continue_min: float = EXPECT_CONTINUE_MIN,
+        target_prefix: bytes = b"",
+        proxy_authorization: bytes | None = None,
     ) -> None:
         self.origin = origin
+        # Through a forward proxy: the target in absolute form ("http://host:port"
+        # before the path) and the proxy's credentials on every request.
+        self._target_prefix = target_prefix
         #: Smallest request body sent with ``Expect: 100-continue`` (inf: never).
         self.expect_continue_min = expect_continue_min
         self.watchdog = watchdog
@@ -203,7 +210,12 @@ class HTTP11Connection:
         self._poller.register(io.fileno, select.POLLIN)
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
         self._host_header = (b"Host", host_header)
-        self._host_item = (b"Host", b"host", host_header)
+        head: list[tuple[bytes, bytes, bytes]] = [(b"Host", b"host", host_header)]
+        self._proxy_auth: list[tuple[bytes, bytes]] = []
+        if proxy_authorization is not None:
+            head.append((b"Proxy-Authorization", b"proxy-authorization", proxy_authorization))
+            self._proxy_auth.append((b"Proxy-Authorization", proxy_authorization))
+        self._head_items = tuple(head)
         self.on_release = on_release
         self.pool_origin: Any = None
         self.idle_since = 0.0
@@ -484,12 +496,16 @@ class HTTP11Connection:
         method = request.method
         try:
             target = (f"{url.path}?{url.query}" if url.query else url.path).encode("ascii")
+            if self._target_prefix:
+                target = self._target_prefix + target
             event = self._fast_event(method, target, headers)
             if event is None:
                 headers.validate()
                 raw = headers.raw
                 if "host" not in headers:
                     raw.insert(0, self._host_header)
+                if self._proxy_auth:
+                    raw.extend(self._proxy_auth)
                 event = _h11_fast.request_from_pairs(
                     _METHODS.get(method) or method.encode("ascii"), target, raw
                 )
@@ -516,7 +532,7 @@ class HTTP11Connection:
         bmethod = _METHODS.get(method)
         if bmethod is None or not _TARGET.fullmatch(target):
             return None
-        items = [self._host_item]
+        items = [*self._head_items]
         cache = _ENCODED
         for item in headers._items:  # read-only; Headers is this package's own
             triple = cache.get(item)

@@ -14,12 +14,16 @@ import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Collection
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+import h11
 import trio
 
-from ._exceptions import ConnectError, ConnectTimeout
+from ._exceptions import ConnectError, ConnectTimeout, ProxyError
 from ._models import Request
+
+if TYPE_CHECKING:
+    from ._proxy import Proxy
 
 __all__ = ["IOWatchdog", "StreamIO", "describe_error", "open_stream", "stream_io"]
 
@@ -102,12 +106,24 @@ async def open_stream(
     port: int,
     ssl_context: ssl.SSLContext | None,
     connect_timeout: float | None,
+    proxy: Proxy | None = None,
 ) -> trio.abc.Stream:
-    """Connect (and handshake, for TLS) within ``connect_timeout`` seconds."""
+    """Connect (and handshake, for TLS) within ``connect_timeout`` seconds.
+
+    With a ``proxy``, the TCP connection goes to the proxy; for TLS a
+    ``CONNECT`` tunnel to ``host:port`` is opened first, and the handshake
+    (certificate check and ALPN included) is made with the origin through it.
+    """
     stream: trio.abc.Stream | None = None
+    via = "" if proxy is None else f" via proxy {proxy.label}"
     with trio.move_on_after(math.inf if connect_timeout is None else connect_timeout) as scope:
         try:
-            stream = await trio.open_tcp_stream(host, port)
+            if proxy is None:
+                stream = await trio.open_tcp_stream(host, port)
+            else:
+                stream = await trio.open_tcp_stream(proxy.host, proxy.port)
+                if ssl_context is not None:
+                    await _tunnel(stream, request, host, port, proxy)
             if ssl_context is not None:
                 tls = trio.SSLStream(
                     stream, ssl_context, server_hostname=host, https_compatible=True
@@ -119,15 +135,78 @@ async def open_stream(
                     raise
                 stream = tls
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            reason = describe_error(exc, host_port(host, port))
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            where = host_port(host, port) if proxy is None else host_port(proxy.host, proxy.port)
+            reason = describe_error(exc, where)
             raise ConnectError(
-                f"Could not connect to {request.url}: {reason}", request=request, reason=reason
+                f"Could not connect to {request.url}{via}: {reason}",
+                request=request,
+                reason=reason,
             ) from exc
+        except BaseException:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            raise
     if scope.cancelled_caught or stream is None:
         raise ConnectTimeout(
-            f"Timed out after {connect_timeout} s connecting to {request.url}", request=request
+            f"Timed out after {connect_timeout} s connecting to {request.url}{via}",
+            request=request,
         )
     return stream
+
+
+_MAX_CONNECT_RESPONSE = 64 * 1024
+
+
+async def _tunnel(
+    stream: trio.abc.Stream, request: Request, host: str, port: int, proxy: Proxy
+) -> None:
+    """Ask ``proxy`` (connected on ``stream``) for a tunnel to ``host:port``.
+
+    h11 frames the exchange: it knows that a 2xx answer to CONNECT ends HTTP
+    on the connection, and bounds the size of the answer's head.
+    """
+    target = host_port(host, port).encode("ascii")
+    headers = [(b"Host", target)]
+    if proxy.authorization is not None:
+        headers.append((b"Proxy-Authorization", proxy.authorization))
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_CONNECT_RESPONSE)
+    await stream.send_all(conn.send(h11.Request(method=b"CONNECT", target=target, headers=headers)))
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProxyError(
+                f"Proxy {proxy.label} sent an invalid answer to CONNECT {target.decode()} "
+                f"for {request.url}: {exc}",
+                request=request,
+                proxy=proxy.label,
+            ) from None
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(16384)
+            if not data:
+                raise ProxyError(
+                    f"Proxy {proxy.label} closed the connection before answering "
+                    f"CONNECT {target.decode()} for {request.url}",
+                    request=request,
+                    proxy=proxy.label,
+                )
+            conn.receive_data(bytes(data))
+            continue
+        if isinstance(event, h11.InformationalResponse):
+            continue
+        assert isinstance(event, h11.Response)
+        if 200 <= event.status_code < 300:
+            return
+        reason = event.reason.decode("latin-1", "replace")
+        raise ProxyError(
+            f"Proxy {proxy.label} refused CONNECT {target.decode()} for {request.url}: "
+            f"{event.status_code} {reason}".rstrip(),
+            request=request,
+            proxy=proxy.label,
+            status_code=event.status_code,
+        )
 
 
 class StreamIO(NamedTuple):

@@ -53,6 +53,7 @@ from ._network import IOWatchdog, open_stream
 from ._pool_h2 import HTTP2Pool
 from ._pool_invariants import invariant_errors
 from ._pool_state import Host, Origin, Waiter, check_cap, origin_key
+from ._proxy import PROXY, Proxy, ProxyRoutes
 from ._tls import VerifyTypes, create_ssl_context
 
 __all__ = ["ConnectionPool"]
@@ -86,6 +87,7 @@ class ConnectionPool:
         host_limits: Mapping[str, int] | None = None,
         clock: Callable[[], float] | None = None,
         expect_continue: int | None = EXPECT_CONTINUE_MIN,
+        proxy_routes: ProxyRoutes | None = None,
     ) -> None:
         if expect_continue is not None and expect_continue < 0:
             raise ValueError(f"expect_continue must be >= 0 or None, got {expect_continue!r}")
@@ -106,7 +108,9 @@ class ConnectionPool:
         for name, cap in (host_limits or {}).items():
             check_cap(name, cap)
             self._host_limits[name.lower()] = cap
-        self._origins: dict[OriginKey, Origin] = {}
+        self._routes = proxy_routes
+        # Direct origins under their OriginKey, proxied ones under (*key, proxy).
+        self._origins: dict[tuple[object, ...], Origin] = {}
         self._hosts: dict[str, Host] = {}
         self._blocked: deque[Host] = deque()
         # Idle connections of both protocols; insertion order = oldest first.
@@ -128,9 +132,12 @@ class ConnectionPool:
             )
         url = request.url
         key = (url.scheme, url.host, url.port)
-        origin = self._origins.get(key)
-        if origin is None:
-            origin = self._new_origin(request)
+        if self._routes is None and PROXY not in request.extensions:
+            origin = self._origins.get(key)
+            if origin is None:
+                origin = self._new_origin(request, None)
+        else:
+            origin = self._routed_origin(request, key)
         timeouts = request.timeout or self._timeout
         total = timeouts.total
         end = _INF if total is None else trio.current_time() + total
@@ -352,7 +359,9 @@ class ConnectionPool:
                 context = self._ssl_context
                 if context is None:
                     context = self._ssl_context = create_ssl_context(self._verify)
-        stream = await open_stream(request, hostname, origin.port, context, timeouts.connect)
+        stream = await open_stream(
+            request, hostname, origin.port, context, timeouts.connect, origin.proxy
+        )
         if self._closed:
             await trio.aclose_forcefully(stream)
             raise RuntimeError(
@@ -361,6 +370,8 @@ class ConnectionPool:
         return stream
 
     def _new_h1(self, origin: Origin, stream: trio.abc.Stream) -> HTTP11Connection:
+        proxy = origin.proxy
+        forward = proxy is not None and origin.key[0] == "http"
         conn = HTTP11Connection(
             origin.key,
             stream,
@@ -368,6 +379,8 @@ class ConnectionPool:
             host_header=origin.host_header,
             watchdog=self._watchdog,
             expect_continue_min=self._expect_min,
+            target_prefix=b"http://" + origin.host_header if forward else b"",
+            proxy_authorization=proxy.authorization if forward and proxy else None,
         )
         conn.pool_origin = origin
         self._conns.add(conn)
@@ -533,18 +546,35 @@ class ConnectionPool:
 
     # -- setup -------------------------------------------------------------------
 
-    def _new_origin(self, request: Request) -> Origin:
+    def _routed_origin(self, request: Request, key: OriginKey) -> Origin:
+        """The origin record for ``request`` when a proxy may be involved: the one the
+        request names in its ``proxy`` extension (None: direct), else the routes'."""
+        extensions = request.extensions
+        if PROXY in extensions:
+            proxy: Proxy | None = extensions[PROXY]
+        elif self._routes is not None:
+            proxy = self._routes.proxy_for(*key)
+        else:
+            proxy = None
+        origin = self._origins.get(key if proxy is None else (*key, proxy))
+        if origin is None:
+            origin = self._new_origin(request, proxy)
+        return origin
+
+    def _new_origin(self, request: Request, proxy: Proxy | None) -> Origin:
         key = origin_key(request)
         scheme, name, _ = key
         host = self._hosts.get(name)
         if host is None:
             cap = self._host_limits.get(name, self._limits.max_connections_per_host)
             host = self._hosts[name] = Host(name, cap)
-        origin = Origin(key, host)
-        if self._h2_prior_knowledge if scheme == "http" else self._http2:
+        origin = Origin(key, host, proxy)
+        if scheme == "http" and proxy is not None:
+            pass  # a forward proxy speaks HTTP/1.1 with us for plain http
+        elif self._h2_prior_knowledge if scheme == "http" else self._http2:
             origin.h2 = self._h2.new_origin(origin)
         host.origins.append(origin)
-        self._origins[key] = origin
+        self._origins[origin.pool_key] = origin
         return origin
 
     def _check_invariants(self) -> list[str]:

@@ -29,7 +29,7 @@ def invariant_errors(pool: ConnectionPool) -> list[str]:
     h1_busy: dict[Origin, int] = {}
     for conn in pool._conns:
         origin = conn.pool_origin
-        if pool._origins.get(origin.key) is not origin:
+        if pool._origins.get(origin.pool_key) is not origin:
             errors.append(f"{conn!r} belongs to no origin of the pool")
         if conn not in h1_idle:
             h1_busy[origin] = h1_busy.get(origin, 0) + 1

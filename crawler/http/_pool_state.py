@@ -22,6 +22,7 @@ from ._models import Request
 
 if TYPE_CHECKING:
     from ._pool_h2 import H2Origin
+    from ._proxy import Proxy
 
 __all__ = ["DEFAULT_PORTS", "Host", "Origin", "Waiter", "check_cap", "origin_key"]
 
@@ -43,17 +44,39 @@ class Host:
 
 
 class Origin:
-    """One (scheme, host, port): its idle HTTP/1.1 connections and how to name it."""
+    """One (scheme, host, port), reached directly or through one proxy: its idle
+    HTTP/1.1 connections and how to name it.
 
-    __slots__ = ("active", "h2", "host", "host_header", "idle", "key", "label", "port")
+    ``pool_key`` is its key in the pool's table: the origin key, with the proxy
+    appended when there is one (connections through different proxies, or
+    none, are never mixed). ``host`` is the origin's host whatever the proxy,
+    so the per-host cap counts every connection to the site.
+    """
 
-    def __init__(self, key: OriginKey, host: Host) -> None:
+    __slots__ = (
+        "active",
+        "h2",
+        "host",
+        "host_header",
+        "idle",
+        "key",
+        "label",
+        "pool_key",
+        "port",
+        "proxy",
+    )
+
+    def __init__(self, key: OriginKey, host: Host, proxy: Proxy | None = None) -> None:
         scheme, hostname, port = key
         self.key = key
+        self.proxy = proxy
+        self.pool_key: tuple[object, ...] = key if proxy is None else (*key, proxy)
         self.host = host
         self.port = port if port is not None else DEFAULT_PORTS[scheme]
         name = f"[{hostname}]" if ":" in hostname else hostname
         self.label = f"{scheme}://{name}:{self.port}"
+        if proxy is not None:
+            self.label += f" via {proxy.label}"
         self.host_header = (name if port is None else f"{name}:{port}").encode("ascii")
         self.idle: deque[HTTP11Connection] = deque()
         self.active = 0  # HTTP/1.1 connections checked out or being opened

@@ -1,0 +1,327 @@
+"""Forward proxies: plain HTTP in absolute form, CONNECT tunnels for HTTPS, credentials.
+
+Every claim is proven against a real tinyproxy on loopback, from the servers'
+side: the origin records the headers it received (tinyproxy adds ``Via``; a
+direct request has none) and tinyproxy logs each request it handled.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+import trio
+import trio.lowlevel
+import trustme
+
+from crawler.http import (
+    PROXY,
+    Client,
+    ConnectionPool,
+    Limits,
+    NoProxy,
+    Proxy,
+    ProxyError,
+    ProxyRoutes,
+    Request,
+)
+from tests.http.test_http2 import Certs, certs, tls_site  # noqa: F401 (fixture)
+from tests.proxies import PASSWORD, USER, run_tinyproxy
+from tests.servers import Reply, Seen, serve_h11, serve_tcp
+
+GUARD = 20
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+# -- plain http: absolute form through the proxy ---------------------------------------
+
+
+async def test_http_goes_through_the_proxy_with_its_credentials(tmp_path: Path) -> None:
+    with trio.fail_after(GUARD), run_tinyproxy(tmp_path) as proxy:
+        async with serve_h11() as origin, Client(proxy=proxy.url, trust_env=False) as client:
+            first = await client.get(f"{origin.url}/one?x=1")
+            second = await client.get(f"{origin.url}/two")
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert [seen.target for seen in origin.requests] == ["/one?x=1", "/two"]
+    for seen in origin.requests:
+        assert "tinyproxy" in seen.headers.get("via", "")
+        assert "proxy-authorization" not in seen.headers
+        assert PASSWORD not in str(seen.headers)
+    log = proxy.log
+    assert f"GET {origin.url}/one?x=1" in log
+    assert f"GET {origin.url}/two" in log
+
+
+async def test_wrong_credentials_on_plain_http_give_the_proxys_407(tmp_path: Path) -> None:
+    with trio.fail_after(GUARD), run_tinyproxy(tmp_path) as proxy:
+        async with (
+            serve_h11() as origin,
+            Client(proxy=proxy.url_with(USER, "wrong"), trust_env=False) as client,
+        ):
+            response = await client.get(f"{origin.url}/x")
+    # The proxy's refusal is its response (as with httpx); tinyproxy 1.11 says 401
+    # where RFC 9110 says 407, later versions 407.
+    assert response.status_code in (401, 407)
+    assert origin.requests == []
+
+
+# -- https: CONNECT tunnels ----------------------------------------------------------------
+
+
+async def test_https_goes_through_a_connect_tunnel(
+    tmp_path: Path, server_context: ssl.SSLContext, ca_file: str
+) -> None:
+    with trio.fail_after(GUARD):
+        async with serve_h11(ssl_context=server_context) as origin:
+            with run_tinyproxy(tmp_path, [origin.port]) as proxy:
+                async with Client(proxy=proxy.url, verify=ca_file, trust_env=False) as client:
+                    response = await client.get(f"{origin.url}/secure")
+                    again = await client.get(f"{origin.url}/again")
+                    counts = client.transport.connection_counts()  # type: ignore[attr-defined]
+    assert (response.status_code, again.status_code) == (200, 200)
+    assert [seen.target for seen in origin.requests] == ["/secure", "/again"]
+    # One tunnel, reused: the origin saw one TLS connection.
+    assert origin.connections_total == 1
+    seen = origin.requests[0]
+    assert "proxy-authorization" not in seen.headers
+    assert "via" not in seen.headers  # a tunnel: the proxy cannot touch what is inside
+    assert f"CONNECT 127.0.0.1:{origin.port}" in proxy.log
+    assert "/secure" not in proxy.log  # the path travelled encrypted
+    label = f"https://127.0.0.1:{origin.port} via http://***@127.0.0.1:{proxy.port}"
+    assert label in counts
+    assert PASSWORD not in repr(counts)
+
+
+async def test_http2_is_negotiated_through_the_tunnel(tmp_path: Path, certs: Certs) -> None:  # noqa: F811
+    with trio.fail_after(GUARD):
+        async with tls_site(certs) as (url, seen):
+            port = int(url.rsplit(":", 1)[1])
+            with run_tinyproxy(tmp_path, [port]) as proxy:
+                async with Client(
+                    proxy=proxy.url, http2=True, verify=certs.ca, trust_env=False
+                ) as client:
+                    responses = [await client.get(f"{url}/p{i}") for i in range(3)]
+    assert {r.http_version for r in responses} == {"HTTP/2"}
+    assert seen.versions == {"2"}
+    assert len(seen.client_ports) == 1
+    assert f"CONNECT 127.0.0.1:{port}" in proxy.log
+
+
+async def test_refused_connect_is_a_proxy_error_without_credentials(
+    tmp_path: Path, server_context: ssl.SSLContext, ca_file: str
+) -> None:
+    with trio.fail_after(GUARD):
+        async with serve_h11(ssl_context=server_context) as origin:
+            with run_tinyproxy(tmp_path, [origin.port]) as proxy:
+                bad = proxy.url_with(USER, "wrong-pw")
+                async with Client(proxy=bad, verify=ca_file, trust_env=False) as client:
+                    with pytest.raises(ProxyError) as caught:
+                        await client.get(f"{origin.url}/secure")
+    error = caught.value
+    assert error.status_code in (401, 407)  # tinyproxy 1.11 says 401, later ones 407
+    assert error.proxy == f"http://***@127.0.0.1:{proxy.port}"
+    assert str(error.status_code) in str(error)
+    assert f"http://***@127.0.0.1:{proxy.port}" in str(error)
+    assert "wrong-pw" not in str(error) and USER not in str(error)
+    assert origin.connections_total == 0
+
+
+async def test_connect_to_a_port_the_proxy_forbids_is_a_proxy_error(
+    tmp_path: Path, server_context: ssl.SSLContext, ca_file: str
+) -> None:
+    with trio.fail_after(GUARD):
+        async with serve_h11(ssl_context=server_context) as origin:
+            with run_tinyproxy(tmp_path, [origin.port + 1]) as proxy:
+                async with Client(proxy=proxy.url, verify=ca_file, trust_env=False) as client:
+                    with pytest.raises(ProxyError) as caught:
+                        await client.get(f"{origin.url}/")
+    assert caught.value.status_code == 403
+    assert origin.connections_total == 0
+
+
+async def test_connect_answered_407_names_proxy_and_status() -> None:
+    asked: list[bytes] = []
+
+    async def refuse(stream: trio.SocketStream) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return
+            head += chunk
+        asked.append(head)
+        await stream.send_all(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b'Proxy-Authenticate: Basic realm="p"\r\nContent-Length: 0\r\n\r\n'
+        )
+
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(refuse) as port,
+            Client(proxy=f"http://alice:hunter2@127.0.0.1:{port}", trust_env=False) as client,
+        ):
+            with pytest.raises(ProxyError) as caught:
+                await client.get("https://origin.example:8443/")
+    error = caught.value
+    assert error.status_code == 407
+    assert error.proxy == f"http://***@127.0.0.1:{port}"
+    assert str(error) == (
+        f"Proxy http://***@127.0.0.1:{port} refused CONNECT origin.example:8443 for "
+        "https://origin.example:8443/: 407 Proxy Authentication Required"
+    )
+    request_line, *headers = asked[0].split(b"\r\n")
+    assert request_line == b"CONNECT origin.example:8443 HTTP/1.1"
+    assert b"Proxy-Authorization: Basic YWxpY2U6aHVudGVyMg==" in headers
+
+
+async def test_garbage_answer_to_connect_is_a_proxy_error() -> None:
+    async def babble(stream: trio.SocketStream) -> None:
+        await stream.receive_some(4096)
+        await stream.send_all(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(babble) as port,
+            Client(proxy=f"http://127.0.0.1:{port}", trust_env=False) as client,
+        ):
+            with pytest.raises(ProxyError, match="invalid answer to CONNECT"):
+                await client.get("https://origin.example/")
+
+
+# -- the environment --------------------------------------------------------------------
+
+
+async def test_environment_proxy_and_no_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    with trio.fail_after(GUARD), run_tinyproxy(tmp_path) as proxy:
+        async with serve_h11() as origin:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            async with Client() as client:
+                await client.get(f"{origin.url}/via-env")
+            monkeypatch.setenv("NO_PROXY", f"example.org, 127.0.0.1:{origin.port}")
+            async with Client() as client:
+                await client.get(f"{origin.url}/direct")
+            monkeypatch.delenv("NO_PROXY")
+            async with Client(trust_env=False) as client:
+                await client.get(f"{origin.url}/untrusted")
+    via = {seen.target: seen.headers.get("via", "") for seen in origin.requests}
+    assert "tinyproxy" in via["/via-env"]
+    assert via["/direct"] == "" and via["/untrusted"] == ""
+    assert "/via-env" in proxy.log
+    assert "/direct" not in proxy.log and "/untrusted" not in proxy.log
+
+
+def test_no_proxy_rules() -> None:
+    rules = NoProxy("example.com, .internal.net,*.corp, 10.0.0.0/8, 192.168.1.5:8080, [::1]")
+    assert rules.matches("example.com", 80)
+    assert rules.matches("www.Example.COM", 443)
+    assert not rules.matches("badexample.com", 80)
+    assert rules.matches("a.internal.net", 80) and rules.matches("internal.net", 80)
+    assert rules.matches("x.corp", 80)
+    assert rules.matches("10.1.2.3", 80) and not rules.matches("11.0.0.1", 80)
+    assert rules.matches("192.168.1.5", 8080) and not rules.matches("192.168.1.5", 80)
+    assert rules.matches("::1", 80)
+    assert NoProxy("*").matches("anything", 1)
+    assert not NoProxy("")
+
+
+def test_environment_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "ALL_PROXY": "http://all:3128",
+        "https_proxy": "http://lower:3128",
+        "HTTPS_PROXY": "http://upper:3128",
+        "no_proxy": "skip.me",
+    }
+    routes = ProxyRoutes.from_environment(env)
+    assert routes is not None
+    assert routes.proxy_for("http", "a.com", None) == Proxy("http://all:3128")
+    assert routes.proxy_for("https", "a.com", None) == Proxy("http://lower:3128")
+    assert routes.proxy_for("https", "x.skip.me", None) is None
+    assert ProxyRoutes.from_environment({"NO_PROXY": "*"}) is None
+
+
+def test_proxy_urls_are_checked_and_never_show_credentials() -> None:
+    proxy = Proxy("http://us%40er:p%3Ass@proxy.example:3128")
+    assert proxy.authorization == b"Basic dXNAZXI6cDpzcw=="  # us@er:p:ss
+    assert "p%3Ass" not in repr(proxy) and "us%40er" not in repr(proxy)
+    assert repr(proxy) == "Proxy('http://***@proxy.example:3128')"
+    assert "p%3Ass" not in repr(ProxyRoutes.for_client(proxy, False))
+    for bad, words in [
+        ("socks5://u:pw@h:1080", "only http://"),
+        ("https://h:443", "only http://"),
+        ("http://u:pw@h:3128/path", "path"),
+    ]:
+        with pytest.raises(ValueError, match=words) as caught:
+            Proxy(bad)
+        assert "pw" not in str(caught.value)
+
+
+# -- the pool: per-origin-host cap, request override -------------------------------------
+
+
+async def test_per_host_cap_counts_proxied_and_direct_connections(tmp_path: Path) -> None:
+    in_flight = peak = 0
+
+    async def hold(seen: Seen) -> Reply:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await trio.lowlevel.checkpoint()  # let any other granted request arrive too
+        await trio.lowlevel.checkpoint()
+        in_flight -= 1
+        return Reply(200, [], b"ok")
+
+    with trio.fail_after(GUARD), run_tinyproxy(tmp_path) as proxy:
+        async with (
+            serve_h11(hold) as origin,
+            ConnectionPool(limits=Limits(max_connections_per_host=1)) as pool,
+        ):
+            via = Proxy(proxy.url)
+
+            async def one(i: int) -> None:
+                ext = {PROXY: via if i % 2 else None}
+                request = Request("GET", f"{origin.url}/{i}", extensions=ext)
+                response = await pool.handle_request(request)
+                await response.aread()
+                await response.aclose()
+
+            async with trio.open_nursery() as nursery:
+                for i in range(6):
+                    nursery.start_soon(one, i)
+            assert pool._check_invariants() == []
+    assert len(origin.requests) == 6
+    assert peak == 1
+    proxied = [s for s in origin.requests if "tinyproxy" in s.headers.get("via", "")]
+    assert sorted(s.target for s in proxied) == ["/1", "/3", "/5"]
+
+
+async def test_request_extension_turns_the_clients_proxy_off(tmp_path: Path) -> None:
+    with trio.fail_after(GUARD), run_tinyproxy(tmp_path) as proxy:
+        async with serve_h11() as origin, Client(proxy=proxy.url, trust_env=False) as client:
+            await client.get(f"{origin.url}/off", extensions={PROXY: None})
+            await client.get(f"{origin.url}/on")
+    via = {seen.target: seen.headers.get("via", "") for seen in origin.requests}
+    assert via["/off"] == "" and "tinyproxy" in via["/on"]
