@@ -13,7 +13,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["REDACTED", "is_secret_key", "redact_mapping", "redact_url", "scrub"]
+__all__ = [
+    "REDACTED",
+    "is_secret_key",
+    "redact_mapping",
+    "redact_url",
+    "redact_userinfo",
+    "scrub",
+]
 
 REDACTED = "[secure]"
 
@@ -43,8 +50,25 @@ def redact_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, Mapping):
             out[key] = redact_mapping(value)
         else:
-            out[key] = value
+            out[key] = redact_userinfo(value)
     return out
+
+
+# scheme://user:password@ : credentials in a URL (a proxy's), whatever the key.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact_userinfo(value: Any) -> Any:
+    """``value`` with the ``user:password@`` of any URL in it shown as ``***@``
+    (strings, and strings in lists and tables); the rest is kept, so
+    ``proxy = "http://***@proxy:3128"`` still says which proxy."""
+    if isinstance(value, str):
+        return _USERINFO.sub(r"\g<scheme>***@", value) if "@" in value else value
+    if isinstance(value, Mapping):
+        return {key: redact_userinfo(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_userinfo(item) for item in value)
+    return value
 
 
 def redact_url(url: str) -> str:

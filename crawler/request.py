@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from types import MethodType
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from .http import LocalProtocolError, check_header
+from .http import InvalidURL, LocalProtocolError, Proxy, check_header
 
 __all__ = ["Request"]
 
@@ -47,6 +48,22 @@ def _accepted(statuses: Iterable[int] | str, url: str) -> AcceptStatuses:
                 f"accept_statuses of {url} must be status codes (100-999), not {status!r}"
             )
     return out
+
+
+def _checked_proxy(proxy: str, url: str) -> str:
+    """A request's proxy URL, refused where the spider built the request if unusable."""
+    if not isinstance(proxy, str):
+        raise TypeError(f"proxy of {url} must be a URL string, not {type(proxy).__name__}")
+    if proxy:
+        try:
+            _parse_proxy(proxy)
+        except (ValueError, InvalidURL) as exc:
+            raise ValueError(f"proxy of {url}: {exc}") from None
+    return proxy
+
+
+# A spider gives the same few proxies to many requests: each is parsed once.
+_parse_proxy = lru_cache(maxsize=64)(Proxy)
 
 
 def _callback_name(callback: Callback | None) -> str | None:
@@ -94,7 +111,9 @@ class Request:
     engine treats it: ``dont_retry``, ``dont_redirect``
     (a 3xx reaches the callback), ``accept_statuses`` (error statuses that reach
     the callback rather than fail it: codes, or ``"all"``) and
-    ``retry_any_method`` (retry a POST or PATCH too). The engine keeps
+    ``retry_any_method`` (retry a POST or PATCH too) and ``proxy`` (an HTTP
+    proxy URL for this request, above ``[domains]`` and the settings; ``""``
+    for none; checked here). The engine keeps
     ``retries`` and ``redirects`` (how many it took to get here) and
     ``cross_origin_redirect`` (a redirect left the first origin: no session auth).
     """
@@ -114,6 +133,7 @@ class Request:
         "meta",
         "method",
         "priority",
+        "proxy",
         "redirects",
         "retries",
         "retry_any_method",
@@ -142,6 +162,7 @@ class Request:
         accept_statuses: Iterable[int] | Literal["all"] = (),
         retry_any_method: bool = False,
         cb_kwargs: Mapping[str, Any] | None = None,
+        proxy: str | None = None,
     ) -> None:
         # The fast path matters: a page yields a Request per link, and most
         # are duplicates dropped a microsecond later.
@@ -179,6 +200,7 @@ class Request:
             _NO_STATUSES if not accept_statuses else _accepted(accept_statuses, self.url)
         )
         self.retry_any_method = retry_any_method
+        self.proxy = proxy if proxy is None else _checked_proxy(proxy, self.url)
         self.retries = 0
         self.redirects = 0
         self.cross_origin_redirect = False
@@ -208,6 +230,7 @@ class Request:
             "dont_redirect": self.dont_redirect,
             "accept_statuses": _plain_statuses(self.accept_statuses),
             "retry_any_method": self.retry_any_method,
+            "proxy": self.proxy,
             "retries": self.retries,
             "redirects": self.redirects,
             "cross_origin_redirect": self.cross_origin_redirect,
@@ -232,6 +255,7 @@ class Request:
             dont_redirect=data.get("dont_redirect", False),
             accept_statuses=data.get("accept_statuses", ()),
             retry_any_method=data.get("retry_any_method", False),
+            proxy=data.get("proxy"),
         )
         request.retries = data.get("retries", 0)
         request.redirects = data.get("redirects", 0)

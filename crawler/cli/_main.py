@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._redact import REDACTED, is_secret_key
+from .._redact import REDACTED, is_secret_key, redact_userinfo
 from ..settings import Settings, SettingsError, SettingsSources, load_sources
 from ..settings._schema import format_key
 from ..spider import Spider
@@ -282,7 +282,8 @@ def _show_settings(sources: SettingsSources, loader: SpiderLoader, name: str | N
         settings = resolve_all(sources, loader, [name])[loader.get(name)]
     for key, value in _flatten(settings.to_dict()):
         source = settings.source_of(key)
-        shown = REDACTED if is_secret_key(key) and value not in (None, "") else _toml(value)
+        secret = is_secret_key(key) and value not in (None, "")
+        shown = REDACTED if secret else _toml(redact_userinfo(value))
         print(f"{key} = {shown}  # {source}")
     return 0
 

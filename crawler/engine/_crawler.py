@@ -28,7 +28,7 @@ from .._links import make_host_filter
 from .._redact import is_secret_key
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
-from ..http import Client, ConnectionPool, Cookies
+from ..http import PROXY, Client, ConnectionPool, Cookies
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..pipelines._runner import (
@@ -46,6 +46,7 @@ from ._callbacks import Callbacks
 from ._fetch import Fetcher
 from ._policy import OutcomePolicy
 from ._politeness import Politeness, RobotsCache
+from ._proxies import ProxyChooser
 from ._referer import referrer_policy
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
@@ -72,14 +73,24 @@ def build_pool(settings: Settings) -> ConnectionPool:
 
 
 class SharedTransport:
-    """Lends the shared pool to one spider's client; closing the client leaves it open."""
+    """Lends the shared pool to one spider's client; closing the client leaves it open.
 
-    __slots__ = ("_pool",)
+    With ``proxies``, each request that names no proxy of its own (the ``PROXY``
+    extension) gets its origin's, here below the redirects so that every hop
+    is routed by its own host: robots.txt and login requests included.
+    """
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    __slots__ = ("_pool", "_proxies")
+
+    def __init__(self, pool: ConnectionPool, proxies: ProxyChooser | None = None) -> None:
         self._pool = pool
+        self._proxies = proxies
 
     async def handle_request(self, request: HTTPRequest) -> HTTPResponse:
+        proxies = self._proxies
+        if proxies is not None and PROXY not in request.extensions:
+            url = request.url
+            request.extensions[PROXY] = proxies.choose(url.scheme, url.host, url.port)
         return await self._pool.handle_request(request)
 
     async def aclose(self) -> None:
@@ -150,6 +161,7 @@ class Crawler:
         )
         self.pipelines = PipelineRunner(chain)
         self._timeout = settings.timeout()
+        self._proxies = ProxyChooser.for_spider(settings)
         #: The spider's sessions by name ("default" included), made on first use.
         self.sessions: dict[str, Session] = {}
         # The crawl failed and must exit non-zero: a login failed, or no start request
@@ -245,7 +257,7 @@ class Crawler:
         if found is None:
             found = self.sessions[key] = Session(
                 key,
-                SharedTransport(self.pool),
+                SharedTransport(self.pool, self._proxies),
                 headers={"User-Agent": self.settings.user_agent},
                 timeout=self._timeout,
                 max_response_size=self._max_size,

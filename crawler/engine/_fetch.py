@@ -20,15 +20,16 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from ..http import URL, HTTPError, Timeout
+from ..http import PROXY, URL, HTTPError, Timeout
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..request import Request
 from ..sessions._logins import SESSION_GENERATION, Logins
 from ..sessions._session import Session
 from ._politeness import RobotsCache
+from ._proxies import proxy_of
 from ._robots import ROBOTS_MAX_SIZE
 from ._stats import Stats
 
@@ -122,13 +123,16 @@ class Fetcher:
         if request.headers is not None:
             headers = headers.copy()
             headers.update_from(request.headers)
+        extensions: dict[str, Any] = {SESSION_GENERATION: session.generation}
+        if request.proxy is not None:  # the request's own: above [domains] and settings
+            extensions[PROXY] = proxy_of(request.proxy)
         http_request = HTTPRequest(
             request.method,
             URL(request.url),
             headers=headers,
             content=request.body or None,
             timeout=self._timeout,
-            extensions={SESSION_GENERATION: session.generation},
+            extensions=extensions,
         )
         stats = self._stats
         stats.requests += 1

@@ -17,8 +17,6 @@ __all__ = ["MOVED_META_KEYS", "MovedMetaWarnings"]
 
 log = logging.getLogger("crawler.engine")
 
-_NO_PROXY = "none yet: requests go straight to their host"
-
 #: Meta key -> what to use instead ("none yet" when nothing does its work).
 MOVED_META_KEYS: dict[str, str] = {
     # Became Request keywords (Scrapy's keys of the same name included).
@@ -31,8 +29,8 @@ MOVED_META_KEYS: dict[str, str] = {
     "redirect_times": "request.redirects (kept by the engine)",
     "cross_origin_redirect": "request.cross_origin_redirect (kept by the engine)",
     # Scrapy's.
-    "proxy": _NO_PROXY,
-    "dont_proxy": _NO_PROXY,
+    "proxy": 'Request(..., proxy="http://user:pass@proxy:port")',
+    "dont_proxy": 'Request(..., proxy="") goes straight to the host',
     "cookiejar": "Request(..., session=NAME): each session has its own cookie jar",
     "dont_merge_cookies": "Request(..., session=NAME) with a session of its own, whose "
     "cookies stay apart",

@@ -92,6 +92,13 @@ def _flags(request: Request) -> int:
 def encode_request(request: Request) -> str:
     """The request's fields but the callbacks (stored in columns) as compact JSON."""
     accepted = request.accept_statuses
+    # Optional fields go last, in this order, and only as far as one is set: records
+    # without them keep format 2's shape, and older records decode unchanged.
+    tail: tuple[Any, ...] = ()
+    if request.proxy is not None:
+        tail = (request.cb_kwargs or {}, request.proxy)
+    elif request.cb_kwargs:
+        tail = (request.cb_kwargs,)
     try:
         return _encode_json(
             [
@@ -109,9 +116,7 @@ def encode_request(request: Request) -> str:
                 _flags(request),
                 # An empty tuple is a constant: the common case builds no list.
                 (accepted if isinstance(accepted, str) else sorted(accepted)) if accepted else (),
-                # Last and only when set: records without it are those of older runs,
-                # which decode unchanged (no new store format).
-                *((request.cb_kwargs,) if request.cb_kwargs else ()),
+                *tail,
             ]
         )
     except (TypeError, ValueError) as exc:
@@ -155,7 +160,8 @@ def decode_request(callback: str | None, errback: str | None, data: str) -> Requ
         dont_redirect=bool(flags & _DONT_REDIRECT),
         accept_statuses=accepted,
         retry_any_method=bool(flags & _RETRY_ANY_METHOD),
-        cb_kwargs=rest[0] if rest else None,
+        cb_kwargs=rest[0] or None if rest else None,
+        proxy=rest[1] if len(rest) > 1 else None,
     )
     request.retries = retries
     request.redirects = redirects

@@ -211,7 +211,8 @@ def toml_template() -> str:
     lines += [
         *_comment(
             "Politeness for one host and its subdomains: max_connections (default "
-            "max_connections_per_host) and download_delay (default download_delay)."
+            "max_connections_per_host) and download_delay (default download_delay); "
+            'its proxy ("" for none; default: the proxy setting).'
         ),
         '# [domains."example.com"]',
         "# max_connections = 2",

@@ -65,6 +65,13 @@ DOMAIN_SPECS = {
         "Seconds between two requests to this host (default: download_delay).",
         minimum=0,
     ),
+    "proxy": Spec(
+        "proxy",
+        str,
+        None,
+        'HTTP proxy for this host, "http://[user:pass@]proxy:port"; "" for none '
+        "(default: the proxy setting).",
+    ),
 }
 
 
@@ -200,6 +207,18 @@ class Settings:
         "Speak HTTP/2 to plain http:// origins from the first byte (h2c, no upgrade); "
         "only for servers known to accept it.",
     )
+    proxy: str = setting(
+        "",
+        'HTTP proxy for every request, "http://[user:pass@]proxy:port" (https:// URLs go '
+        'through a CONNECT tunnel). `[domains."HOST"] proxy` and `Request(proxy=...)` '
+        "override it; empty: the environment's, if trust_env.",
+    )
+    trust_env: bool = setting(
+        True,
+        "Take proxies from HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (and lower-case) when "
+        "neither the request, its domain nor the proxy setting names one; NO_PROXY exempts "
+        "hosts from those and from the proxy setting.",
+    )
     tls_verify: bool = setting(
         True,
         "Check the certificates of https:// servers; false turns the check off (only for "
@@ -273,11 +292,11 @@ class Settings:
 
     def __repr__(self) -> str:
         # Spider options may hold credentials: never print them.
-        from .._redact import redact_mapping
+        from .._redact import redact_mapping, redact_userinfo
 
-        fields = [f"{name}={getattr(self, name)!r}" for name in ENGINE_SPECS]
+        fields = [f"{name}={redact_userinfo(getattr(self, name))!r}" for name in ENGINE_SPECS]
         fields += [
-            f"domains={dict(self.domains)!r}",
+            f"domains={redact_mapping(self.domains)!r}",
             f"pipeline={redact_mapping(self.pipeline)!r}",
             f"options={redact_mapping(self.options)!r}",
         ]
@@ -321,6 +340,15 @@ class Settings:
             self.max_connections_per_host if connections is None else connections,
             self.download_delay if delay is None else delay,
         )
+
+    def domain_proxy(self, host: str) -> str | None:
+        """The ``proxy`` of the nearest ``[domains."HOST"]`` table that sets one ("" means
+        none), or None when no table for ``host`` or its parents does."""
+        for name in _domain_chain(host):
+            entry = self.domains.get(name)
+            if entry is not None and "proxy" in entry:
+                return str(entry["proxy"])
+        return None
 
     def pipeline_options(self, name: str) -> dict[str, Any]:
         """The ``[pipeline.NAME]`` table (a copy; empty when there is none)."""
