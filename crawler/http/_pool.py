@@ -71,6 +71,10 @@ class ConnectionPool:
     (or a per-host override from ``host_limits`` / ``set_host_limit``) caps
     each host name: the politeness guarantee no code path can bypass.
 
+    With ``http2``, an ``ssl.SSLContext`` given as ``verify`` is changed: its
+    ALPN protocols are set to ``h2`` and ``http/1.1``, without which no server
+    would ever choose HTTP/2.
+
     HTTP/1.1 request bodies of at least ``expect_continue`` bytes (``None``:
     never) are announced with ``Expect: 100-continue``, so that a server that
     refuses them (413, 417, 401...) can say so before they are sent.
@@ -93,6 +97,10 @@ class ConnectionPool:
             raise ValueError(f"expect_continue must be >= 0 or None, got {expect_continue!r}")
         self._expect_min: float = _INF if expect_continue is None else expect_continue
         self._http2 = http2
+        if http2 and isinstance(verify, ssl.SSLContext):
+            # As httpx does: a context of the caller's offers HTTP/2 only if told to,
+            # and it is the one object every TLS connection uses.
+            verify.set_alpn_protocols(list(_ALPN))
         self._h2_prior_knowledge = http2_prior_knowledge
         self._h2_context: ssl.SSLContext | None = None
         self._making_room = False

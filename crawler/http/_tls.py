@@ -2,7 +2,8 @@
 
 Building a context and loading certifi's bundle costs milliseconds, so the
 contexts for the common settings are built once per process and shared by
-every pool; a context the caller made is used exactly as given.
+every pool; a context the caller made is used as given (except that a pool
+with HTTP/2 sets its ALPN protocols, see ConnectionPool).
 """
 
 from __future__ import annotations

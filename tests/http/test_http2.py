@@ -255,6 +255,20 @@ async def test_alpn_falls_back_to_http11(certs: Certs) -> None:
     assert len(seen.client_ports) <= 4
 
 
+async def test_a_given_ssl_context_gets_alpn_for_http2(certs: Certs) -> None:
+    context = ssl.create_default_context(cafile=certs.ca)
+    with trio.fail_after(GUARD):
+        async with tls_site(certs) as (url, seen), Client(http2=True, verify=context) as client:
+            responses = [await client.get(f"{url}/c{i}") for i in range(3)]
+        # Without http2 the caller's context is left as it is: HTTP/1.1.
+        plain_context = ssl.create_default_context(cafile=certs.ca)
+        async with tls_site(certs) as (url2, seen2), Client(verify=plain_context) as plain:
+            answer = await plain.get(f"{url2}/plain")
+    assert {r.http_version for r in responses} == {"HTTP/2"}
+    assert seen.versions == {"2"} and len(seen.client_ports) == 1
+    assert answer.http_version == "HTTP/1.1" and seen2.versions == {"1.1"}
+
+
 async def test_redirects_cookies_and_gzip_over_http2(certs: Certs) -> None:
     with trio.fail_after(GUARD):
         async with tls_site(certs) as (url, _), Client(http2=True, verify=certs.ca) as client:
