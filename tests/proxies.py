@@ -44,26 +44,17 @@ class TinyProxy:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def requests_logged(self) -> list[str]:
-        """The request lines tinyproxy logged ("GET http://...", "CONNECT host:port")."""
-        return [
-            line.split("Request (file descriptor", 1)[0]
-            for line in self.log.splitlines()
-            if "Request (file descriptor" in line
-        ] or [line for line in self.log.splitlines() if "CONNECT" in line or "GET " in line]
-
 
 def tinyproxy_binary() -> str:
+    """The tinyproxy executable; a missing one fails the test, saying how to install it."""
     found = shutil.which("tinyproxy")
-    if found is None:
-        how = "apt-get install -y tinyproxy"
-        where = (
-            "under CI, scripts/test installs it when run as root"
-            if os.environ.get("CI") != "true"
-            else "scripts/test should have installed it (CI=true): was it run as root?"
-        )
-        pytest.fail(f"tinyproxy is needed by the proxy tests but is not installed: {how} ({where})")
-    return found
+    if found is not None:
+        return found
+    if os.environ.get("CI") == "true":
+        where = "scripts/test installs it under CI when run as root: run it as root"
+    else:
+        where = "or run scripts/test as root with CI=true, which installs it"
+    pytest.fail(f"the proxy tests need tinyproxy: apt-get install -y tinyproxy ({where})")
 
 
 def _free_port() -> int:

@@ -325,3 +325,30 @@ async def test_request_extension_turns_the_clients_proxy_off(tmp_path: Path) -> 
             await client.get(f"{origin.url}/on")
     via = {seen.target: seen.headers.get("via", "") for seen in origin.requests}
     assert via["/off"] == "" and "tinyproxy" in via["/on"]
+
+
+async def test_redirect_to_a_direct_origin_carries_no_proxy_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxy-Authorization is the connection's, not the request's: a redirect out of
+    the proxy's reach has none to carry, and one through it re-sends them to the proxy."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    with trio.fail_after(GUARD), run_tinyproxy(tmp_path) as proxy:
+        async with serve_h11() as target:
+
+            def bounce(seen: Seen) -> Reply:
+                return Reply(302, [("Location", f"{target.url}/landed")])
+
+            async with serve_h11(bounce) as start:
+                monkeypatch.setenv("HTTP_PROXY", proxy.url)
+                monkeypatch.setenv("NO_PROXY", f"127.0.0.1:{target.port}")
+                async with Client() as client:
+                    response = await client.get(f"{start.url}/go")
+    assert response.status_code == 200
+    assert "tinyproxy" in start.requests[0].headers.get("via", "")
+    landed = target.requests[0]
+    assert landed.target == "/landed"
+    assert "via" not in landed.headers and "proxy-authorization" not in landed.headers
+    assert f"{start.url}/go" in proxy.log and "/landed" not in proxy.log
