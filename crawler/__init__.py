@@ -103,7 +103,6 @@ _HTTP_ONLY = frozenset(
         "Response",
         "TimeoutArg",
         "check_header",
-        "redact_url",
         "redirect_step",
     }
 )

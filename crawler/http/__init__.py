@@ -37,7 +37,6 @@ from ._proxy import PROXY as PROXY
 from ._proxy import NoProxy as NoProxy
 from ._proxy import Proxy as Proxy
 from ._proxy import ProxyRoutes as ProxyRoutes
-from ._proxy import redact_url as redact_url
 from ._redirect_rule import REDIRECT_STATUSES as REDIRECT_STATUSES
 from ._redirect_rule import RedirectStep as RedirectStep
 from ._redirect_rule import redirect_step as redirect_step
@@ -84,6 +83,5 @@ __all__ = [
     "TimeoutArg",
     "Transport",
     "check_header",
-    "redact_url",
     "redirect_step",
 ]

@@ -122,6 +122,15 @@ def _jar_from(cookies: CookieArg | None) -> Cookies:
     return Cookies(cookies)
 
 
+def _proxy_routes(proxy: str | URL | Proxy | None, trust_env: bool) -> ProxyRoutes | None:
+    try:
+        return ProxyRoutes.for_client(proxy, trust_env)
+    except ValueError as exc:
+        if proxy is not None:
+            raise
+        raise ValueError(f"{exc} (Client(trust_env=False) ignores the environment)") from None
+
+
 class Client:
     """An HTTP client with connection pooling, cookies, redirects and decompression.
 
@@ -173,7 +182,7 @@ class Client:
         self.max_response_size = max_response_size
         if transport is None:
             transport = ConnectionPool(
-                proxy_routes=ProxyRoutes.for_client(proxy, trust_env),
+                proxy_routes=_proxy_routes(proxy, trust_env),
                 limits=limits,
                 timeout=self.timeout,
                 verify=verify,

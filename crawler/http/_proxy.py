@@ -209,7 +209,8 @@ class ProxyRoutes:
             try:
                 by_scheme[scheme] = as_proxy(url)
             except (ValueError, InvalidURL) as exc:
-                raise ValueError(f"{scheme}_proxy in the environment: {exc}") from None
+                source = f"{scheme}_proxy" if found.get(scheme) else "all_proxy"
+                raise ValueError(f"{source} in the environment: {exc}") from None
         if not any(by_scheme.values()):
             return None
         return cls(by_scheme, NoProxy(found.get("no", "")))

@@ -352,3 +352,20 @@ async def test_redirect_to_a_direct_origin_carries_no_proxy_credentials(
     assert landed.target == "/landed"
     assert "via" not in landed.headers and "proxy-authorization" not in landed.headers
     assert f"{start.url}/go" in proxy.log and "/landed" not in proxy.log
+
+
+def test_unusable_proxies_are_refused_when_the_client_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://u:pw@127.0.0.1:1080")
+    with pytest.raises(ValueError, match="all_proxy in the environment") as caught:
+        Client()
+    message = str(caught.value)
+    assert "only http://" in message and "trust_env=False" in message
+    assert "pw" not in message
+    Client(trust_env=False)  # the environment ignored: fine
+    with pytest.raises(ValueError, match="give the proxy to that transport"):
+        Client(proxy="http://127.0.0.1:3128", transport=ConnectionPool())
