@@ -25,6 +25,9 @@ class Limits:
     max_keepalive_connections: int | None = 20
     keepalive_expiry: float | None = 5.0
     max_connections_per_host: int = 8
+    #: Connections through any one proxy (None: unlimited); the per-host cap still
+    #: counts per site, whatever the route.
+    max_connections_per_proxy: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_keepalive_connections"):
@@ -35,6 +38,13 @@ class Limits:
             raise ValueError(
                 "Limits.max_connections_per_host must be an int >= 1, "
                 f"got {self.max_connections_per_host!r}"
+            )
+        per_proxy = self.max_connections_per_proxy
+        if per_proxy is not None and (
+            not isinstance(per_proxy, int) or isinstance(per_proxy, bool) or per_proxy < 1
+        ):
+            raise ValueError(
+                f"Limits.max_connections_per_proxy must be an int >= 1 or None, got {per_proxy!r}"
             )
         if self.keepalive_expiry is not None and self.keepalive_expiry < 0:
             raise ValueError(f"Limits.keepalive_expiry must be >= 0, got {self.keepalive_expiry!r}")

@@ -52,7 +52,7 @@ from ._models import Request, Response
 from ._network import IOWatchdog, open_stream
 from ._pool_h2 import HTTP2Pool
 from ._pool_invariants import invariant_errors
-from ._pool_state import Host, Origin, Waiter, check_cap, origin_key
+from ._pool_state import Host, Origin, ProxySlots, Waiter, check_cap, origin_key
 from ._proxy import PROXY, Proxy, ProxyRoutes
 from ._tls import VerifyTypes, create_ssl_context
 
@@ -69,7 +69,8 @@ class ConnectionPool:
 
     ``limits.max_connections`` caps the whole pool; ``max_connections_per_host``
     (or a per-host override from ``host_limits`` / ``set_host_limit``) caps
-    each host name: the politeness guarantee no code path can bypass.
+    each host name: the politeness guarantee no code path can bypass, whatever
+    proxy a request goes through. ``max_connections_per_proxy`` caps each proxy.
 
     With ``http2``, an ``ssl.SSLContext`` given as ``verify`` is changed: its
     ALPN protocols are set to ``h2`` and ``http/1.1``, without which no server
@@ -117,6 +118,8 @@ class ConnectionPool:
             check_cap(name, cap)
             self._host_limits[name.lower()] = cap
         self._routes = proxy_routes
+        self._proxy_cap = limits.max_connections_per_proxy
+        self._proxy_slots: dict[Proxy, ProxySlots] = {}
         # Direct origins under their OriginKey, proxied ones under (*key, proxy).
         self._origins: dict[tuple[object, ...], Origin] = {}
         self._hosts: dict[str, Host] = {}
@@ -279,6 +282,9 @@ class ConnectionPool:
             return False
         if host.count >= host.cap:
             self._make_room_in_host(host)
+        slots = origin.slots
+        if slots is not None and not self._proxy_room(slots):
+            return False
         if host.count < host.cap and self._make_global_room():
             self._reserve(origin)
             return True
@@ -406,21 +412,34 @@ class ConnectionPool:
         origin.active += 1
         origin.host.count += 1
         self._total += 1
+        if origin.slots is not None:
+            origin.slots.count += 1
 
     def _unreserve(self, origin: Origin) -> None:
         origin.active -= 1
         host = origin.host
         host.count -= 1
         self._total -= 1
+        slots = origin.slots
+        if slots is not None:
+            slots.count -= 1
         self._slot_freed(host)
+        if slots is not None and slots.blocked:
+            self._serve_proxy(slots)
 
-    def _release_slot(self, host: Host) -> None:
+    def _release_slot(self, origin: Origin) -> None:
         """An HTTP/2 connection has closed: its slot goes to whoever waits for one,
         unless the pool closed it to make room, which promised the slot already."""
+        host = origin.host
         host.count -= 1
         self._total -= 1
+        slots = origin.slots
+        if slots is not None:
+            slots.count -= 1
         if not self._making_room:
             self._slot_freed(host)
+            if slots is not None and slots.blocked:
+                self._serve_proxy(slots)
 
     def _checkin(self, conn: HTTP11Connection) -> None:
         """A connection comes back from a request: reuse, hand over, keep or close it."""
@@ -439,7 +458,11 @@ class ConnectionPool:
                 return
             self._drop(conn)
             return
-        if self._blocked or (self._max_idle is not None and len(self._idle_all) >= self._max_idle):
+        if (
+            self._blocked
+            or (self._max_idle is not None and len(self._idle_all) >= self._max_idle)
+            or (origin.slots is not None and origin.slots.blocked)
+        ):
             self._drop(conn)
             return
         origin.active -= 1
@@ -491,8 +514,11 @@ class ConnectionPool:
         """Close ``conn`` (already out of the idle lists) and free its slot."""
         conn.close()
         self._conns.discard(conn)
-        conn.pool_origin.host.count -= 1
+        origin: Origin = conn.pool_origin
+        origin.host.count -= 1
         self._total -= 1
+        if origin.slots is not None:
+            origin.slots.count -= 1
 
     def _make_global_room(self) -> bool:
         """True if one more connection fits, closing the oldest idle one if need be."""
@@ -513,8 +539,12 @@ class ConnectionPool:
             self._close_idle(conn)
 
     def _idle_in_host(self, host: Host) -> PooledConnection | None:
+        return self._idle_in(host.origins)
+
+    def _idle_in(self, origins: list[Origin]) -> PooledConnection | None:
+        """The oldest idle connection of the first of ``origins`` that has one."""
         idle_all = self._idle_all
-        for origin in host.origins:
+        for origin in origins:
             if origin.idle:
                 return origin.idle[0]
             if origin.h2 is not None:
@@ -535,6 +565,11 @@ class ConnectionPool:
         """Grant new-connection slots to ``host``'s waiters while both caps allow."""
         waiters = host.waiters
         while waiters and host.count < host.cap:
+            slots = waiters[0].origin.slots
+            if slots is not None and not self._proxy_room(slots):
+                if host not in slots.blocked:
+                    slots.blocked.append(host)
+                return
             if not self._make_global_room():
                 if not host.blocked:
                     host.blocked = True
@@ -544,6 +579,25 @@ class ConnectionPool:
             self._reserve(waiter.origin)
             waiter.assigned = True
             waiter.event.set()
+
+    def _proxy_room(self, slots: ProxySlots) -> bool:
+        """True if one more connection through this proxy fits, closing idle ones
+        through it if need be."""
+        while slots.count >= slots.cap:
+            conn = self._idle_in(slots.origins)
+            if conn is None:
+                return False
+            self._close_idle(conn)
+        return True
+
+    def _serve_proxy(self, slots: ProxySlots) -> None:
+        """A connection through a full proxy closed: its slot goes to the hosts waiting
+        for one, in order (a host still short of it queues again at the back)."""
+        blocked = slots.blocked
+        for _ in range(len(blocked)):
+            if self._closed or slots.count >= slots.cap:
+                return
+            self._serve_host(blocked.popleft())
 
     def _serve_blocked(self) -> None:
         blocked = self._blocked
@@ -577,6 +631,12 @@ class ConnectionPool:
             cap = self._host_limits.get(name, self._limits.max_connections_per_host)
             host = self._hosts[name] = Host(name, cap)
         origin = Origin(key, host, proxy)
+        if proxy is not None and self._proxy_cap is not None:
+            slots = self._proxy_slots.get(proxy)
+            if slots is None:
+                slots = self._proxy_slots[proxy] = ProxySlots(self._proxy_cap)
+            origin.slots = slots
+            slots.origins.append(origin)
         if scheme == "http" and proxy is not None:
             pass  # a forward proxy speaks HTTP/1.1 with us for plain http
         elif self._h2_prior_knowledge if scheme == "http" else self._http2:

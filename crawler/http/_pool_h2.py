@@ -337,6 +337,7 @@ class HTTP2Pool:
         if (
             self._blocked
             or conn.pool_origin.host.waiters
+            or (conn.pool_origin.slots is not None and conn.pool_origin.slots.blocked)
             or self.closed
             or (self._max_idle is not None and len(self._idle_all) >= self._max_idle)
         ):
@@ -361,7 +362,7 @@ class HTTP2Pool:
             state.conns.remove(conn)
         if state.conn is conn:
             state.conn = None
-        self._release_slot(state.origin.host)
+        self._release_slot(state.origin)
         self.serve(state)
 
     # -- for the pool's reports and its invariant check ------------------------------

@@ -65,7 +65,25 @@ def invariant_errors(pool: ConnectionPool) -> list[str]:
         host = idle.pool_origin.host
         if host.waiters:
             errors.append(f"{host.name}: requests wait for a slot while {idle!r} is idle")
+    _check_proxies(pool, h2_per_origin, errors)
     return errors
+
+
+def _check_proxies(
+    pool: ConnectionPool, h2_per_origin: dict[Origin, int], errors: list[str]
+) -> None:
+    """Each proxy's count is its origins' connections, within the cap, and no connection
+    through a proxy that hosts wait for is idle."""
+    for proxy, slots in pool._proxy_slots.items():
+        count = sum(o.active + len(o.idle) + h2_per_origin.get(o, 0) for o in slots.origins)
+        if slots.count != count:
+            errors.append(f"{proxy.label}: count {slots.count}, connections and slots {count}")
+        if slots.count > slots.cap:
+            errors.append(f"{proxy.label}: {slots.count} connections > cap {slots.cap}")
+        if any(o.slots is not slots for o in slots.origins):
+            errors.append(f"{proxy.label}: an origin of it counts elsewhere")
+        if slots.blocked and any(c.pool_origin.slots is slots for c in pool._idle_all):
+            errors.append(f"{proxy.label}: hosts wait for it while a connection through it idles")
 
 
 def _h1_idle(pool: ConnectionPool, errors: list[str]) -> dict[HTTP11Connection, Origin]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._pool_h2 import H2Origin
     from ._proxy import Proxy
 
-__all__ = ["DEFAULT_PORTS", "Host", "Origin", "Waiter", "check_cap", "origin_key"]
+__all__ = ["DEFAULT_PORTS", "Host", "Origin", "ProxySlots", "Waiter", "check_cap", "origin_key"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -41,6 +41,23 @@ class Host:
         self.waiters: deque[Waiter] = deque()
         self.origins: list[Origin] = []
         self.blocked = False  # queued in ConnectionPool._blocked
+
+
+class ProxySlots:
+    """Connections through one proxy, under ``Limits.max_connections_per_proxy``.
+
+    A host whose first waiter needs a slot of a full proxy waits in ``blocked``
+    until one of that proxy's connections closes (none of them stays idle
+    meanwhile: the pool closes them as they come back).
+    """
+
+    __slots__ = ("blocked", "cap", "count", "origins")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.count = 0  # open or opening connections through the proxy
+        self.blocked: deque[Host] = deque()
+        self.origins: list[Origin] = []
 
 
 class Origin:
@@ -64,6 +81,7 @@ class Origin:
         "pool_key",
         "port",
         "proxy",
+        "slots",
     )
 
     def __init__(self, key: OriginKey, host: Host, proxy: Proxy | None = None) -> None:
@@ -77,6 +95,8 @@ class Origin:
         self.label = f"{scheme}://{name}:{self.port}"
         if proxy is not None:
             self.label += f" via {proxy.label}"
+        # The proxy's connection count, when the pool caps it; None otherwise.
+        self.slots: ProxySlots | None = None
         self.host_header = (name if port is None else f"{name}:{port}").encode("ascii")
         self.idle: deque[HTTP11Connection] = deque()
         self.active = 0  # HTTP/1.1 connections checked out or being opened

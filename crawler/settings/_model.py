@@ -213,6 +213,12 @@ class Settings:
         'through a CONNECT tunnel). `[domains."HOST"] proxy` and `Request(proxy=...)` '
         "override it; empty: the environment's, if trust_env.",
     )
+    max_connections_per_proxy: int = setting(
+        0,
+        "Open connections through any one proxy, across the sites behind it; 0 = "
+        "unlimited. Each site's own cap still holds.",
+        minimum=0,
+    )
     trust_env: bool = setting(
         True,
         "Take proxies from HTTP_PROXY, HTTPS_PROXY and ALL_PROXY (and lower-case) when "
@@ -387,6 +393,7 @@ class Settings:
             max_keepalive_connections=self.max_keepalive_connections,
             keepalive_expiry=self.keepalive_expiry,
             max_connections_per_host=self.max_connections_per_host,
+            max_connections_per_proxy=self.max_connections_per_proxy or None,
         )
 
     def tls(self) -> bool | str:

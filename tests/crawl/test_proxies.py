@@ -178,3 +178,8 @@ def test_crawl_settings_shows_proxies_without_credentials(tmp_path: Path) -> Non
     assert 'domains."a.com".proxy = ""  # settings.toml' in lines
     assert 'domains."b.com".proxy = "http://***@q:1"  # -s' in lines
     assert "hunter2" not in result.stdout and "pw" not in result.stdout
+
+
+def test_the_per_proxy_cap_setting_reaches_the_pool_limits() -> None:
+    assert Settings(max_connections_per_proxy=2).limits().max_connections_per_proxy == 2
+    assert Settings().limits().max_connections_per_proxy is None  # 0: unlimited

@@ -369,3 +369,50 @@ def test_unusable_proxies_are_refused_when_the_client_is_made(
     Client(trust_env=False)  # the environment ignored: fine
     with pytest.raises(ValueError, match="give the proxy to that transport"):
         Client(proxy="http://127.0.0.1:3128", transport=ConnectionPool())
+
+
+async def test_max_connections_per_proxy_caps_every_origin_behind_it(tmp_path: Path) -> None:
+    in_flight = peak = 0
+    errors: list[str] = []
+    queued: list[int] = []  # requests waiting in the pool when each one arrived
+    pool = ConnectionPool(limits=Limits(max_connections_per_proxy=1))
+
+    async def hold(seen: Seen) -> Reply:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        queued.append(sum(len(host.waiters) for host in pool._hosts.values()))
+        errors.extend(pool._check_invariants())
+        for _ in range(5):  # let any other granted request arrive too
+            await trio.lowlevel.checkpoint()
+        in_flight -= 1
+        return Reply(200, [], b"ok")
+
+    with trio.fail_after(GUARD), run_tinyproxy(tmp_path) as proxy:
+        async with serve_h11(hold) as one, serve_h11(hold) as two, pool:
+            via = Proxy(proxy.url)
+
+            async def get(url: str) -> None:
+                request = Request("GET", url, extensions={PROXY: via})
+                response = await pool.handle_request(request)
+                await response.aread()
+                await response.aclose()
+
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    nursery.start_soon(get, f"{one.url}/p{i}")
+                    nursery.start_soon(get, f"{two.url}/p{i}")
+            assert pool._check_invariants() == []
+    assert errors == []
+    # One at a time through the proxy, though each origin's host allows 8: by the
+    # time the first arrived, the seven others were queued in the pool.
+    assert peak == 1
+    assert queued[0] == 7 and queued == sorted(queued, reverse=True)
+    assert len(one.requests) == 4 and len(two.requests) == 4
+    assert all("tinyproxy" in s.headers.get("via", "") for s in one.requests + two.requests)
+
+
+def test_max_connections_per_proxy_is_checked() -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_connections_per_proxy must be an int >= 1"):
+            Limits(max_connections_per_proxy=bad)  # type: ignore[arg-type]
