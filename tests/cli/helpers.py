@@ -39,3 +39,26 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     assert text == "" or text.endswith("\n"), f"{path} ends in a partial line"
     return [json.loads(line) for line in text.splitlines()]
+
+
+# A spider with an option, for the command's settings and listing tests.
+BOOKS = """\
+from crawler import Spider
+
+
+class Books(Spider):
+    name = "books"
+    options = {"site_url": "http://books/"}
+"""
+
+
+def crawl_sync(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``crawl`` to completion from a test that is not async."""
+    return subprocess.run(
+        [sys.executable, "-m", "crawler.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

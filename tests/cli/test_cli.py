@@ -16,16 +16,9 @@ from crawler.cli import main
 from crawler.pipelines import Feed
 from crawler.settings import Settings
 from crawler.spider import Spider
+from tests.cli.helpers import BOOKS
+from tests.cli.helpers import crawl_sync as crawl
 from tests.crawl.helpers import make_project
-
-BOOKS = """\
-from crawler import Spider
-
-
-class Books(Spider):
-    name = "books"
-    options = {"site_url": "http://books/"}
-"""
 
 QUOTES = """\
 from crawler import Spider
@@ -35,17 +28,6 @@ class Quotes(Spider):
     name = "quotes"
     custom_settings = {"concurrency": 3}
 """
-
-
-def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -1,4 +1,6 @@
-"""Which h11 implementation the HTTP/1.1 connection uses, chosen per run or per test.
+"""Fixtures of the HTTP layer's tests: the h11 implementation, TLS certificates.
+
+Which h11 implementation the HTTP/1.1 connection uses is chosen per run or per test.
 
 ``crawler.http._h11_fast`` uses h11's internals when the installed h11 allows
 it and its public API otherwise. ``--h11-api=public`` runs the HTTP tests on
@@ -11,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import trustme
 
 from crawler.http import _h11_fast
+from tests.http.tls_sites import Certs
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -38,3 +42,17 @@ def h11_api(request: pytest.FixtureRequest) -> Iterator[str]:
     assert _h11_fast.active() is fast
     yield request.param
     _h11_fast.use(before)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    where = tmp_path_factory.mktemp("certs")
+    paths = Certs(str(where / "cert.pem"), str(where / "key.pem"), str(where / "ca.pem"))
+    leaf.cert_chain_pems[0].write_to_path(paths.cert)
+    for pem in leaf.cert_chain_pems[1:]:
+        pem.write_to_path(paths.cert, append=True)
+    leaf.private_key_pem.write_to_path(paths.key)
+    ca.cert_pem.write_to_path(paths.ca)
+    return paths

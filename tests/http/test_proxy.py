@@ -26,7 +26,7 @@ from crawler.http import (
     ProxyRoutes,
     Request,
 )
-from tests.http.test_http2 import Certs, certs, tls_site  # noqa: F401 (fixture)
+from tests.http.tls_sites import Certs, tls_site
 from tests.proxies import PASSWORD, USER, run_tinyproxy
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
 
@@ -111,7 +111,7 @@ async def test_https_goes_through_a_connect_tunnel(
     assert PASSWORD not in repr(counts)
 
 
-async def test_http2_is_negotiated_through_the_tunnel(tmp_path: Path, certs: Certs) -> None:  # noqa: F811
+async def test_http2_is_negotiated_through_the_tunnel(tmp_path: Path, certs: Certs) -> None:
     with trio.fail_after(GUARD):
         async with tls_site(certs) as (url, seen):
             port = int(url.rsplit(":", 1)[1])

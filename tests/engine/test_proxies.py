@@ -17,9 +17,9 @@ import pytest
 from crawler import Request, Response, Settings, Spider
 from crawler.frontier.sqlite import decode_request, encode_request
 from crawler.settings import SettingsError
-from tests.crawl.test_cli import BOOKS, make_project
-from tests.crawl.test_cli import crawl as cli
-from tests.crawl.test_engine import run, settings
+from tests.cli.helpers import BOOKS
+from tests.cli.helpers import crawl_sync as cli
+from tests.crawl.helpers import make_project, run, settings
 from tests.proxies import PASSWORD, run_tinyproxy
 from tests.servers import serve_h11
 
@@ -165,6 +165,7 @@ def test_settings_never_show_proxy_credentials() -> None:
     assert "pw" not in text and "v:x" not in text
 
 
+@pytest.mark.e2e
 def test_crawl_settings_shows_proxies_without_credentials(tmp_path: Path) -> None:
     make_project(
         tmp_path,
