@@ -191,7 +191,7 @@ async def test_scrapy_meta_keys_are_reported_once_each_with_what_to_use(
     }
     assert len(warned) == len([r for r in caplog.records if "not read by" in r.getMessage()])
     assert set(warned) == {f"{key!r}" for key in scrapy_meta}
-    assert "none yet" in warned["'proxy'"]
+    assert "Request(..., proxy=" in warned["'proxy'"]
     assert "use Request(..., session=NAME)" in warned["'cookiejar'"]
     assert "use the download_timeout setting" in warned["'download_timeout'"]
     assert "use the retry_times setting" in warned["'max_retry_times'"]
