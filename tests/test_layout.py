@@ -193,3 +193,10 @@ def test_every_name_the_docs_import_is_public() -> None:
         if name not in getattr(module, "__all__", ()):
             wrong.append(f"{doc}: from {module_name} import {name} (not exported)")
     assert wrong == [], "\n".join(wrong)
+
+
+def test_the_package_ships_its_type_hints() -> None:
+    """Without the marker, mypy treats ``crawler`` in a user's project as untyped."""
+    assert (PACKAGE / "py.typed").is_file()
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'crawler = ["py.typed"]' in pyproject
