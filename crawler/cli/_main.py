@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._paths import SPIDER_FIELD, for_spider
 from .._redact import REDACTED, is_secret_key, redact_userinfo
 from ..settings import Settings, SettingsError, SettingsSources, load_sources
 from ..settings._schema import format_key
@@ -232,12 +233,12 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
     feeds = [Feed(_feed(path), append) for path, append in args.feeds]
     if len(resolved) > 1:
         for path in (feed.path for feed in feeds):
-            if "{spider}" not in str(path):
+            if SPIDER_FIELD not in str(path):
                 raise CommandError(
                     f"-o {path}: several spiders would write the same file; put {{spider}} "
                     "in the path (e.g. items-{spider}.jsonl)"
                 )
-    dirs = [(s.job_dir.replace("{spider}", cls.name)) for cls, s in resolved.items() if s.job_dir]
+    dirs = [for_spider(s.job_dir, cls.name) for cls, s in resolved.items() if s.job_dir]
     if len(set(dirs)) != len(dirs):
         raise CommandError(
             "several spiders would share one job directory; put {spider} in it "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._paths import SPIDER_FIELD, for_spider
 from ..pipelines._runner import Feed
 from ._crawler import Crawler, SharedTransport, build_pool
 from ._stats import Stats, log_summary, run_progress, write_stats_json
@@ -132,12 +133,12 @@ def _feeds_for(feeds: Sequence[Path | Feed], spider: type[Spider], many: bool) -
     out: list[Path | Feed] = []
     for feed in feeds:
         path = feed.path if isinstance(feed, Feed) else feed
-        if "{spider}" not in str(path):
+        if SPIDER_FIELD not in str(path):
             raise ValueError(
                 f"-o {path}: several spiders would write the same file; "
                 "put {spider} in the path (e.g. items-{spider}.jsonl)"
             )
-        mine = Path(str(path).replace("{spider}", spider.name or spider.__name__))
+        mine = for_spider(path, spider.name or spider.__name__)
         out.append(Feed(mine, feed.append) if isinstance(feed, Feed) else mine)
     return out
 

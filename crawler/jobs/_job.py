@@ -41,6 +41,7 @@ from urllib.parse import quote
 import trio
 
 from .._links import host_of
+from .._paths import for_spider
 from ..frontier.sqlite import (
     FORMAT_VERSION,
     SqliteFrontier,
@@ -82,7 +83,7 @@ class JobError(Exception):
 
 
 def resolve_job_dir(template: str, spider_name: str) -> Path:
-    return Path(template.replace("{spider}", spider_name)).expanduser()
+    return for_spider(template, spider_name).expanduser()
 
 
 class PageGate:
@@ -614,8 +615,8 @@ def _apply_pipeline_states(
             continue
         template = getattr(pipeline, "path_template", None)
         if template is not None and "path" in state:
-            path = os.fspath(template).replace("{spider}", spider.name or type(spider).__name__)
-            if Path(path).resolve() != Path(state["path"]).resolve():
+            path = for_spider(template, spider.name or type(spider).__name__)
+            if path.resolve() != Path(state["path"]).resolve():
                 raise JobError(
                     f"job directory {directory}: items went to {state['path']} and would now "
                     f"go to {path}: resume with the same export paths"

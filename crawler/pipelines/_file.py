@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._paths import for_spider
+
 if TYPE_CHECKING:
     from ..spider import Spider
 
@@ -33,7 +35,7 @@ FindWholeEnd = Callable[[int, int], int]
 
 def resolve_path(path: str | os.PathLike[str], spider: Spider) -> Path:
     """Fill ``{spider}`` in the configured path, so one setting serves every spider."""
-    return Path(os.fspath(path).replace("{spider}", spider.name or type(spider).__name__))
+    return for_spider(path, spider.name or type(spider).__name__)
 
 
 class AppendFile:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._paths import for_spider
+
 if TYPE_CHECKING:
     from ..spider import Spider
 
@@ -379,7 +381,7 @@ def feed_exporter_for(
             f"use one of {supported}"
         )
     if name == "json":  # the JSON array exporter always writes a whole new file
-        target = Path(str(path).replace("{spider}", spider)) if spider else path
+        target = for_spider(path, spider) if spider else Path(path)
         if append and target.is_file() and target.stat().st_size > 0:
             raise PipelineConfigError(
                 f"cannot append items to {str(target)!r}: a JSON array cannot grow; use "
