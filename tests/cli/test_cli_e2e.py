@@ -734,3 +734,29 @@ async def test_sigint_leaves_a_valid_export(tmp_path: Path) -> None:
     assert sorted(read_jsonl(out), key=str) == sorted(read_jsonl(progress), key=str)
     # The held requests were the last ones sent: none was started after the signal.
     assert sum(targets(server).values()) == len(read_jsonl(out))
+
+
+MINE = """\
+class Mine:
+    def process_item(self, item, spider):
+        return {**item, "seen_by": "pipelines.mine"}
+"""
+
+
+async def test_a_project_with_its_own_pipelines_package_uses_it_and_the_shipped_exporters(
+    tmp_path: Path,
+) -> None:
+    """The project's ``pipelines`` package and the shipped exporters live side by side:
+    the shipped ones are inside ``crawler``, so no name is shadowed."""
+    make_project(tmp_path, 'pipelines = ["pipelines.mine:Mine"]\n')
+    package = tmp_path / "pipelines"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "mine.py").write_text(MINE, encoding="utf-8")
+    out = tmp_path / "items.jsonl"
+    pages = {"/": html("home", "/a"), "/a": html("a")}
+    async with serve_h11(site(pages)) as server:
+        ok(await crawl(tmp_path, "site", "-s", start_option(server.url + "/"), "-o", str(out)))
+    items = read_jsonl(out)
+    assert sorted(item["title"] for item in items) == ["a", "home"]
+    assert {item["seen_by"] for item in items} == {"pipelines.mine"}
