@@ -3,7 +3,8 @@
 What a spider, a pipeline or a script needs is importable from here:
 ``Spider``, ``CloseSpider``, ``Request``, ``Response`` (and the ``Selector`` and
 ``SelectorList`` its ``css()`` and ``xpath()`` return), ``Session``, ``Pipeline``,
-``DropItem``, ``Settings``, the engine's entry points, and the HTTP client's public names.
+``DropItem``, ``Middleware``, ``DropRequest``, ``Settings``, the engine's entry points,
+and the HTTP client's public names.
 
 ``crawler.Request`` and ``crawler.Response`` are the crawl-level ones that
 spiders use; the HTTP-level ones stay ``crawler.http.Request`` and
@@ -13,8 +14,11 @@ other public name of ``crawler.http`` is re-exported here by name (a star
 import would hand type checkers the HTTP-level Request and Response).
 """
 
+from .engine import ComponentError as ComponentError
 from .engine import Crawler as Crawler
+from .engine import DropRequest as DropRequest
 from .engine import Engine as Engine
+from .engine import Middleware as Middleware
 from .engine import Stats as Stats
 from .engine import crawl as crawl
 from .engine import run_crawl as run_crawl
@@ -110,11 +114,14 @@ _HTTP_ONLY = frozenset(
 __all__ = [
     *(name for name in _http_names if name not in _HTTP_ONLY),
     "CloseSpider",
+    "ComponentError",
     "Crawler",
     "DropItem",
+    "DropRequest",
     "Engine",
     "FormError",
     "LoginFailed",
+    "Middleware",
     "Pipeline",
     "Request",
     "Response",

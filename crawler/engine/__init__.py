@@ -6,10 +6,22 @@ per-host politeness), the fetch step, the callbacks and the item pipelines.
 ``crawl`` and ``run_crawl`` are the one-call entry points the CLI uses.
 """
 
+from ._components import ComponentError as ComponentError
 from ._crawler import Crawler as Crawler
 from ._engine import Engine as Engine
 from ._engine import crawl as crawl
 from ._engine import run_crawl as run_crawl
+from ._middlewares import DropRequest as DropRequest
+from ._middlewares import Middleware as Middleware
 from ._stats import Stats as Stats
 
-__all__ = ["Crawler", "Engine", "Stats", "crawl", "run_crawl"]
+__all__ = [
+    "ComponentError",
+    "Crawler",
+    "DropRequest",
+    "Engine",
+    "Middleware",
+    "Stats",
+    "crawl",
+    "run_crawl",
+]

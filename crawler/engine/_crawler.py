@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._links import make_host_filter
+from .._links import host_of, make_host_filter
 from .._redact import is_secret_key
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
@@ -43,7 +43,9 @@ from ..sessions._logins import Logins
 from ..sessions._session import Session
 from ..spider import Spider
 from ._callbacks import Callbacks
+from ._components import build_components
 from ._fetch import Fetcher
+from ._middlewares import Dropped, MiddlewareChain, Replaced
 from ._policy import OutcomePolicy
 from ._politeness import Politeness, RobotsCache
 from ._proxies import ProxyChooser
@@ -59,6 +61,10 @@ if TYPE_CHECKING:
 __all__ = ["Crawler", "SharedTransport", "build_pool"]
 
 log = logging.getLogger("crawler.engine")
+
+# Reasons middlewares drop requests for, past which the rest are lumped together: one
+# that puts URLs in its reasons must not grow the counter without bound.
+_MAX_DROP_REASONS = 1000
 
 
 def build_pool(settings: Settings) -> ConnectionPool:
@@ -231,6 +237,14 @@ class Crawler:
             else referrer_policy(settings.referer_policy),
             gate=self.job.gate if self.job is not None else None,
         )
+        self.middlewares = MiddlewareChain(
+            build_components("middleware", settings.middlewares, self),
+            spider,
+            self.name,
+            self.fetcher,
+            unseen=self.scheduler.unseen,
+            count_error=self._count_middleware_error,
+        )
         self._workers_scope = trio.CancelScope()
         # Start requests may be endless: a stop must end their feeder too.
         self._feeder_scope = trio.CancelScope()
@@ -297,6 +311,7 @@ class Crawler:
             await self.pipelines.open(self.spider)
         clean = False
         try:
+            await self.middlewares.open()
             if job is not None:
                 await job.start(self)
                 self._items_before = self.pipelines.items_scraped
@@ -310,8 +325,10 @@ class Crawler:
                         self.scheduler.hold()
                         workers.start_soon(self._feed_start_requests)
                         workers.start_soon(self.scheduler.run_timer)
+                        # Chosen once: a crawl without middlewares pays nothing for them.
+                        worker = self._worker_extended if self.middlewares else self._worker
                         for _ in range(max(1, settings.concurrency)):
-                            workers.start_soon(self._worker)
+                            workers.start_soon(worker)
                 services.cancel_scope.cancel()
             clean = True
             self._check_start()
@@ -339,6 +356,7 @@ class Crawler:
                 await outcome
         except Exception:
             log.exception("spider %s: closed() failed", self.name)
+        await self.middlewares.close()
         try:
             await self.pipelines.close(self.spider)
         finally:
@@ -485,6 +503,55 @@ class Crawler:
                     done(request)
                     if job is not None:
                         job.page_done(request)
+
+    async def _worker_extended(self) -> None:
+        """The worker loop with the middleware chain around the fetch step."""
+        get = self.scheduler.get
+        done = self.scheduler.task_done
+        release_slot = self.scheduler.release_slot
+        fetch = self.middlewares.fetch
+        handle = self.policy.handle
+        job = self.job
+        while True:
+            request = await get()
+            if request is None:
+                return
+            keep = False
+            host = host_of(request.url)  # its slot's, whatever a middleware does to it
+            try:
+                try:
+                    outcome = await fetch(request)
+                finally:
+                    release_slot(host)
+                if isinstance(outcome, Replaced):
+                    await self.policy.replace(request, outcome.request)
+                elif isinstance(outcome, Dropped):
+                    self._dropped(request, outcome)
+                else:
+                    keep = await handle(request, outcome)
+            except Exception:
+                self.stats.errors["internal"] += 1
+                log.exception("spider %s: internal error on %s", self.name, request.url)
+            finally:
+                if keep:
+                    done()
+                else:
+                    done(request)
+                    if job is not None:
+                        job.page_done(request)
+
+    def _dropped(self, request: Request, dropped: Dropped) -> None:
+        if dropped.broken:
+            return  # logged and counted as an error where it broke
+        counts = self.stats.dropped
+        reason = dropped.reason
+        if reason not in counts and len(counts) >= _MAX_DROP_REASONS:
+            reason = "(other reasons)"
+        counts[reason] += 1
+        log.debug("spider %s: dropped %s %s (%s)", self.name, request.method, request.url, reason)
+
+    def _count_middleware_error(self) -> None:
+        self.stats.errors["middleware"] += 1
 
     async def _item(self, item: Any) -> None:
         await self.pipelines.process(item, self.spider)

@@ -98,6 +98,32 @@ class Fetcher:
         except HTTPError as exc:
             return Failed(exc)
 
+    async def disallowed(self, request: Request) -> Outcome | None:
+        """Why robots.txt keeps ``request`` from being sent (``Skipped.DISALLOWED``, or
+        ``Failed`` when robots.txt could not be read), or None: the first half of
+        ``fetch``, for the middleware chain that runs between the two halves."""
+        robots = self.robots
+        if robots is None:
+            return None
+        try:
+            if not await robots.allowed(request.url):
+                return Skipped.DISALLOWED
+        except HTTPError as exc:
+            return Failed(exc)
+        return None
+
+    async def send(self, request: Request) -> Outcome:
+        """The second half of ``fetch``: send through its session, robots.txt aside."""
+        try:
+            session = self._sessions.get(request.session or "default") or self._session(
+                request.session
+            )
+            if not session.login_required:
+                return await self._send(request, session)
+            return await self._send_logged_in(request, session)
+        except HTTPError as exc:
+            return Failed(exc)
+
     async def _send_logged_in(self, request: Request, session: Session) -> Outcome:
         """Wait for the session's login, and send again after a re-login."""
         logins = self._logins

@@ -148,6 +148,17 @@ class OutcomePolicy:
         )
         return False
 
+    async def replace(self, request: Request, new: Request) -> None:
+        """A middleware answered ``request`` with ``new``: schedule it in its place (what a
+        page yields for a durable job, so through the same gate)."""
+        gate = self._gate
+        if gate is not None:
+            if gate.closed:
+                await gate.enter(request)
+            else:
+                gate.enter_now(request)
+        self._enqueue(new)
+
     async def _redirect(self, request: Request, response: HTTPResponse, location: str) -> None:
         """Follow a redirect through the scheduler, so the target is deduplicated,
         checked against allowed_domains and robots.txt, and politely scheduled."""

@@ -376,6 +376,16 @@ class Scheduler:
             if slot.state != _IDLE:
                 self._lot.unpark()
 
+    def release_slot(self, host: str) -> None:
+        """Like ``release_host``, by the host the request had when it was handed out (a
+        middleware may have changed its URL since)."""
+        slot = self._slots[host]
+        slot.in_flight -= 1
+        if slot.state == _IDLE:
+            self._place(slot, self._clock())
+            if slot.state != _IDLE:
+                self._lot.unpark()
+
     def task_done(self, request: Request | None = None) -> None:
         """A handed-out request (or a feeder, without one) is fully processed."""
         if request is not None:

@@ -243,6 +243,12 @@ class Settings:
         "Item pipelines, by name, in the order items pass through them. Options of "
         'each go in a `[pipeline.NAME]` table, e.g. `[pipeline.jsonl] path = "items.jsonl"`.',
     )
+    middlewares: tuple[str, ...] = setting(
+        (),
+        'Crawl middlewares, by import path ("module:ClassName"), from the engine\'s side '
+        "to the network's: process_request runs in this order, process_response and "
+        "process_exception in the reverse order (see docs/middlewares.md).",
+    )
     spider_modules: tuple[str, ...] = setting(
         ("spiders",),
         "Modules or packages holding the spiders, importable from the directory of "

@@ -331,8 +331,8 @@ SCRAPY_SETTINGS: dict[str, str] = {
     "DEPTH_PRIORITY": "there is no such setting: each host's queue is ordered by "
     "Request(priority=...), then first in first out",
     "DNS_TIMEOUT": "connect_timeout",
-    "DOWNLOADER_MIDDLEWARES": "there are no downloader middlewares: use Request keywords "
-    "(dont_retry, dont_redirect, accept_statuses, session) and item pipelines",
+    "DOWNLOADER_MIDDLEWARES": "middlewares (an array of import paths in the order "
+    "process_request runs, not a table of priorities)",
     "DOWNLOAD_DELAY": "download_delay",
     "DOWNLOAD_MAXSIZE": "max_response_size",
     "DOWNLOAD_TIMEOUT": "download_timeout",
