@@ -3,8 +3,8 @@
 What a spider, a pipeline or a script needs is importable from here:
 ``Spider``, ``CloseSpider``, ``Request``, ``Response`` (and the ``Selector`` and
 ``SelectorList`` its ``css()`` and ``xpath()`` return), ``Session``, ``Pipeline``,
-``DropItem``, ``Middleware``, ``DropRequest``, ``Settings``, the engine's entry points,
-and the HTTP client's public names.
+``DropItem``, ``Middleware``, ``DropRequest``, ``Signals``, ``Extension``, ``Settings``,
+the engine's entry points, and the HTTP client's public names.
 
 ``crawler.Request`` and ``crawler.Response`` are the crawl-level ones that
 spiders use; the HTTP-level ones stay ``crawler.http.Request`` and
@@ -18,7 +18,10 @@ from .engine import ComponentError as ComponentError
 from .engine import Crawler as Crawler
 from .engine import DropRequest as DropRequest
 from .engine import Engine as Engine
+from .engine import Extension as Extension
 from .engine import Middleware as Middleware
+from .engine import SignalName as SignalName
+from .engine import Signals as Signals
 from .engine import Stats as Stats
 from .engine import crawl as crawl
 from .engine import run_crawl as run_crawl
@@ -119,6 +122,7 @@ __all__ = [
     "DropItem",
     "DropRequest",
     "Engine",
+    "Extension",
     "FormError",
     "LoginFailed",
     "Middleware",
@@ -131,6 +135,8 @@ __all__ = [
     "Session",
     "Settings",
     "SettingsError",
+    "SignalName",
+    "Signals",
     "Spider",
     "Stats",
     "crawl",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import urljoin, urlsplit
 
 from .request import Request
 
 if TYPE_CHECKING:
+    from .engine import Crawler
     from .sessions._session import Session
     from .settings import Settings
 
@@ -61,6 +62,17 @@ class Spider:
     login_sessions: ClassVar[tuple[str, ...]] = ("default",)
     #: Set by the crawler running this spider.
     _session_factory: Callable[[str], Session] | None = None
+    #: The crawler running this spider (its ``signals``, ``schedule()``, ``settings``).
+    crawler: Crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        """Make the spider for ``crawler``. Override it (calling this one) to connect
+        handlers to ``crawler.signals`` before the crawl starts."""
+        spider = cls()
+        spider.settings = crawler.settings
+        spider.crawler = crawler
+        return spider
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"crawler.spider.{self.name or type(self).__name__}")

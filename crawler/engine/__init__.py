@@ -7,12 +7,15 @@ per-host politeness), the fetch step, the callbacks and the item pipelines.
 """
 
 from ._components import ComponentError as ComponentError
+from ._components import Extension as Extension
 from ._crawler import Crawler as Crawler
 from ._engine import Engine as Engine
 from ._engine import crawl as crawl
 from ._engine import run_crawl as run_crawl
 from ._middlewares import DropRequest as DropRequest
 from ._middlewares import Middleware as Middleware
+from ._signals import SignalName as SignalName
+from ._signals import Signals as Signals
 from ._stats import Stats as Stats
 
 __all__ = [
@@ -20,7 +23,10 @@ __all__ = [
     "Crawler",
     "DropRequest",
     "Engine",
+    "Extension",
     "Middleware",
+    "SignalName",
+    "Signals",
     "Stats",
     "crawl",
     "run_crawl",

@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-__all__ = ["ComponentError", "build_component", "build_components"]
+if TYPE_CHECKING:
+    from ._crawler import Crawler
+
+__all__ = ["ComponentError", "Extension", "build_component", "build_components"]
 
 
 class ComponentError(ValueError):
     """A middleware or extension named in the settings cannot be found, built or opened."""
+
+
+class Extension(Protocol):
+    """What ``extensions`` names: a class whose ``from_crawler`` connects handlers to
+    ``crawler.signals`` (and may keep ``crawler`` for its ``stats``, ``schedule()``...).
+
+    Middlewares may define ``from_crawler`` too; for both it is optional (a class
+    without it is called with no arguments), so this protocol is a guide for typing.
+    """
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self: ...
 
 
 def _import(kind: str, spec: str) -> Any:

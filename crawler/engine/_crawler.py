@@ -44,7 +44,7 @@ from ..sessions._session import Session
 from ..spider import Spider
 from ._callbacks import Callbacks
 from ._components import build_components
-from ._fetch import Fetcher
+from ._fetch import Failed, Fetcher, Skipped
 from ._middlewares import Dropped, MiddlewareChain, Replaced
 from ._policy import OutcomePolicy
 from ._politeness import Politeness, RobotsCache
@@ -52,11 +52,13 @@ from ._proxies import ProxyChooser
 from ._referer import referrer_policy
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
+from ._signals import Signals
 from ._stats import Stats
 
 if TYPE_CHECKING:
     from ..jobs._job import Job
     from ..settings import Settings
+    from ._referer import PageReferrer
 
 __all__ = ["Crawler", "SharedTransport", "build_pool"]
 
@@ -123,11 +125,15 @@ class Crawler:
     ) -> None:
         self.settings = settings
         self.pool = pool
-        spider = spider_cls()
-        spider.settings = settings
-        self.spider = spider
-        self.name = spider.name or spider_cls.__name__
+        self.name = spider_cls.name or spider_cls.__name__
         self.stats = Stats(self.name)
+        #: What spiders, middlewares and extensions connect their handlers to.
+        self.signals = Signals(self.name, self._count_signal_error)
+        from_crawler = getattr(spider_cls, "from_crawler", None)
+        spider = from_crawler(self) if from_crawler is not None else spider_cls()
+        spider.settings = settings
+        spider.crawler = self
+        self.spider = spider
         chain = (
             list(pipelines)
             if pipelines is not None
@@ -245,6 +251,10 @@ class Crawler:
             unseen=self.scheduler.unseen,
             count_error=self._count_middleware_error,
         )
+        self.extensions = build_components("extension", settings.extensions, self)
+        # What scheduling a request calls: the scheduler's own, or, when handlers listen
+        # to request_scheduled or request_dropped, one that sends those too.
+        self._schedule: Callable[..., bool] = self.scheduler.enqueue
         self._workers_scope = trio.CancelScope()
         # Start requests may be endless: a stop must end their feeder too.
         self._feeder_scope = trio.CancelScope()
@@ -312,10 +322,13 @@ class Crawler:
         clean = False
         try:
             await self.middlewares.open()
+            await self.signals.send("spider_opened", spider=self.spider)
             if job is not None:
                 await job.start(self)
                 self._items_before = self.pipelines.items_scraped
             async with trio.open_nursery() as services:
+                self.signals.nursery = services
+                self._wire_signals()
                 if job is not None:
                     services.start_soon(job.run_checkpoints, self)
                 with self._workers_scope:
@@ -326,7 +339,7 @@ class Crawler:
                         workers.start_soon(self._feed_start_requests)
                         workers.start_soon(self.scheduler.run_timer)
                         # Chosen once: a crawl without middlewares pays nothing for them.
-                        worker = self._worker_extended if self.middlewares else self._worker
+                        worker = self._worker_extended if self._extended() else self._worker
                         for _ in range(max(1, settings.concurrency)):
                             workers.start_soon(worker)
                 services.cancel_scope.cancel()
@@ -364,6 +377,9 @@ class Crawler:
             for session in self.sessions.values():
                 await session.aclose()
             self.frontier.close()
+            await self.signals.send(
+                "spider_closed", spider=self.spider, reason=self.stats.finish_reason
+            )
 
     async def _deadline(self, seconds: float) -> None:
         await trio.sleep(seconds)
@@ -458,7 +474,7 @@ class Crawler:
         """Queue one start request; anything else (a URL as text...) is reported and
         skipped, so that one mistake does not lose every start request after it."""
         if isinstance(request, Request):
-            self.scheduler.enqueue(request)
+            self._schedule(request)
             return
         self.stats.errors["start_requests"] += 1
         log.error(
@@ -504,8 +520,14 @@ class Crawler:
                     if job is not None:
                         job.page_done(request)
 
+    def _extended(self) -> bool:
+        """Whether the workers need the extended loop; asked once, when the crawl starts."""
+        return bool(self.middlewares) or self.signals.connected("response_received")
+
     async def _worker_extended(self) -> None:
-        """The worker loop with the middleware chain around the fetch step."""
+        """The worker loop with what the plain one leaves out: the middleware chain around
+        the fetch step (an empty chain is the plain fetch) and response_received."""
+        received = self.signals.connected("response_received")
         get = self.scheduler.get
         done = self.scheduler.task_done
         release_slot = self.scheduler.release_slot
@@ -526,8 +548,15 @@ class Crawler:
                 if isinstance(outcome, Replaced):
                     await self.policy.replace(request, outcome.request)
                 elif isinstance(outcome, Dropped):
-                    self._dropped(request, outcome)
+                    await self._dropped(request, outcome)
                 else:
+                    if received and type(outcome) is not Skipped and type(outcome) is not Failed:
+                        await self.signals.send(
+                            "response_received",
+                            response=outcome,
+                            request=request,
+                            spider=self.spider,
+                        )
                     keep = await handle(request, outcome)
             except Exception:
                 self.stats.errors["internal"] += 1
@@ -540,7 +569,7 @@ class Crawler:
                     if job is not None:
                         job.page_done(request)
 
-    def _dropped(self, request: Request, dropped: Dropped) -> None:
+    async def _dropped(self, request: Request, dropped: Dropped) -> None:
         if dropped.broken:
             return  # logged and counted as an error where it broke
         counts = self.stats.dropped
@@ -549,6 +578,80 @@ class Crawler:
             reason = "(other reasons)"
         counts[reason] += 1
         log.debug("spider %s: dropped %s %s (%s)", self.name, request.method, request.url, reason)
+        if self.signals.connected("request_dropped"):
+            await self.signals.send(
+                "request_dropped", request=request, reason=dropped.reason, spider=self.spider
+            )
+
+    def _count_signal_error(self) -> None:
+        self.stats.errors["signal_handler"] += 1
+
+    # -- signals on the paths of every request and item: wired only when connected -----
+
+    def _wire_signals(self) -> None:
+        """Route scheduling, items and idleness through the signals that are connected;
+        what nothing listens to keeps its direct path (asked once, here)."""
+        signals = self.signals
+        if signals.connected("request_scheduled") or signals.connected("request_dropped"):
+            self._schedule = self._enqueue_signalled
+            self.callbacks._enqueue = self._enqueue_signalled
+            self.policy._enqueue = self._enqueue_signalled
+        if signals.connected("item_scraped"):
+            self.callbacks._item = self._item_signalled
+        if signals.connected("item_dropped"):
+            self.pipelines.on_drop = self._item_dropped
+        if signals.connected("item_error"):
+            self.pipelines.on_error = self._item_error
+        if signals.connected("spider_idle"):
+            self.scheduler.on_idle = self._idle
+
+    def schedule(self, request: Request) -> bool:
+        """Queue ``request`` as if a callback had yielded it (filters included); True if
+        queued. For extensions and signal handlers (spider_idle's among them)."""
+        if not isinstance(request, Request):
+            raise TypeError(f"schedule() takes a Request, not {type(request).__name__}")
+        return self._schedule(request)
+
+    def _enqueue_signalled(self, request: Request, referrer: PageReferrer | None = None) -> bool:
+        signals = self.signals
+        dropped = self.stats.dropped
+        before = dict(dropped) if signals.connected("request_dropped") else None
+        queued = self.scheduler.enqueue(request, referrer)
+        if queued:
+            signals.send_nowait("request_scheduled", request=request, spider=self.spider)
+        elif before is not None:
+            reason = next((k for k, n in dropped.items() if n != before.get(k, 0)), "filtered")
+            signals.send_nowait(
+                "request_dropped", request=request, reason=reason, spider=self.spider
+            )
+        return queued
+
+    async def _idle(self) -> None:
+        """spider_idle: what handlers return (a Request, or an iterable of them) is queued."""
+        for result in await self.signals.send("spider_idle", spider=self.spider):
+            if result is None:
+                continue
+            if isinstance(result, Request):
+                self.schedule(result)
+            elif isinstance(result, AsyncIterable):
+                async for request in result:
+                    self.schedule(request)
+            else:
+                for request in result:
+                    self.schedule(request)
+
+    async def _item_signalled(self, item: Any) -> None:
+        result = await self.pipelines.process(item, self.spider)
+        if result is not None:
+            await self.signals.send("item_scraped", item=result, spider=self.spider)
+        if self._max_items and self.pipelines.items_scraped - self._items_before >= self._max_items:
+            self.stop("max_items")
+
+    async def _item_dropped(self, item: Any, reason: str) -> None:
+        await self.signals.send("item_dropped", item=item, reason=reason, spider=self.spider)
+
+    async def _item_error(self, item: Any, error: Exception) -> None:
+        await self.signals.send("item_error", item=item, error=error, spider=self.spider)
 
     def _count_middleware_error(self) -> None:
         self.stats.errors["middleware"] += 1

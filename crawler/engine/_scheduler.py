@@ -30,7 +30,7 @@ import logging
 import math
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from heapq import heappop, heappush
 from itertools import count
 from typing import TYPE_CHECKING, Protocol
@@ -131,6 +131,8 @@ class Scheduler:
         self.stopping = False
         self.stop_reason = ""
         self.on_stop: Callable[[], None] | None = None  # e.g. to cancel a start-requests feeder
+        #: Called when the crawl would end for want of work (spider_idle); may queue more.
+        self.on_idle: Callable[[], Awaitable[None]] | None = None
         self.closed = False
         for host in frontier.hosts():
             self._place(self._slot(host), clock())
@@ -327,9 +329,23 @@ class Scheduler:
                     self.stop("max_pages")
                     return None
                 if not len(self.frontier):
+                    if self.on_idle is not None and await self._ran_idle():
+                        continue
                     self._close()
                     return None
             await self._lot.park()
+
+    async def _ran_idle(self) -> bool:
+        """Run the idle hook (the crawl stays open meanwhile: other workers park); True if
+        it brought work, which then runs before the crawl may end (and idles again)."""
+        assert self.on_idle is not None
+        before = self.dispatched
+        self.active += 1
+        try:
+            await self.on_idle()
+        finally:
+            self.task_done()
+        return bool(len(self.frontier) or self._delayed or self.active or before != self.dispatched)
 
     def _start_draining(self) -> None:
         """max_pages is reached: send no new page, only the retries still to come."""

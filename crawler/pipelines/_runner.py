@@ -168,6 +168,10 @@ class PipelineRunner:
         self._stages = tuple(_Stage(p) for p in self.pipelines)
         self._chain = tuple((s.label, s.process.call, s.process.is_async) for s in self._stages)
         self._opened: list[_Stage] = []
+        #: Called with (item, reason) / (item, error) when a stage drops or breaks an item:
+        #: set only when something listens, so that the path of a kept item is unchanged.
+        self.on_drop: Callable[[Any, str], Awaitable[None]] | None = None
+        self.on_error: Callable[[Any, Exception], Awaitable[None]] | None = None
 
     async def open(self, spider: Spider) -> None:
         """Open every stage in order; if one fails, close those already open and re-raise."""
@@ -188,8 +192,10 @@ class PipelineRunner:
                 result = (await call(item, spider)) if is_async else call(item, spider)
             except DropItem as exc:
                 self._count_drop(str(exc) or label)
+                if self.on_drop is not None:
+                    await self.on_drop(item, str(exc) or label)
                 return None
-            except Exception:
+            except Exception as exc:
                 self.errors += 1
                 logger.exception(
                     "spider %s: pipeline %s failed on a %s item; the item is dropped",
@@ -197,16 +203,18 @@ class PipelineRunner:
                     label,
                     type(item).__name__,
                 )
+                if self.on_error is not None:
+                    await self.on_error(item, exc)
                 return None
             if result is None:
                 self.errors += 1
-                logger.error(
-                    "spider %s: pipeline %s returned None for a %s item; "
-                    "return the item to keep it or raise DropItem to drop it",
-                    spider.name,
-                    label,
-                    type(item).__name__,
+                message = (
+                    f"pipeline {label} returned None for a {type(item).__name__} item; "
+                    "return the item to keep it or raise DropItem to drop it"
                 )
+                logger.error("spider %s: %s", spider.name, message)
+                if self.on_error is not None:
+                    await self.on_error(item, TypeError(message))
                 return None
             item = result
         self.items_scraped += 1

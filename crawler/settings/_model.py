@@ -249,6 +249,12 @@ class Settings:
         "to the network's: process_request runs in this order, process_response and "
         "process_exception in the reverse order (see docs/middlewares.md).",
     )
+    extensions: tuple[str, ...] = setting(
+        (),
+        'Extensions, by import path ("module:ClassName"): objects built once per crawl by '
+        "their from_crawler(crawler) class method (or with no arguments), which connect "
+        "handlers to the crawl's signals (see docs/middlewares.md).",
+    )
     spider_modules: tuple[str, ...] = setting(
         ("spiders",),
         "Modules or packages holding the spiders, importable from the directory of "

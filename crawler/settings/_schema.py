@@ -336,7 +336,7 @@ SCRAPY_SETTINGS: dict[str, str] = {
     "DOWNLOAD_DELAY": "download_delay",
     "DOWNLOAD_MAXSIZE": "max_response_size",
     "DOWNLOAD_TIMEOUT": "download_timeout",
-    "EXTENSIONS": "there are no extensions: use the spider's closed() method or a pipeline",
+    "EXTENSIONS": "extensions (an array of import paths, not a table of priorities)",
     "FEEDS": "there is no such setting: export with crawl -o FILE (appends) or -O FILE "
     "(replaces), or name "
     "the exporters in pipelines (e.g. [pipeline.jsonl] path = ...)",
