@@ -16,6 +16,7 @@ import would hand type checkers the HTTP-level Request and Response).
 
 from .engine import ComponentError as ComponentError
 from .engine import Crawler as Crawler
+from .engine import CustomStats as CustomStats
 from .engine import DropRequest as DropRequest
 from .engine import Engine as Engine
 from .engine import Extension as Extension
@@ -119,6 +120,7 @@ __all__ = [
     "CloseSpider",
     "ComponentError",
     "Crawler",
+    "CustomStats",
     "DropItem",
     "DropRequest",
     "Engine",

@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 from .request import Request
 
 if TYPE_CHECKING:
-    from .engine import Crawler
+    from .engine import Crawler, CustomStats
     from .sessions._session import Session
     from .settings import Settings
 
@@ -64,6 +64,8 @@ class Spider:
     _session_factory: Callable[[str], Session] | None = None
     #: The crawler running this spider (its ``signals``, ``schedule()``, ``settings``).
     crawler: Crawler
+    #: Counters of the spider's own: ``self.stats.inc("key")``, ``set``, ``max``.
+    stats: CustomStats
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -72,6 +74,7 @@ class Spider:
         spider = cls()
         spider.settings = crawler.settings
         spider.crawler = crawler
+        spider.stats = crawler.custom_stats
         return spider
 
     def __init__(self) -> None:

@@ -16,11 +16,13 @@ from ._middlewares import DropRequest as DropRequest
 from ._middlewares import Middleware as Middleware
 from ._signals import SignalName as SignalName
 from ._signals import Signals as Signals
+from ._stats import CustomStats as CustomStats
 from ._stats import Stats as Stats
 
 __all__ = [
     "ComponentError",
     "Crawler",
+    "CustomStats",
     "DropRequest",
     "Engine",
     "Extension",

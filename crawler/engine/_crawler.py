@@ -53,7 +53,7 @@ from ._referer import referrer_policy
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from ._signals import Signals
-from ._stats import Stats
+from ._stats import CustomStats, Stats
 
 if TYPE_CHECKING:
     from ..jobs._job import Job
@@ -127,12 +127,15 @@ class Crawler:
         self.pool = pool
         self.name = spider_cls.name or spider_cls.__name__
         self.stats = Stats(self.name)
+        #: The spider's own counters (``spider.stats``), kept in ``stats.custom``.
+        self.custom_stats = CustomStats(self.stats.custom)
         #: What spiders, middlewares and extensions connect their handlers to.
         self.signals = Signals(self.name, self._count_signal_error)
         from_crawler = getattr(spider_cls, "from_crawler", None)
         spider = from_crawler(self) if from_crawler is not None else spider_cls()
         spider.settings = settings
         spider.crawler = self
+        spider.stats = self.custom_stats
         self.spider = spider
         chain = (
             list(pipelines)

@@ -19,11 +19,58 @@ from typing import Any, TextIO
 
 import trio
 
-__all__ = ["Stats", "progress_line", "run_progress", "write_stats_json"]
+__all__ = ["CustomStats", "Stats", "progress_line", "run_progress", "write_stats_json"]
 
 log = logging.getLogger("crawler.stats")
 
 ConnectionCounts = Callable[[], Mapping[str, tuple[int, int]]]
+
+#: What a custom counter may hold: what JSON, the summary and ``crawl status`` can show.
+StatValue = int | float | str
+
+
+class CustomStats:
+    """A spider's own counters (``spider.stats``), beside the engine's: in the summary,
+    under ``custom`` in ``--stats-json``, and in ``crawl status`` (kept by a job).
+
+    ``inc("pages/with_price")``, ``set("last_page", url)``, ``max("largest_page", n)``.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, StatValue] | None = None) -> None:
+        self._values = values if values is not None else {}
+
+    def inc(self, key: str, count: int | float = 1) -> None:
+        """Add ``count`` to ``key`` (which starts at 0)."""
+        values = self._values
+        current = values.get(key, 0)
+        if isinstance(current, str) or not isinstance(count, int | float):
+            raise TypeError(f"stats.inc({key!r}, {count!r}): {key!r} and count must be numbers")
+        values[key] = current + count
+
+    def set(self, key: str, value: StatValue) -> None:
+        """Set ``key`` to ``value`` (a number or a string)."""
+        if not isinstance(key, str):
+            raise TypeError(f"stats keys are strings, not {type(key).__name__}: {key!r}")
+        if not isinstance(value, int | float | str):
+            raise TypeError(
+                f"stats.set({key!r}, ...): a value is a number or a string, "
+                f"not {type(value).__name__}"
+            )
+        self._values[key] = value
+
+    def max(self, key: str, value: int | float) -> None:
+        """Keep the largest ``value`` seen for ``key``."""
+        current = self._values.get(key)
+        if current is None or (not isinstance(current, str) and value > current):
+            self.set(key, value)
+
+    def get(self, key: str, default: StatValue | None = None) -> StatValue | None:
+        return self._values.get(key, default)
+
+    def to_dict(self) -> dict[str, StatValue]:
+        return dict(sorted(self._values.items()))
 
 
 class Stats:
@@ -51,6 +98,7 @@ class Stats:
         self.queued = 0  # kept current by the scheduler
         self.in_flight = 0
         self.connections: dict[str, tuple[int, int]] = {}
+        self.custom: dict[str, StatValue] = {}  # the spider's own (CustomStats)
 
     @property
     def elapsed(self) -> float:
@@ -87,6 +135,7 @@ class Stats:
             "queued": self.queued,
             "in_flight": self.in_flight,
             "connections": {k: list(v) for k, v in self.connections.items()},
+            "custom": dict(sorted(self.custom.items())),
         }
 
 
@@ -175,6 +224,8 @@ def log_summary(stats: Stats) -> None:
         d["dropped"],
         d["status"],
     )
+    if stats.custom:
+        log.info("spider %s custom stats: %s", d["spider"], d["custom"])
 
 
 def write_stats_json(path: Path, stats: list[Stats]) -> None:

@@ -458,6 +458,7 @@ def _snapshot(
     counters["status"] = {str(k): v for k, v in stats.status.items()}
     counters["errors"] = dict(stats.errors)
     counters["dropped"] = dict(stats.dropped)
+    counters["custom"] = dict(stats.custom)
     scraped, dropped = crawl.item_counters()
     counters["items"] = scraped
     counters["items_dropped"] = dict(dropped)
@@ -480,6 +481,7 @@ def _restore(crawl: CrawlState, meta: Mapping[str, str]) -> None:
     stats.status.update({int(k): v for k, v in counters.get("status", {}).items()})
     stats.errors.update(counters.get("errors", {}))
     stats.dropped.update(counters.get("dropped", {}))
+    stats.custom.update(counters.get("custom", {}))
     crawl.restore_item_counters(int(counters.get("items", 0)), counters.get("items_dropped", {}))
     crawl.restore_throttles(json.loads(meta.get("throttles", "{}")))
     for name, cookies, logged_in in json.loads(meta.get("cookies", "[]")):

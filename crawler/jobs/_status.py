@@ -79,6 +79,10 @@ def job_status(directory: Path, *, now: float | None = None) -> str:
                 else f"row {state_of.get('last_id', '?')}"
             )
             lines.append(f"export:           {state_of['path']} ({entry['pipeline']}, {position})")
+    custom = stats.get("custom") or {}
+    if isinstance(custom, dict) and custom:
+        lines.append("custom stats:")
+        lines.extend(f"  {key}: {value}" for key, value in sorted(custom.items()))
     if per_host:
         lines.append("hosts:            done  pending")
         ranked = sorted(per_host.items(), key=lambda kv: (-kv[1][0] - kv[1][1], kv[0]))

@@ -1,0 +1,79 @@
+"""The ``crawl`` command with a project's own middlewares, custom stats and log settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.helpers import FAST, crawl, ok
+from tests.crawl.helpers import make_project
+from tests.servers import serve_asgi
+
+pytestmark = pytest.mark.e2e
+
+
+async def site(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``/`` links to /a and /b (the former twice); both are leaves."""
+    path = scope["path"]
+    links = ("/a", "/b", "/a") if path == "/" else ()
+    body = f"<title>{path}</title>" + "".join(f'<a href="{p}">{p}</a>' for p in links)
+    data = body.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/html"), (b"content-length", b"%d" % len(data))],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+SPIDER = """\
+from crawler import Request, Spider
+
+
+class Counting(Spider):
+    name = "counting"
+    options = {"start": ""}
+
+    def start_requests(self):
+        yield Request(self.settings["start"], callback=self.parse)
+
+    def parse(self, response):
+        self.stats.inc("pages_seen")
+        self.stats.max("longest_body", len(response.content))
+        self.stats.set("last_title", response.css("title::text").get())
+        yield {"url": str(response.url)}
+        yield from response.follow_all(callback=self.parse)
+"""
+
+
+async def test_custom_stats_reach_stats_json_and_crawl_status(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", FAST, counting=SPIDER)
+    stats_file = tmp_path / "stats.json"
+    async with serve_asgi(site) as base:
+        ok(
+            await crawl(
+                project,
+                "counting",
+                "-s",
+                f"start={base}/",
+                "--job",
+                str(tmp_path / "job"),
+                "-o",
+                str(tmp_path / "items.jsonl"),
+                "--stats-json",
+                str(stats_file),
+            )
+        )
+    custom = json.loads(stats_file.read_text(encoding="utf-8"))["custom"]
+    assert custom["pages_seen"] == 3
+    assert custom["longest_body"] > 0
+    assert custom["last_title"] in {"/", "/a", "/b"}
+    result = await crawl(project, "status", str(tmp_path / "job"))
+    ok(result)
+    shown = result.stdout.decode()
+    assert "custom stats:" in shown and "  pages_seen: 3" in shown, shown
