@@ -71,7 +71,7 @@ def _spider_settings(args: argparse.Namespace, name: str | None) -> tuple[type[S
     extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
     sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
     project = sources.resolve(lenient=True)
-    configure_logging(project.log_level)
+    configure_logging(project.log_level, project.log_file, project.log_format, project.project_dir)
     if name is None:
         return _Fetch, sources.resolve()
     loader = load_spiders(project.spider_modules, project.project_dir)

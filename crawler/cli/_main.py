@@ -173,7 +173,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     # spider_modules and log_level are needed before the spiders (and so their
     # options) are known: read them leniently, check everything after.
     project = sources.resolve(lenient=True)
-    configure_logging(project.log_level)
+    configure_logging(project.log_level, project.log_file, project.log_format, project.project_dir)
     loader = load_spiders(project.spider_modules, project.project_dir)
     if command == "list" and not rest:
         return _list(sources, loader)
@@ -182,14 +182,40 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _crawl(args, sources, loader)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(
+    level: str, log_file: str = "", log_format: str = LOG_FORMAT, base: Path | None = None
+) -> None:
+    """Log at ``level`` to stderr, or to ``log_file`` (appended; relative to ``base``)
+    instead, with ``log_format``, which is tried on a record first: a bad field fails
+    here, once, rather than on every line of the crawl."""
+    formatter = _formatter(log_format)
+    handler: logging.Handler
+    if log_file:
+        path = Path(log_file).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        try:
+            handler = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"log_file {log_file!r}: cannot open {path}: {exc}") from None
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def _formatter(log_format: str) -> logging.Formatter:
+    try:
+        formatter = logging.Formatter(log_format, datefmt="%H:%M:%S")
+        formatter.format(logging.LogRecord("crawler", logging.INFO, __file__, 0, "test", (), None))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError(
+            f"log_format {log_format!r} is not a usable logging format: {type(exc).__name__}: {exc}"
+        ) from None
+    return formatter
 
 
 def all_options(classes: Sequence[type[Spider]]) -> set[str]:

@@ -16,6 +16,7 @@ the ``CrawlState`` the job checkpoints.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
@@ -63,6 +64,10 @@ if TYPE_CHECKING:
 __all__ = ["Crawler", "SharedTransport", "build_pool"]
 
 log = logging.getLogger("crawler.engine")
+item_log = logging.getLogger("crawler.items")
+
+#: The page whose callback is running (for the DEBUG line of each item): "200 URL".
+_PAGE: contextvars.ContextVar[str] = contextvars.ContextVar("page", default="?")
 
 # Reasons middlewares drop requests for, past which the rest are lumped together: one
 # that puts URLs in its reasons must not grow the counter without bound.
@@ -525,12 +530,17 @@ class Crawler:
 
     def _extended(self) -> bool:
         """Whether the workers need the extended loop; asked once, when the crawl starts."""
-        return bool(self.middlewares) or self.signals.connected("response_received")
+        return (
+            bool(self.middlewares)
+            or self.signals.connected("response_received")
+            or log.isEnabledFor(logging.DEBUG)
+        )
 
     async def _worker_extended(self) -> None:
         """The worker loop with what the plain one leaves out: the middleware chain around
         the fetch step (an empty chain is the plain fetch) and response_received."""
         received = self.signals.connected("response_received")
+        debug = log.isEnabledFor(logging.DEBUG)
         get = self.scheduler.get
         done = self.scheduler.task_done
         release_slot = self.scheduler.release_slot
@@ -553,13 +563,17 @@ class Crawler:
                 elif isinstance(outcome, Dropped):
                     await self._dropped(request, outcome)
                 else:
-                    if received and type(outcome) is not Skipped and type(outcome) is not Failed:
-                        await self.signals.send(
-                            "response_received",
-                            response=outcome,
-                            request=request,
-                            spider=self.spider,
-                        )
+                    if type(outcome) is not Skipped and type(outcome) is not Failed:
+                        assert isinstance(outcome, HTTPResponse)
+                        if debug:
+                            _log_crawled(request, outcome)
+                        if received:
+                            await self.signals.send(
+                                "response_received",
+                                response=outcome,
+                                request=request,
+                                spider=self.spider,
+                            )
                     keep = await handle(request, outcome)
             except Exception:
                 self.stats.errors["internal"] += 1
@@ -599,8 +613,8 @@ class Crawler:
             self._schedule = self._enqueue_signalled
             self.callbacks._enqueue = self._enqueue_signalled
             self.policy._enqueue = self._enqueue_signalled
-        if signals.connected("item_scraped"):
-            self.callbacks._item = self._item_signalled
+        if signals.connected("item_scraped") or item_log.isEnabledFor(logging.DEBUG):
+            self.callbacks._item = self._item_extended
         if signals.connected("item_dropped"):
             self.pipelines.on_drop = self._item_dropped
         if signals.connected("item_error"):
@@ -643,10 +657,14 @@ class Crawler:
                 for request in result:
                     self.schedule(request)
 
-    async def _item_signalled(self, item: Any) -> None:
+    async def _item_extended(self, item: Any) -> None:
+        """``_item`` that also logs the item (DEBUG) and sends item_scraped."""
         result = await self.pipelines.process(item, self.spider)
         if result is not None:
-            await self.signals.send("item_scraped", item=result, spider=self.spider)
+            if item_log.isEnabledFor(logging.DEBUG):
+                item_log.debug("Scraped from <%s>\n%r", _PAGE.get(), result)
+            if self.signals.connected("item_scraped"):
+                await self.signals.send("item_scraped", item=result, spider=self.spider)
         if self._max_items and self.pipelines.items_scraped - self._items_before >= self._max_items:
             self.stop("max_items")
 
@@ -708,3 +726,13 @@ class Crawler:
             # Its cookies hold the login: no need to log in again until a response
             # comes back logged out.
             session.mark_logged_in()
+
+
+def _log_crawled(request: Request, response: HTTPResponse) -> None:
+    """The DEBUG line of a response, as Scrapy writes it; the page is remembered (in this
+    worker's context) for the lines of the items its callback yields."""
+    status = response.status_code
+    headers = request.headers or {}
+    referer = next((v for k, v in headers.items() if k.lower() == "referer"), None)
+    log.debug("Crawled (%d) <%s %s> (referer: %s)", status, request.method, request.url, referer)
+    _PAGE.set(f"{status} {request.url}")

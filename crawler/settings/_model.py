@@ -267,6 +267,18 @@ class Settings:
         choices=_LOG_LEVELS,
         project_wide=True,
     )
+    log_file: str = setting(
+        "",
+        "Write the log to this file (appended to, relative to the project directory) "
+        "instead of stderr; empty: stderr.",
+        project_wide=True,
+    )
+    log_format: str = setting(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        "Format of each log line, in Python's logging %-style (fields such as %(asctime)s, "
+        "%(levelname)s, %(name)s, %(message)s); checked at the start.",
+        project_wide=True,
+    )
     shutdown_grace: float = setting(
         10.0,
         "Seconds the requests in flight may take to finish after SIGINT or SIGTERM "

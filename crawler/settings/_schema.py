@@ -348,6 +348,8 @@ SCRAPY_SETTINGS: dict[str, str] = {
     "ITEM_PIPELINES": "pipelines (an array of names in the order items pass through, not "
     "a table of priorities)",
     "JOBDIR": "job_dir",
+    "LOG_FILE": "log_file",
+    "LOG_FORMAT": "log_format",
     "LOG_LEVEL": "log_level",
     "RANDOMIZE_DOWNLOAD_DELAY": "download_delay_jitter",
     "REDIRECT_ENABLED": "max_redirects (0 follows none), or Request(dont_redirect=True)",

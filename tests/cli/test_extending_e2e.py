@@ -77,3 +77,54 @@ async def test_custom_stats_reach_stats_json_and_crawl_status(tmp_path: Path) ->
     ok(result)
     shown = result.stdout.decode()
     assert "custom stats:" in shown and "  pages_seen: 3" in shown, shown
+
+
+async def test_debug_lines_per_response_and_item_go_to_log_file_in_log_format(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "p", FAST, counting=SPIDER)
+    async with serve_asgi(site) as base:
+        result = await crawl(
+            project,
+            "counting",
+            "-s",
+            f"start={base}/",
+            "-s",
+            "log_level=DEBUG",
+            "-s",
+            "log_file=logs.txt",
+            "-s",
+            "log_format=%(levelname)s|%(name)s|%(message)s",
+        )
+    stderr = ok(result)
+    log = (project / "logs.txt").read_text(encoding="utf-8")
+    lines = log.splitlines()
+    assert f"DEBUG|crawler.engine|Crawled (200) <GET {base}/> (referer: None)" in lines, log
+    assert f"DEBUG|crawler.engine|Crawled (200) <GET {base}/a> (referer: {base}/)" in lines
+    assert f"DEBUG|crawler.items|Scraped from <200 {base}/b>" in lines
+    assert f"{{'url': '{base}/b'}}" in lines
+    assert "Crawled (200)" not in stderr and "INFO|" not in stderr
+
+
+async def test_no_debug_lines_at_info(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", FAST, counting=SPIDER)
+    async with serve_asgi(site) as base:
+        result = await crawl(project, "counting", "-s", f"start={base}/", "-s", "log_file=l.txt")
+    ok(result)
+    log = (project / "l.txt").read_text(encoding="utf-8")
+    assert "Crawled (" not in log and "Scraped from" not in log
+    assert "spider counting finished (finished)" in log
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("log_format=%(nope)s", "log_format '%(nope)s' is not a usable logging format"),
+        ("log_file=no/such/dir/x.log", "log_file 'no/such/dir/x.log': cannot open"),
+    ],
+)
+async def test_bad_log_settings_are_clear(tmp_path: Path, setting: str, message: str) -> None:
+    project = make_project(tmp_path / "p", FAST, counting=SPIDER)
+    result = await crawl(project, "counting", "-s", "start=http://127.0.0.1:9/", "-s", setting)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
