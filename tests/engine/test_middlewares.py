@@ -295,13 +295,57 @@ class NoB:
             raise DropRequest("no_b")
 
 
-async def test_drop_request_is_counted_by_reason_and_nothing_is_sent() -> None:
+class Drops:
+    """An extension that keeps what request_dropped was sent."""
+
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Drops:
+        crawler.signals.connect("request_dropped", cls.dropped)
+        return cls()
+
+    @classmethod
+    async def dropped(cls, request: Request, reason: str) -> None:
+        cls.seen.append((_path(request.url), reason))
+
+
+async def test_drop_request_is_counted_by_reason_signalled_and_nothing_is_sent() -> None:
+    Drops.seen = []
     site = Site()
     async with serve_asgi(site) as base:
-        stats, items, _ = await run_crawler(Pages, _settings(base, "NoB"))
+        stats, items, _ = await run_crawler(
+            Pages, _settings(base, "NoB", extensions=(f"{HERE}:Drops",))
+        )
     assert sorted(item["url"].removeprefix(base) for item in items) == ["/", "/a", "/c"]
     assert site.hits["/b"] == 0
     assert stats.dropped["no_b"] == 1
+    assert Drops.seen == [("/b", "no_b")]
+
+
+class Robots(Site):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/robots.txt":
+            data = b"User-agent: *\nDisallow: /b\n"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(data))],
+                }
+            )
+            await send({"type": "http.response.body", "body": data})
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def test_robots_txt_decides_before_the_middlewares() -> None:
+    site = Robots()
+    async with serve_asgi(site) as base:
+        stats, items, _ = await run_crawler(Pages, _settings(base, "First"))
+    assert sorted(item["url"].removeprefix(base) for item in items) == ["/", "/a", "/c"]
+    assert stats.dropped["robots"] == 1
+    assert "/b" not in {path for _, path in CALLS}
 
 
 class Broken:
