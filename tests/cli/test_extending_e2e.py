@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.helpers import FAST, crawl, ok
+from tests.cli.helpers import FAST, crawl, ok, read_jsonl
 from tests.crawl.helpers import make_project
 from tests.servers import serve_asgi
 
@@ -16,10 +16,13 @@ pytestmark = pytest.mark.e2e
 
 
 async def site(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/`` links to /a and /b (the former twice); both are leaves."""
+    """``/`` links to /a and /b (the former twice); both are leaves. A page's title is its
+    path, and what its request's ``X-Tag`` header said, if anything."""
     path = scope["path"]
     links = ("/a", "/b", "/a") if path == "/" else ()
-    body = f"<title>{path}</title>" + "".join(f'<a href="{p}">{p}</a>' for p in links)
+    tag = dict(scope["headers"]).get(b"x-tag", b"").decode()
+    title = f"{path} {tag}" if tag else path
+    body = f"<title>{title}</title>" + "".join(f'<a href="{p}">{p}</a>' for p in links)
     data = body.encode()
     await send(
         {
@@ -128,3 +131,73 @@ async def test_bad_log_settings_are_clear(tmp_path: Path, setting: str, message:
     result = await crawl(project, "counting", "-s", "start=http://127.0.0.1:9/", "-s", setting)
     assert result.returncode == 2
     assert message in result.stderr.decode()
+
+
+MIDDLEWARES = """\
+from crawler import DropRequest
+
+
+class Tag:
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler.settings["tag"])
+
+    def __init__(self, tag):
+        self.tag = tag
+
+    async def process_request(self, request, spider):
+        if request.url.endswith("/b"):
+            raise DropRequest("no_b")
+        request.headers = {**(request.headers or {}), "X-Tag": self.tag}
+"""
+
+TITLES = """\
+from crawler import Request, Spider
+
+
+class Titles(Spider):
+    name = "titles"
+    options = {"start": "", "tag": ""}
+
+    def start_requests(self):
+        yield Request(self.settings["start"], callback=self.parse)
+
+    def parse(self, response):
+        yield {"title": response.css("title::text").get()}
+        yield from response.follow_all(callback=self.parse)
+"""
+
+
+async def test_a_projects_middleware_from_settings_toml(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", FAST + 'middlewares = ["mw:Tag"]\n', titles=TITLES)
+    (project / "mw.py").write_text(MIDDLEWARES, encoding="utf-8")
+    stats_file = tmp_path / "stats.json"
+    async with serve_asgi(site) as base:
+        ok(
+            await crawl(
+                project,
+                "titles",
+                "-s",
+                f"start={base}/",
+                "-s",
+                "tag=blue",
+                "-o",
+                str(tmp_path / "items.jsonl"),
+                "--stats-json",
+                str(stats_file),
+            )
+        )
+    items = read_jsonl(tmp_path / "items.jsonl")
+    assert sorted(item["title"] for item in items) == ["/ blue", "/a blue"]
+    assert json.loads(stats_file.read_text(encoding="utf-8"))["dropped"]["no_b"] == 1
+
+
+async def test_a_middleware_that_cannot_load_stops_the_command_saying_why(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", FAST + 'middlewares = ["mw:Nope"]\n', titles=TITLES)
+    (project / "mw.py").write_text(MIDDLEWARES, encoding="utf-8")
+    result = await crawl(project, "titles", "-s", "start=http://127.0.0.1:9/")
+    assert result.returncode == 2
+    assert (
+        "crawl: error: middleware 'mw:Nope': module 'mw' has no attribute 'Nope'"
+        in result.stderr.decode()
+    )
