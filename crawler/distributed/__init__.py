@@ -1,0 +1,23 @@
+"""Crawling past one process: what several workers share through Redis.
+
+Everything here talks to Redis through the small client in ``_redis``, built on
+trio with hiredis parsing the replies, because a shared crawl calls Redis for
+every batch of pages and a general client cost more than ten times as much per
+call on loopback.
+"""
+
+from ._redis import RedisClient as RedisClient
+from ._redis import RedisCommandError as RedisCommandError
+from ._redis import RedisConnectionError as RedisConnectionError
+from ._redis import RedisError as RedisError
+from ._redis import RedisTarget as RedisTarget
+from ._redis import Script as Script
+
+__all__ = [
+    "RedisClient",
+    "RedisCommandError",
+    "RedisConnectionError",
+    "RedisError",
+    "RedisTarget",
+    "Script",
+]
