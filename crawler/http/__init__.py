@@ -28,6 +28,7 @@ from ._exceptions import __all__ as _exception_names
 from ._headers import Headers as Headers
 from ._headers import HeaderTypes as HeaderTypes
 from ._headers import check_header as check_header
+from ._interfaces import ConnectionPermits as ConnectionPermits
 from ._models import AsyncByteStream as AsyncByteStream
 from ._models import ByteStream as ByteStream
 from ._models import Request as Request
@@ -61,6 +62,7 @@ __all__ = [
     "BodyRequestOptions",
     "ByteStream",
     "Client",
+    "ConnectionPermits",
     "ConnectionPool",
     "Cookie",
     "CookieArg",
