@@ -29,6 +29,7 @@ from .http import ByteStream as ByteStream
 from .http import Client as Client
 from .http import CloseError as CloseError
 from .http import ConnectError as ConnectError
+from .http import ConnectionPermits as ConnectionPermits
 from .http import ConnectionPool as ConnectionPool
 from .http import ConnectTimeout as ConnectTimeout
 from .http import Cookie as Cookie

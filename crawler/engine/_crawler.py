@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._links import make_host_filter
+from .._links import host_of, make_host_filter
 from .._redact import is_secret_key
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
-from ..http import PROXY, Client, ConnectionPool, Cookies
+from ..http import PROXY, Client, ConnectionPermits, ConnectionPool, Cookies
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..pipelines._runner import (
@@ -53,6 +53,7 @@ from ._scheduler import Scheduler
 from ._stats import Stats
 
 if TYPE_CHECKING:
+    from ..distributed import RedisDelays
     from ..jobs._job import Job
     from ..settings import Settings
 
@@ -61,14 +62,16 @@ __all__ = ["Crawler", "SharedTransport", "build_pool"]
 log = logging.getLogger("crawler.engine")
 
 
-def build_pool(settings: Settings) -> ConnectionPool:
-    """The engine's one pool, from the settings' connection limits and timeouts."""
+def build_pool(settings: Settings, permits: ConnectionPermits | None = None) -> ConnectionPool:
+    """The engine's one pool, from the settings' connection limits and timeouts (and,
+    in a crawl shared through Redis, the permits that make its caps global)."""
     return ConnectionPool(
         limits=settings.limits(),
         timeout=settings.timeout(),
         http2=settings.http2,
         http2_prior_knowledge=settings.http2_prior_knowledge,
         verify=settings.tls(),
+        permits=permits,
     )
 
 
@@ -114,9 +117,12 @@ class Crawler:
         feeds: Sequence[Path | Feed] = (),
         frontier: Frontier | None = None,
         pipelines: Sequence[Pipeline] | None = None,
+        shared_delays: RedisDelays | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
+        # With frontier_url: request slots per host booked with the other processes.
+        self.shared_delays = shared_delays
         spider = spider_cls()
         spider.settings = settings
         self.spider = spider
@@ -146,6 +152,7 @@ class Crawler:
             settings.download_delay,
             delay_for=lambda host: settings.for_domain(host).download_delay,
             jitter=settings.download_delay_jitter,
+            on_pause=shared_delays.pause if shared_delays is not None else None,
         )
         self.scheduler = Scheduler(
             self.frontier,
@@ -459,6 +466,7 @@ class Crawler:
         fetch = self.fetcher.fetch
         handle = self.policy.handle
         job = self.job
+        shared = self.shared_delays
         while True:
             request = await get()
             if request is None:
@@ -466,6 +474,8 @@ class Crawler:
             keep = False
             try:
                 try:
+                    if shared is not None:
+                        await self._book_shared_slot(shared, request)
                     outcome = await fetch(request)
                 finally:
                     # The host slot is free as soon as the exchange is over, not after
@@ -485,6 +495,14 @@ class Crawler:
                     done(request)
                     if job is not None:
                         job.page_done(request)
+
+    async def _book_shared_slot(self, shared: RedisDelays, request: Request) -> None:
+        """Wait for ``request``'s slot among every process of the crawl, if its host has
+        a delay (this process's own spacing was kept by the scheduler already)."""
+        host = host_of(request.url)
+        gap = self.politeness.shared_gap(host)
+        if gap > 0:
+            await shared.wait(host, gap)
 
     async def _item(self, item: Any) -> None:
         await self.pipelines.process(item, self.spider)

@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from ._crawler import Crawler, SharedTransport, build_pool
 from ._stats import Stats, log_summary, run_progress, write_stats_json
 
 if TYPE_CHECKING:
+    from ..distributed import SharedPoliteness
     from ..http import ConnectionPool
     from ..pipelines._runner import Pipeline
     from ..settings import Settings
@@ -52,15 +54,48 @@ EXIT_INTERRUPTED = 130
 
 
 class Engine:
-    """Holds the shared pool; ``async with Engine(settings) as engine: await engine.crawl(...)``."""
+    """Holds the shared pool; ``async with Engine(settings) as engine: await engine.crawl(...)``.
 
-    def __init__(self, settings: Settings, *, pool: ConnectionPool | None = None) -> None:
+    With ``frontier_url`` set (and no ``pool`` given), the pool's per-host caps
+    and each spider's download delay hold across every process of the crawl
+    through Redis: see ``SharedPoliteness``. ``spider`` names the crawl for
+    that (with ``crawl_id``); several spiders in one process share the first
+    one's name, since they share the pool.
+    """
+
+    def __init__(
+        self, settings: Settings, *, pool: ConnectionPool | None = None, spider: str = ""
+    ) -> None:
         self.settings = settings
         self._owns_pool = pool is None
-        self.pool = pool if pool is not None else build_pool(settings)
+        self.shared: SharedPoliteness | None = None
+        if pool is None and settings.frontier_url:
+            from ..distributed import SharedPoliteness
+
+            self.shared = SharedPoliteness(
+                settings.frontier_url,
+                spider or "crawl",
+                settings.crawl_id,
+                lease_ttl=settings.connection_lease_ttl,
+            )
+        permits = self.shared.permits if self.shared is not None else None
+        self.pool = pool if pool is not None else build_pool(settings, permits)
         self.crawlers: list[Crawler] = []
+        self._services: AsyncExitStack | None = None
 
     async def __aenter__(self) -> Engine:
+        if self.shared is not None:
+            # The shared politeness's tasks run in a nursery of the engine's own, open
+            # from here to __aexit__ (cancelled first, then waited for, on the way out).
+            stack = AsyncExitStack()
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            try:
+                await self.shared.start(nursery)
+            except BaseException:
+                await stack.aclose()
+                raise
+            self._services = stack
         return self
 
     async def __aexit__(
@@ -72,6 +107,11 @@ class Engine:
         if self._owns_pool:
             with trio.CancelScope(shield=True):
                 await self.pool.aclose()
+        services, self._services = self._services, None
+        if self.shared is not None:
+            await self.shared.aclose()
+        if services is not None:
+            await services.aclose()
 
     def crawler(
         self,
@@ -84,7 +124,12 @@ class Engine:
         """A Crawler for ``spider_cls`` on this engine's pool (``pipelines`` replaces the
         settings' chain; ``feeds`` add exporters)."""
         crawler = Crawler(
-            spider_cls, settings or self.settings, self.pool, feeds=feeds, pipelines=pipelines
+            spider_cls,
+            settings or self.settings,
+            self.pool,
+            feeds=feeds,
+            pipelines=pipelines,
+            shared_delays=self.shared.delays if self.shared is not None else None,
         )
         self.crawlers.append(crawler)
         return crawler
@@ -122,7 +167,7 @@ async def crawl(
         from ..settings import load_settings
 
         settings = load_settings(spider=spider_cls)
-    async with Engine(settings) as engine:
+    async with Engine(settings, spider=spider_cls.name or spider_cls.__name__) as engine:
         return await engine.crawl(spider_cls, settings, feeds=feeds)
 
 
@@ -192,7 +237,8 @@ async def _crawl_all(
     stats_json: Path | None,
 ) -> int:
     many = len(spider_classes) > 1
-    async with Engine(settings[0]) as engine:
+    first = spider_classes[0]
+    async with Engine(settings[0], spider=first.name or first.__name__) as engine:
         crawlers = [
             engine.crawler(cls, s, feeds=_feeds_for(feeds, cls, many))
             for cls, s in zip(spider_classes, settings, strict=True)

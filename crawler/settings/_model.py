@@ -282,6 +282,26 @@ class Settings:
         "and pauses callbacks for milliseconds; see docs/resume.md.",
         minimum=0.1,
     )
+    frontier_url: str = setting(
+        "",
+        "A Redis URL (`redis://[:password@]host:port/db`) shared by every worker process "
+        "of a crawl: with it, max_connections_per_host (and each domain's max_connections) "
+        "counts the open connections of all workers together, and download_delay spaces "
+        "the requests of all workers to a host. Empty: this process alone. See "
+        "docs/distributed.md.",
+    )
+    crawl_id: str = setting(
+        "",
+        "With frontier_url: the name that workers of one crawl share (their Redis keys are "
+        "under `crawl:{SPIDER/CRAWL_ID}:`); empty means the spider's name.",
+    )
+    connection_lease_ttl: float = setting(
+        30.0,
+        "With frontier_url: seconds a worker's hold on one of a host's connections lasts "
+        "in Redis unless renewed (every third of it). A worker killed without closing its "
+        "connections keeps counting against the cap for at most this long.",
+        minimum=0.1,
+    )
     serve_demo_site: bool = setting(
         False,
         "With the crawl command: start the bundled demo site on a free loopback port "
