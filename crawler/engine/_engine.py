@@ -107,11 +107,13 @@ class Engine:
         if self._owns_pool:
             with trio.CancelScope(shield=True):
                 await self.pool.aclose()
+        # The background tasks stop first (a batch they had under way goes back in the
+        # queue), then what is left is given back in one last call.
         services, self._services = self._services, None
-        if self.shared is not None:
-            await self.shared.aclose()
         if services is not None:
             await services.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
 
     def crawler(
         self,

@@ -198,3 +198,35 @@ async def test_the_engine_builds_shared_politeness_from_frontier_url(
             assert engine.shared is not None
             assert engine.shared.prefix == "crawl:{books/run7}:"
             assert engine.pool._permits is engine.shared.permits
+
+
+async def test_a_crawl_gives_back_every_lease_when_it_ends(redis_server: RedisServer) -> None:
+    """The pool closes its idle connections on the way out: their leases must reach Redis
+    before the engine's background task stops, not be left to expire."""
+    from crawler import Spider
+    from crawler.engine import crawl
+    from crawler.request import Request as CrawlRequest
+    from crawler.settings import Settings
+
+    class Pages(Spider):
+        name = "pages"
+
+        def start_requests(self):  # type: ignore[no-untyped-def]
+            for server in servers:
+                for i in range(4):
+                    yield CrawlRequest(f"{server.url}/{i}", callback=self.parse)
+
+        async def parse(self, response):  # type: ignore[no-untyped-def]
+            yield {"url": str(response.url)}
+
+    with trio.fail_after(GUARD):
+        async with serve_h11(host="127.0.0.2") as a, serve_h11(host="127.0.0.3") as b:
+            servers = [a, b]
+            settings = Settings(
+                frontier_url=redis_server.url, obey_robots=False, max_connections_per_host=2
+            )
+            for _ in range(3):
+                stats = await crawl(Pages, settings)
+                assert stats.requests == 8
+                async with RedisClient(redis_server.url) as client:
+                    assert await client.execute("KEYS", "crawl:{pages/pages}:host:*") == []
