@@ -222,6 +222,17 @@ class ConnectionPool:
                 if origin.h2 is not None:
                     self._h2.serve(origin.h2)
 
+    def close_expired(self) -> None:
+        """Close the idle connections past keep-alive expiry now.
+
+        The pool looks for them whenever a connection is checked in, which is
+        enough on its own. With ``permits`` it is not: an idle connection holds
+        a permit another process may be waiting for while this pool is idle or
+        itself waiting, so whoever runs the pool calls this on a timer too.
+        """
+        if self._expiry is not None and self._idle_all:
+            self._expire(self._clock())
+
     def connection_counts(self) -> dict[str, tuple[int, int]]:
         """``"scheme://host:port"`` -> (active, idle) connections, for progress displays.
 

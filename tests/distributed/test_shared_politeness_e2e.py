@@ -258,3 +258,48 @@ async def test_two_workers_keep_the_download_delay_between_any_two_requests_to_a
         assert len(times) >= 2, (host, times)
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert min(gaps) >= delay - tolerance, (host, gaps)
+
+
+async def test_idle_connections_held_crosswise_are_closed_on_time_not_deadlocked(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Worker A holds host X's only connection idle and wants Y; worker B holds Y's and
+    wants X. Neither sends anything else, so only the keep-alive timer frees them; without
+    it both would wait for the pool timeout and fail."""
+    root = project(tmp_path)
+    both_in = trio.Event()
+    urls: dict[str, str] = {}
+
+    def crossing(host: str, other: str) -> Callable[[Seen], Awaitable[Reply]]:
+        async def respond(seen: Seen) -> Reply:
+            if seen.target == "/":
+                urls.setdefault(host + " asked", "")
+                if all(name + " asked" in urls for name in ("x", "y")):
+                    both_in.set()
+                await both_in.wait()  # each worker now holds one host's only connection
+                body = f'<a href="{urls[other]}/leaf">x</a>'.encode()
+                return Reply(200, [("Content-Type", "text/html")], body)
+            return Reply(200, [("Content-Type", "text/html")], b"leaf")
+
+        return respond
+
+    results: list[subprocess.CompletedProcess[bytes]] = []
+    settings = (
+        "max_connections_per_host=1",
+        "keepalive_expiry=0.5",
+        "pool_timeout=20",
+        "retry_times=0",
+    )
+    with trio.fail_after(GUARD):
+        async with (
+            serve_h11(crossing("x", "y"), "127.0.0.2") as x,
+            serve_h11(crossing("y", "x"), "127.0.0.3") as y,
+        ):
+            urls.update(x=x.url, y=y.url)
+            async with trio.open_nursery() as nursery:
+                for start in (x, y):
+                    args = worker_args(redis_server, [start.url + "/"], *settings)
+                    nursery.start_soon(run_worker, root, args, results)
+    assert_all_ok(results)
+    for server in (x, y):
+        assert sorted(seen.target for seen in server.requests) == ["/", "/leaf"]

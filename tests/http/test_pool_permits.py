@@ -240,3 +240,27 @@ async def test_a_request_cancelled_while_waiting_for_a_permit_leaves_nothing_beh
             assert pool.num_active == 0
             permits.held["127.0.0.1"] = 0
             assert await fetch(pool, server.url) == 200
+
+
+async def test_close_expired_gives_back_the_permits_of_idle_connections_without_traffic() -> None:
+    """Nothing is checked in, so only the timer's call can close them."""
+    permits = SharedPermits()
+    now = [0.0]
+    with trio.fail_after(GUARD):
+        async with (
+            serve_h11() as server,
+            pool_for(
+                limits=Limits(keepalive_expiry=5.0), permits=permits, clock=lambda: now[0]
+            ) as pool,
+        ):
+            assert await fetch(pool, server.url) == 200
+            pool.close_expired()
+            assert permits.held == {"127.0.0.1": 1}  # not expired yet
+            now[0] = 6.0
+            pool.close_expired()
+            assert permits.held == {"127.0.0.1": 0} and pool.num_idle == 0
+            for _ in range(100):
+                if server.open_now == 0:
+                    break
+                await server.closed.wait()
+            assert server.open_now == 0
