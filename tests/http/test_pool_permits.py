@@ -24,6 +24,7 @@ from crawler.http import (
 )
 from crawler.http._pool import ConnectionPool
 from tests.http.pools import GUARD, assert_consistent, pool_for
+from tests.http.tls_sites import Certs, tls_site
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
 
 pytestmark = pytest.mark.usefixtures("h11_api")
@@ -264,3 +265,59 @@ async def test_close_expired_gives_back_the_permits_of_idle_connections_without_
                     break
                 await server.closed.wait()
             assert server.open_now == 0
+
+
+# -- HTTP/2, and its fallback to HTTP/1.1 -----------------------------------------------
+
+
+async def test_an_http2_connection_holds_one_permit_for_all_its_streams(certs: Certs) -> None:
+    permits = SharedPermits()
+    with trio.fail_after(GUARD):
+        async with (
+            tls_site(certs) as (url, seen),
+            pool_for(
+                http2=True,
+                verify=certs.ca,
+                permits=permits,
+                limits=Limits(max_connections_per_host=100),
+            ) as pool,
+        ):
+            seen.hold_until = 20  # all 20 in flight at once
+
+            async def one(i: int) -> None:
+                response = await pool.handle_request(Request("GET", f"{url}/r{i}"))
+                assert response.http_version == "HTTP/2"
+                await response.aread()
+
+            async with trio.open_nursery() as nursery:
+                for i in range(20):
+                    nursery.start_soon(one, i)
+            assert permits.acquired == 1 and permits.held == {"127.0.0.1": 1}
+    assert permits.tokens == set()
+    assert len(seen.client_ports) == 1
+
+
+async def test_a_connection_that_falls_back_to_http11_keeps_its_permit(certs: Certs) -> None:
+    permits = SharedPermits()
+    with trio.fail_after(GUARD):
+        async with (
+            tls_site(certs, alpn=["http/1.1"]) as (url, seen),
+            pool_for(
+                http2=True,
+                verify=certs.ca,
+                permits=permits,
+                limits=Limits(max_connections_per_host=3),
+            ) as pool,
+        ):
+
+            async def one(i: int) -> None:
+                response = await pool.handle_request(Request("GET", f"{url}/f{i}"))
+                assert response.http_version == "HTTP/1.1"
+                await response.aread()
+
+            async with trio.open_nursery() as nursery:
+                for i in range(9):
+                    nursery.start_soon(one, i)
+            assert permits.held == {"127.0.0.1": len(pool._conns)}
+            assert permits.acquired == len(seen.client_ports)
+    assert permits.tokens == set()
