@@ -70,14 +70,18 @@ class Engine:
         self._owns_pool = pool is None
         self.shared: SharedPoliteness | None = None
         if pool is None and settings.frontier_url:
-            from ..distributed import SharedPoliteness
+            from ..distributed import RedisError, SharedPoliteness
+            from ..settings import SettingsError
 
-            self.shared = SharedPoliteness(
-                settings.frontier_url,
-                spider or "crawl",
-                settings.crawl_id,
-                lease_ttl=settings.connection_lease_ttl,
-            )
+            try:
+                self.shared = SharedPoliteness(
+                    settings.frontier_url,
+                    spider or "crawl",
+                    settings.crawl_id,
+                    lease_ttl=settings.connection_lease_ttl,
+                )
+            except RedisError as exc:
+                raise SettingsError(f"frontier_url: {exc}") from None
         permits = self.shared.permits if self.shared is not None else None
         self.pool = pool if pool is not None else build_pool(settings, permits)
         self.crawlers: list[Crawler] = []

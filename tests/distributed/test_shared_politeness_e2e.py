@@ -19,9 +19,9 @@ import pytest
 import trio
 
 from crawler.distributed import RedisClient
-from tests.cli.helpers import CRAWL, FAST
+from tests.cli.helpers import CRAWL, FAST, crawl
 from tests.crawl import helpers
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.servers import Reply, Seen, serve_h11
 
 pytestmark = pytest.mark.e2e
@@ -303,3 +303,20 @@ async def test_idle_connections_held_crosswise_are_closed_on_time_not_deadlocked
     assert_all_ok(results)
     for server in (x, y):
         assert sorted(seen.target for seen in server.requests) == ["/", "/leaf"]
+
+
+async def test_a_bad_or_unreachable_frontier_url_is_one_clear_error(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    start = "start=" + json.dumps(["http://127.0.0.1:1/"])
+    with trio.fail_after(GUARD):
+        bad = await crawl(root, "site", "-s", start, "-s", "frontier_url=http://cache:6379")
+        gone = await crawl(
+            root, "site", "-s", start, "-s", f"frontier_url=redis://127.0.0.1:{free_port()}/0"
+        )
+    assert bad.returncode != 0 and gone.returncode != 0
+    assert bad.stderr.decode().strip().splitlines()[-1] == (
+        "crawl: error: frontier_url: http://cache:6379: a Redis URL starts with redis:// or rediss://"
+    )
+    last = gone.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("crawl: error: redis://127.0.0.1:") and "cannot connect" in last
+    assert "Traceback" not in bad.stderr.decode() + gone.stderr.decode()
