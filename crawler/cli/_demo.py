@@ -20,7 +20,7 @@ import trio
 from ..settings import Settings
 from ..spider import Spider
 
-__all__ = ["SITE_URL_OPTION", "start_demo_site"]
+__all__ = ["SITE_URL_OPTION", "start_demo_site", "wants_demo_site"]
 
 log = logging.getLogger("crawler.cli")
 
@@ -48,3 +48,14 @@ def _with_site_url(spider: type[Spider], settings: Settings, url: str) -> Settin
     if settings.options.get(SITE_URL_OPTION):
         return settings  # pointed at another copy of the site (-s site_url=...)
     return dataclasses.replace(settings, options={**settings.options, SITE_URL_OPTION: url})
+
+
+def wants_demo_site(spider: type[Spider], settings: Settings) -> bool:
+    """Whether a tool that looks at one spider (``shell``, ``check``) must start the demo
+    site for it: it serves the site and was pointed at no other (``-s site_url=...``, or
+    the origin of a URL given to the tool)."""
+    return (
+        settings.serve_demo_site
+        and SITE_URL_OPTION in spider.options
+        and not settings.options.get(SITE_URL_OPTION)
+    )

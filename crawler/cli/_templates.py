@@ -33,6 +33,15 @@ class $class_name(Spider):
     start_urls = ["$start_url"]
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
+        """Each page's URL and title, and its links to follow.
+
+        ``crawl check $name`` runs this on @url and checks the lines below it;
+        keep them true as the callback changes (docs/testing-spiders.md):
+
+        @url $start_url
+        @returns items 1 1
+        @scrapes url title
+        """
         # One item per page: replace with the fields you want, e.g.
         # response.css("div.quote") and node.css_first("span.text").text(strip=True).
         title = response.css_first("title")
@@ -84,6 +93,15 @@ class $class_name(Spider):
         )
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
+        """Each page's URL and title, and its links to follow.
+
+        ``crawl check $name`` logs in, runs this on @url and checks the lines
+        below it (docs/testing-spiders.md):
+
+        @url $start_url
+        @returns items 1 1
+        @scrapes url title
+        """
         title = response.css_first("title")
         yield {
             "url": str(response.url),
@@ -131,6 +149,16 @@ class QuotesSpider(Spider):
         yield Request(base.rstrip("/") + "/", callback=self.parse)
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
+        """A page of quotes: its quotes, their authors' pages, the next page.
+
+        ``crawl check`` runs this on the demo site (a path in @url is resolved
+        against site_url) and checks the lines below it:
+
+        @url /
+        @returns items 10 10
+        @returns requests 1
+        @scrapes type text author tags url
+        """
         for quote in response.css("div.quote"):
             yield {
                 "type": "quote",
@@ -147,6 +175,12 @@ class QuotesSpider(Spider):
             yield response.follow(next_page, callback=self.parse)
 
     async def parse_author(self, response: Response) -> AsyncIterator[dict[str, Any]]:
+        """One author's page.
+
+        @url /author/Adela-Brightwater
+        @returns items 1 1
+        @scrapes type name born_date url
+        """
         yield {
             "type": "author",
             "name": _text(response, "h3.author-title"),

@@ -19,6 +19,8 @@ TOOLS = {
     "parse": "run a spider callback on a page and print the items and requests it yields",
     "new": "write spiders/NAME.py from a template",
     "startproject": "write a new project that crawls the demo site at once",
+    "shell": "a Python prompt (top-level await) with a page, its spider and fetch()",
+    "check": "run the contracts in spider callbacks' docstrings against their @url",
 }
 
 
@@ -89,12 +91,35 @@ def _startproject(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR", help="new or empty directory")
 
 
+def _shell(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target", nargs="?", metavar="URL|FILE", help="a page to fetch, or a saved HTML file"
+    )
+    parser.add_argument(
+        "--spider", metavar="NAME", help="with that spider's settings and session (and login)"
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="Python's own prompt even if IPython is installed"
+    )
+    _project_options(parser)
+
+
+def _check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help="spiders to check (default all)")
+    parser.add_argument(
+        "--list", action="store_true", help="list the contracted callbacks, run nothing"
+    )
+    _project_options(parser)
+
+
 _OPTIONS = {
     "demo": _demo,
     "fetch": _fetch,
     "parse": _parse,
     "new": _new,
     "startproject": _startproject,
+    "shell": _shell,
+    "check": _check,
 }
 
 
@@ -117,6 +142,14 @@ def run_tool(args: argparse.Namespace) -> int:
         from ._inspect import run_fetch, run_parse
 
         return run_fetch(args) if args.tool == "fetch" else run_parse(args)
+    if args.tool == "shell":
+        from ._shell import run_shell
+
+        return run_shell(args)
+    if args.tool == "check":
+        from ._check import run_check
+
+        return run_check(args)
     from ._scaffold import new_project, new_spider
 
     return new_spider(args) if args.tool == "new" else new_project(args)
