@@ -86,7 +86,7 @@ def _fields_of(item: Any) -> str:
     elif dataclasses.is_dataclass(item):
         names = [f.name for f in dataclasses.fields(item)]
     else:
-        names = [name for name in vars(item) if not name.startswith("_")]
+        names = [name for name in getattr(item, "__dict__", {}) if not name.startswith("_")]
     return ", ".join(names) or "no fields"
 
 

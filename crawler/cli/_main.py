@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = _first_name(argv)
     tool = first if first in TOOLS else None
-    args = (tool_parser(tool) if tool else _parser()).parse_args(argv)
+    # Intermixed: a tool's optional positional (crawl shell [URL]) may follow its options.
+    args = tool_parser(tool).parse_intermixed_args(argv) if tool else _parser().parse_args(argv)
     try:
         return run_tool(args) if tool else _dispatch(args)
     except (SettingsError, SpiderLoadError, CommandError, DemoServeError) as exc:

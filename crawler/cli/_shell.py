@@ -35,8 +35,6 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..http import Request as HTTPRequest
-from ..http import Response as HTTPResponse
 from ..request import Request
 from ..response import Response
 from ..sessions import Session
@@ -75,10 +73,7 @@ def _target(text: str | None) -> tuple[str | None, Path | None]:
 
 def response_from_file(path: Path) -> Response:
     """A crawl Response for a saved page: status 200, its bytes, a ``file://`` URL."""
-    url = path.resolve().as_uri()
-    http = HTTPResponse(200, content=path.read_bytes(), request=HTTPRequest("GET", url))
-    http.headers["Content-Type"] = "text/html"
-    return Response.from_http(http, Request(url))
+    return Response.from_body(path.resolve().as_uri(), path.read_bytes())
 
 
 # -- trio in a thread --------------------------------------------------------------------
