@@ -341,7 +341,9 @@ def _ipython(shell: Shell, loop: _Trio) -> bool:
         from IPython.terminal.embed import InteractiveShellEmbed
     except ImportError:
         return False
-    prompt = InteractiveShellEmbed(banner1=_banner(shell), exit_msg="", user_ns=shell.namespace)
+    prompt = InteractiveShellEmbed(
+        banner1=_banner(shell) + "\n", exit_msg="", user_ns=shell.namespace
+    )
     prompt.autoawait = True
     prompt.loop_runner = lambda coroutine: loop.run(_awaited, coroutine)
     prompt()
