@@ -269,7 +269,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
                 found.items.clear()
                 found.requests.clear()
                 errors = stats.callback_errors
-                await callbacks.invoke(request, name, (response,))
+                await callbacks.invoke(request, name, (response,), kwargs=request.cb_kwargs)
                 if stats.callback_errors > errors:
                     raise ToolFailed(f"callback {name} failed on {request.url} (see above)")
                 print(

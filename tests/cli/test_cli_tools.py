@@ -366,6 +366,30 @@ async def test_parse_passes_meta_and_fails_clearly(tmp_path: Path) -> None:
     assert f"GET {url}/missing/ answered 404 Not Found".encode() in not_found.stderr
 
 
+KWARGS_SPIDER = """\
+from crawler import Spider
+
+
+class Pages(Spider):
+    name = "pages"
+
+    def parse(self, response):
+        yield response.follow("/page/2/", self.numbered, cb_kwargs={"number": 2})
+
+    def numbered(self, response, number):
+        yield {"number": number, "url": str(response.url)}
+"""
+
+
+async def test_parse_hands_followed_requests_their_cb_kwargs(tmp_path: Path) -> None:
+    spiders = tmp_path / "spiders"
+    spiders.mkdir()
+    (spiders / "pages.py").write_text(KWARGS_SPIDER, encoding="utf-8")
+    async with serve_asgi(DemoApp()) as url:
+        result = await crawl(tmp_path, "parse", url + "/", "--spider", "pages", "--depth", "2")
+    assert parse_output(ok(result))[0] == [{"number": 2, "url": f"{url}/page/2/"}]
+
+
 # -- a crawl that exports nothing ----------------------------------------------------------
 
 EMPTY_SPIDER = """\
