@@ -138,9 +138,11 @@ class _Trio:
         return threading.current_thread() is self._thread
 
     def close(self) -> None:
-        if self._thread is None:
+        """Close the state and wait for the thread; a thread still opening it (Ctrl-C
+        during a login) is a daemon, left to end with the process."""
+        if self._thread is None or self._token is None or self._closing is None:
             return
-        if self._token is not None and self._closing is not None and self._thread.is_alive():
+        if self._thread.is_alive():
             with suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._closing.set, trio_token=self._token)
         self._thread.join(_CLOSE_TIMEOUT)
@@ -305,6 +307,9 @@ class _Console(code.InteractiveConsole):
                 exec(code, self.locals)
         except SystemExit:
             raise
+        except KeyboardInterrupt:  # its traceback would show only the shell's own frames
+            self.failed = True
+            self.write("KeyboardInterrupt\n")
         except BaseException:
             self.showtraceback()
 

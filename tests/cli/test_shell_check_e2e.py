@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pty
+import signal
 import subprocess
 from pathlib import Path
 
@@ -150,6 +151,19 @@ async def test_shell_prompt_at_a_terminal_awaits_at_top_level(tmp_path: Path) ->
             assert b"'Quotes, page 1 - Demo Quotes'" in await terminal.expect(b">>> ")
             await terminal.send(b'await fetch("/page/3/")\n')
             assert f"<Response [200] {url}/page/3/>".encode() in await terminal.expect(b">>> ")
+            # Ctrl-C (SIGINT, as the terminal sends it) stops a statement that awaits.
+            await terminal.send(b"import trio, trio.testing; cleaned = []\n")
+            await terminal.expect(b">>> ")
+            await terminal.send(b'try:\n    print("waiting"); await trio.sleep(600)\n')
+            await terminal.send(b"finally:\n    cleaned.append(True)\n\n")
+            await terminal.expect(b"waiting")
+            process.send_signal(signal.SIGINT)
+            assert b"KeyboardInterrupt" in await terminal.expect(b">>> ")
+            # ...and it is cancelled, not left running: its finally block has run.
+            await terminal.send(b"await trio.testing.wait_all_tasks_blocked(); cleaned\n")
+            assert b"[True]" in await terminal.expect(b">>> ")
+            await terminal.send(b"response.status_code\n")
+            assert b"200" in await terminal.expect(b">>> ")
             await terminal.send(b"\x04")  # Ctrl-D leaves
             with trio.fail_after(TIME_LIMIT):
                 assert await process.wait() == 0
