@@ -13,6 +13,7 @@ import pty
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -256,6 +257,55 @@ async def test_a_contract_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -
         "crawl: error: spider wrong, callback parse: '@returns 5' should read "
         "'@returns items|requests MIN [MAX]'"
     )
+
+
+class Flaky:
+    """An ASGI site whose page answers 503 the first time: a crawl retries it."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.hits += 1
+        status = 503 if self.hits == 1 else 200
+        body = b"<html><body><p class='tag'>x</p></body></html>"
+        headers = [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+ARGUMENTS = '''\
+from crawler import Spider
+
+
+class Wrong(Spider):
+    name = "wrong"
+    start_urls = ["{url}/"]
+
+    def parse(self, response, tag):
+        """@url /flaky
+        @meta {{"page": 2}}
+        @cb_kwargs {{"tag": "x"}}
+        @returns items 1 1
+        @scrapes page tag
+        """
+        yield {{"page": response.meta["page"], "tag": tag}}
+'''
+
+
+async def test_check_fetches_as_a_crawl_does_with_meta_and_cb_kwargs(tmp_path: Path) -> None:
+    site = Flaky()
+    async with serve_asgi(site) as url:
+        text = out(await crawl(project(tmp_path, ARGUMENTS.format(url=url)), "check"))
+    # Retried after the 503, as the crawl's fetching does, and @url resolved against
+    # start_urls; the callback got @meta and @cb_kwargs.
+    assert site.hits == 2
+    assert text.splitlines() == [
+        f"wrong.parse  {url}/flaky",
+        "  ok    @returns items 1 1",
+        "  ok    @scrapes page tag",
+        "1 callbacks, 2 contracts: 2 passed, 0 failed",
+    ]
 
 
 async def test_new_and_startproject_write_spiders_whose_contracts_pass(tmp_path: Path) -> None:
