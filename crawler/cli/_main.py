@@ -1,6 +1,6 @@
 """The ``crawl`` command: ``crawl NAME...``, ``crawl list``, ``crawl settings [NAME]``,
-and the tools of the edit-and-run loop (``demo``, ``fetch``, ``parse``, ``new``,
-``startproject``), each with options of its own.
+and the tools of the edit-and-run loop (``demo``, ``fetch``, ``parse``, ``shell``,
+``check``, ``new``, ``startproject``), each with options of its own.
 
 Settings and spiders are loaded and checked before anything is fetched, so a
 mistake costs one line on stderr and exit status 2. The engine is imported
@@ -39,6 +39,8 @@ commands:
   crawl fetch URL          print a page as the crawl gets it (--headers, --spider NAME)
   crawl parse URL --spider NAME
                            run a callback on a page; print its items and requests
+  crawl shell [URL|FILE]   a Python prompt on a page: response.css(...), await fetch(...)
+  crawl check [NAME ...]   run the contracts in the spiders' callback docstrings
   crawl new NAME DOMAIN    write spiders/NAME.py from a template (--template login)
   crawl startproject DIR   write a new project that crawls the demo site
 
