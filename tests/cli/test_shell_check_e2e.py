@@ -155,7 +155,9 @@ async def test_shell_prompt_at_a_terminal_awaits_at_top_level(tmp_path: Path) ->
             # Ctrl-C (SIGINT, as the terminal sends it) stops a statement that awaits.
             await terminal.send(b"import trio, trio.testing; cleaned = []\n")
             await terminal.expect(b">>> ")
-            await terminal.send(b'try:\n    print("waiting"); await trio.sleep(600)\n')
+            # The text printed is not in the echoed input, so seeing it means the
+            # statement is running.
+            await terminal.send(b'try:\n    print("wait" + "ing"); await trio.sleep(600)\n')
             await terminal.send(b"finally:\n    cleaned.append(True)\n\n")
             await terminal.expect(b"waiting")
             process.send_signal(signal.SIGINT)
