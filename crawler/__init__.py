@@ -81,6 +81,9 @@ from .sessions import LoginFailed as LoginFailed
 from .sessions import Session as Session
 from .settings import Settings as Settings
 from .settings import SettingsError as SettingsError
+from .sitemap import SitemapError as SitemapError
+from .sitemap import SitemapReader as SitemapReader
+from .sitemap import SitemapSpider as SitemapSpider
 from .spider import CloseSpider as CloseSpider
 from .spider import Spider as Spider
 
@@ -124,6 +127,9 @@ __all__ = [
     "Session",
     "Settings",
     "SettingsError",
+    "SitemapError",
+    "SitemapReader",
+    "SitemapSpider",
     "Spider",
     "Stats",
     "crawl",

@@ -37,6 +37,7 @@ from ._content import (
     Quote,
     page_count,
 )
+from ._sitemap import site_file
 
 __all__ = ["DEMO_PASSWORD", "DEMO_USERNAME", "SESSION_COOKIE", "DemoApp", "demo_app"]
 
@@ -52,7 +53,6 @@ MAX_BODY = 64 * 1024
 
 HTML = b"text/html; charset=utf-8"
 TEXT = b"text/plain; charset=utf-8"
-ROBOTS_TXT = b"User-agent: *\nDisallow: /private-archive/\n"
 FAVOURITES: tuple[Quote, ...] = tuple(q for q in QUOTES if q.id in FAVOURITE_IDS)
 
 
@@ -218,7 +218,12 @@ class DemoApp:
                 await self._send(send, reply, head=False, gzip_ok=False)
                 return
             body = read
-        reply = await self._route(method, scope["path"], session, body)
+        # robots.txt and the sitemaps name the site's own origin: see _sitemap.py.
+        served = site_file(method, scope)
+        if served is not None:
+            reply = _Reply(200, *served)
+        else:
+            reply = await self._route(method, scope["path"], session, body)
         gzip_ok = _accepts_gzip(_header(headers, b"accept-encoding", b","))
         await self._send(send, reply, head=method == "HEAD", gzip_ok=gzip_ok)
 
@@ -269,8 +274,6 @@ class DemoApp:
                 return _html(200, t.private_page(FAVOURITES, user))
             case ("private-archive",):
                 return _html(200, t.archive_page(user))
-            case ("robots.txt",):
-                return _Reply(200, ROBOTS_TXT, TEXT)
             case ("flaky",):
                 return self._flaky(user)
             case ("slow",):

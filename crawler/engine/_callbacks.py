@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mappin
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .._sitemap_xml import SitemapError
 from ..request import Request
 from ..spider import CloseSpider
 from ._stats import Stats
@@ -124,6 +125,10 @@ class Callbacks:
                 request.url,
             )
             self._stop(exc.reason)
+        except SitemapError as exc:
+            # Bad input, not a bug: its message names the sitemap; no traceback.
+            self._stats.errors["sitemap"] += 1
+            log.error("spider %s: %s", self.spider_name, exc)
         except Exception:
             self._stats.callback_errors += 1
             log.exception(

@@ -238,6 +238,13 @@ class Settings:
     max_response_size: int = setting(
         64 * MiB, "The largest response body in bytes; a larger one fails its request.", minimum=1
     )
+    sitemap_max_size: int = setting(
+        50 * MiB,
+        "The largest sitemap a SitemapSpider reads, in bytes once decompressed (the "
+        "sitemaps.org limit): a gzipped sitemap that inflates past it (a gzip bomb) is "
+        "reported as an error and the crawl goes on.",
+        minimum=1,
+    )
     pipelines: tuple[str, ...] = setting(
         (),
         "Item pipelines, by name, in the order items pass through them. Options of "
