@@ -58,7 +58,7 @@ def body_chunks(body: bytes, url: str, max_size: int) -> Iterator[bytes]:
                     raise _too_large(url, max_size)
                 yield chunk
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise SitemapError(f"sitemap {url}: corrupt or truncated gzip data ({exc})") from None
+        raise SitemapError(f"sitemap {url} is corrupt or truncated gzip data ({exc})") from None
 
 
 def _too_large(url: str, max_size: int) -> SitemapError:
@@ -140,7 +140,9 @@ class SitemapReader:
             raise SitemapError(f"sitemap {self.url} is not well-formed XML: {exc}") from None
 
     def _read_root(self) -> str:
+        empty = True
         for chunk in self._chunks:
+            empty = empty and not chunk.strip()
             events = self._feed(chunk)
             if events:
                 self._pending = events
@@ -152,8 +154,10 @@ class SitemapReader:
                         "not <urlset> or <sitemapindex>"
                     )
                 return kind
-        self._feed(None)  # raises for an empty or unfinished document
-        raise SitemapError(f"sitemap {self.url} is empty")
+        if empty:
+            raise SitemapError(f"sitemap {self.url} is empty")
+        self._feed(None)  # raises: the document ended before its root element
+        raise SitemapError(f"sitemap {self.url} has no root element")
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         yield from self._entries(self._pending)

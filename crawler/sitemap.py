@@ -52,7 +52,8 @@ class SitemapSpider(Spider):
     ``errors["sitemap"]``; the crawl goes on with the others.
     """
 
-    sitemap_urls: ClassVar[Sequence[str]] = ()
+    #: Set on the instance (in ``start_requests``, before ``super()``) when known only at run time.
+    sitemap_urls: Sequence[str] = ()
     sitemap_rules: ClassVar[Sequence[tuple[str | re.Pattern[str], RuleCallback]]] = [("", "parse")]
     sitemap_follow: ClassVar[Sequence[str | re.Pattern[str]]] = [""]
     sitemap_alternate_links: ClassVar[bool] = False
@@ -61,7 +62,8 @@ class SitemapSpider(Spider):
     _compiled_follow: list[re.Pattern[str]] | None = None
 
     def start_requests(self) -> Iterable[Request]:
-        self._rules()  # a bad rule is reported before anything is fetched
+        self._rules()  # a bad rule or regex is reported before anything is fetched
+        self._follow()
         return (Request(url, callback=_PARSE_SITEMAP) for url in self.sitemap_urls)
 
     def sitemap_filter(self, entries: SitemapReader) -> Iterable[dict[str, Any]]:
