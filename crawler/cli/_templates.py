@@ -112,7 +112,43 @@ class $class_name(Spider):
                 yield response.follow(link, callback=self.parse)
 ''')
 
-SPIDERS = {"basic": BASIC, "login": LOGIN}
+SITEMAP = Template('''\
+"""The $name spider: crawls the pages $domain lists in its sitemaps.
+
+Run it with ``crawl $name -o $name.jsonl``. It reads the ``Sitemap:`` lines of
+robots.txt; if the site has none, list its sitemap URLs in ``sitemap_urls``.
+See the crawler's docs/sitemaps.md for rules, indexes and filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from crawler import Response, SitemapReader, SitemapSpider
+
+
+class $class_name(SitemapSpider):
+    name = "$name"
+    allowed_domains = ["$host"]  # URLs elsewhere are dropped (and counted as offsite)
+    sitemap_urls = ["${start_url}robots.txt"]
+    # (regex, callback): each page goes to the first callback whose regex is in its URL;
+    # a page no regex matches is not crawled.
+    sitemap_rules = [("", "parse")]
+
+    def sitemap_filter(self, entries: SitemapReader) -> Iterator[dict[str, Any]]:
+        # Every entry by default; skip some here, e.g. by entry.get("lastmod").
+        yield from entries
+
+    async def parse(self, response: Response) -> AsyncIterator[dict[str, Any]]:
+        title = response.css_first("title")
+        yield {
+            "url": str(response.url),
+            "title": title.text(strip=True) if title is not None else "",
+        }
+''')
+
+SPIDERS = {"basic": BASIC, "login": LOGIN, "sitemap": SITEMAP}
 
 STARTPROJECT_SPIDER = '''\
 """The example spider: the quotes and authors of the bundled demo site.

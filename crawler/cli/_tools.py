@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._templates import SPIDERS
+
 __all__ = ["TOOLS", "run_tool", "tool_parser"]
 
 TOOLS = {
@@ -79,9 +81,7 @@ def _parse(parser: argparse.ArgumentParser) -> None:
 def _new(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="spider name, a Python identifier")
     parser.add_argument("domain", metavar="DOMAIN", help="host (and port) the spider crawls")
-    parser.add_argument(
-        "--template", choices=("basic", "login"), default="basic", help="default basic"
-    )
+    parser.add_argument("--template", choices=tuple(SPIDERS), default="basic", help="default basic")
     parser.add_argument(
         "--settings", type=Path, metavar="PATH", help="settings.toml to use instead of searching"
     )
