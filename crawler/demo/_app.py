@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 import trio
 
 from . import _templates as t
+from ._books import books_page
 from ._content import (
     AUTHORS_BY_SLUG,
     FAVOURITE_IDS,
@@ -279,6 +280,8 @@ class DemoApp:
             case ("slow",):
                 await trio.sleep(self.slow_delay)
                 return _html(200, t.message_page("Slow page", "Worth the wait.", user))
+            case ("books", *rest):
+                return _books(path, tuple(rest), user)
         return _not_found(path, user)
 
     @staticmethod
@@ -345,6 +348,14 @@ class DemoApp:
 def _same(given: str, expected: str) -> bool:
     """Constant-time comparison that, unlike compare_digest on str, accepts any text."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _books(path: str, rest: tuple[str, ...], user: str | None) -> _Reply:
+    """The bookshop (crawler/demo/_books.py); its links are relative, so /books needs its slash."""
+    if path == "/books":
+        return _redirect("/books/")
+    page = books_page(rest)
+    return _not_found(path, user) if page is None else _html(200, page)
 
 
 def _not_found(what: str, user: str | None) -> _Reply:
