@@ -1,7 +1,8 @@
 """A concurrent web-crawl and scraping engine on trio, and the HTTP client under it.
 
 What a spider, a pipeline or a script needs is importable from here:
-``Spider``, ``CloseSpider``, ``Request``, ``Response`` (and the ``Selector`` and
+``Spider``, ``CloseSpider``, ``CrawlSpider`` with its ``Rule`` and ``LinkExtractor``
+(and the ``Link`` it finds), ``Request``, ``Response`` (and the ``Selector`` and
 ``SelectorList`` its ``css()`` and ``xpath()`` return), ``Session``, ``Pipeline``,
 ``DropItem``, ``Settings``, the engine's entry points, and the HTTP client's public names.
 
@@ -69,10 +70,15 @@ from .http import UnsupportedProtocol as UnsupportedProtocol
 from .http import WriteError as WriteError
 from .http import WriteTimeout as WriteTimeout
 from .http import __all__ as _http_names
+from .linkextractor import IGNORED_EXTENSIONS as IGNORED_EXTENSIONS
+from .linkextractor import Link as Link
+from .linkextractor import LinkExtractor as LinkExtractor
 from .pipelines import DropItem as DropItem
 from .pipelines import Pipeline as Pipeline
 from .request import Request as Request
 from .response import Response as Response
+from .rules import CrawlSpider as CrawlSpider
+from .rules import Rule as Rule
 from .selector import Selector as Selector
 from .selector import SelectorError as SelectorError
 from .selector import SelectorList as SelectorList
@@ -112,15 +118,20 @@ _HTTP_ONLY = frozenset(
 
 __all__ = [
     *(name for name in _http_names if name not in _HTTP_ONLY),
+    "IGNORED_EXTENSIONS",
     "CloseSpider",
+    "CrawlSpider",
     "Crawler",
     "DropItem",
     "Engine",
     "FormError",
+    "Link",
+    "LinkExtractor",
     "LoginFailed",
     "Pipeline",
     "Request",
     "Response",
+    "Rule",
     "Selector",
     "SelectorError",
     "SelectorList",
