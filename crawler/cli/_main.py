@@ -41,7 +41,7 @@ commands:
                            run a callback on a page; print its items and requests
   crawl shell [URL|FILE]   a Python prompt on a page: response.css(...), await fetch(...)
   crawl check [NAME ...]   run the contracts in the spiders' callback docstrings
-  crawl new NAME DOMAIN    write spiders/NAME.py from a template (--template login)
+  crawl new NAME DOMAIN    write spiders/NAME.py from a template (--template login|rules|sitemap)
   crawl startproject DIR   write a new project that crawls the demo site
 
 Run `crawl COMMAND --help` for the options of a command.

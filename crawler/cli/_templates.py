@@ -148,7 +148,49 @@ class $class_name(SitemapSpider):
         }
 ''')
 
-SPIDERS = {"basic": BASIC, "login": LOGIN, "sitemap": SITEMAP}
+
+RULES = Template('''\
+"""The $name spider: crawls $domain by rules.
+
+Each rule names the links it takes (a LinkExtractor) and the callback that gets
+the pages they lead to; for each page the rules are tried in order and a link
+goes to the first rule that takes it (the crawler's docs/link-rules.md). Run it
+with ``crawl $name -o $name.jsonl``; ``crawl parse URL --spider $name --callback
+parse_item`` shows what parse_item yields on one page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from crawler import CrawlSpider, LinkExtractor, Response, Rule
+
+
+class $class_name(CrawlSpider):
+    name = "$name"
+    allowed_domains = ["$host"]  # links elsewhere are dropped (and counted as offsite)
+    start_urls = ["$start_url"]
+
+    rules = (
+        # Item pages go to parse_item; their links are not followed. The pattern fits
+        # the book pages of the demo site's bookshop: write your site's item URLs here.
+        Rule(LinkExtractor(allow=r"/catalogue/[^/]+_\\d+/index\\.html$$"), callback="parse_item"),
+        # Every other link is followed, for the links on its page (images, archives and
+        # other files are left out: LinkExtractor's deny_extensions).
+        Rule(LinkExtractor()),
+    )
+
+    def parse_item(self, response: Response) -> Iterator[dict[str, Any]]:
+        # Replace with the fields you want, e.g. response.css("p.price_color::text").get().
+        yield {
+            "url": str(response.url),
+            "title": response.css("h1::text").get(""),
+        }
+''')
+
+
+SPIDERS = {"basic": BASIC, "login": LOGIN, "rules": RULES, "sitemap": SITEMAP}
 
 STARTPROJECT_SPIDER = '''\
 """The example spider: the quotes and authors of the bundled demo site.
