@@ -202,7 +202,7 @@ def test_a_crawl_spider_may_not_define_parse() -> None:
     with pytest.raises(TypeError, match=r"defines parse.*parse_start_url"):
 
         class _Wrong(CrawlSpider):
-            def parse(self, response: Response) -> None:
+            def parse(self, response: Response) -> None:  # type: ignore[override]
                 pass
 
 
