@@ -215,22 +215,38 @@ class LinkExtractor:
         if resolve is None:
             return []
         links: list[Link] = []
-        seen: set[str] = set()
+        seen_urls: set[str] = set()  # as written: most repeats are the very same string
+        seen_keys: set[str] = set()  # canonical: the same page written another way
         resolved: dict[str, str | None] = {}
+        unique = self.unique
+        # A value repeated on the page (a product's image and title both link it) gives
+        # the same URL again: with no process_value to change it, it is skipped first.
+        skip_repeats = unique and self.process_value is None
+        seen_values: set[str] = set()
         for node in self._candidates(response):
             attrs = node.attributes
             for attr in self._attrs:
                 if attr not in attrs:
                     continue
-                link = self._link(node, attrs[attr] or "", attrs, resolve, resolved)
-                if link is None:
-                    continue
-                if self.unique:
-                    key = self._key(link)
-                    if key in seen:
+                value = attrs[attr] or ""
+                if skip_repeats:
+                    if value in seen_values:
                         continue
-                    seen.add(key)
-                links.append(link)
+                    seen_values.add(value)
+                url, fragment = self._url(value, resolve, resolved)
+                if url is None:
+                    continue
+                if unique:
+                    if url in seen_urls:
+                        continue
+                    seen_urls.add(url)
+                    key = _key(url)
+                    if key in seen_keys:
+                        continue
+                    seen_keys.add(key)
+                # The text is read only for links that are kept.
+                text: str = node.text(deep=True)
+                links.append(Link(url, text, fragment, _nofollow(attrs.get("rel"))))
         return links
 
     def _candidates(self, response: Response) -> list[LexborNode]:
@@ -250,35 +266,31 @@ class LinkExtractor:
             out.extend(region.css(self._query))
         return out
 
-    def _link(
+    def _url(
         self,
-        node: LexborNode,
         value: str,
-        attrs: dict[str, str | None],
         resolve: Callable[[str], str | None],
         resolved: dict[str, str | None],
-    ) -> Link | None:
+    ) -> tuple[str | None, str]:
+        """The link's URL as a Link gives it (None: not taken) and its fragment."""
         if self.strip:
             value = value.strip(_HTML_SPACE)
         if self.process_value is not None:
             processed = self.process_value(_joined(resolve, value))
             if processed is None:
-                return None
+                return None, ""
             value = processed
         if value in resolved:
             url = resolved[value]
         else:
             url = resolved[value] = self._allowed(resolve(value))
         if url is None:
-            return None
+            return None, ""
         cut = value.find("#")
         fragment = value[cut + 1 :] if cut >= 0 else ""
         if self.canonicalize:
-            url = canonicalize_url(url)
-        elif fragment:
-            url = f"{url}#{fragment}"
-        text: str = node.text(deep=True)
-        return Link(url, text, fragment, _nofollow(attrs.get("rel")))
+            return canonicalize_url(url), fragment
+        return (f"{url}#{fragment}" if fragment else url), fragment
 
     def _allowed(self, url: str | None) -> str | None:
         """``url`` if it passes the URL filters (which ignore fragments), else None."""
@@ -298,17 +310,16 @@ class LinkExtractor:
                 return None
         return url
 
-    @staticmethod
-    def _key(link: Link) -> str:
-        """Links that differ only in how their URL is written count as one."""
-        url = link.url
-        cut = url.find("#")
-        head = url if cut < 0 else url[:cut]
-        try:
-            canonical = canonicalize_url(head)
-        except ValueError:
-            canonical = head
-        return canonical if cut < 0 else canonical + url[cut:]
+
+def _key(url: str) -> str:
+    """Links that differ only in how their URL is written count as one."""
+    cut = url.find("#")
+    head = url if cut < 0 else url[:cut]
+    try:
+        canonical = canonicalize_url(head)
+    except ValueError:
+        canonical = head
+    return canonical if cut < 0 else canonical + url[cut:]
 
 
 def _joined(resolve: Callable[[str], str | None], value: str) -> str:
