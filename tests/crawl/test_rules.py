@@ -227,3 +227,15 @@ def test_follow_defaults_to_true_only_without_a_callback() -> None:
     assert Rule(callback="parse_item").follow is False
     assert Rule(callback="parse_item", follow=True).follow is True
     assert Rule(follow=False).follow is False
+
+
+def test_a_request_naming_a_rule_the_spider_lacks_says_so() -> None:
+    from crawler.http import Request as HTTPRequest
+    from crawler.http import Response as HTTPResponse
+
+    url = "http://shop.test/books/"
+    stale = Request(url, callback="_rule_response", meta={"rule": 5})
+    http = HTTPResponse(200, html="<p>hi</p>", request=HTTPRequest("GET", url))
+    response = Response.from_http(http, stale)
+    with pytest.raises(ValueError, match=r"books/ names rule 5, but the spider has 2 rules"):
+        _Books()._rule_response(response)
