@@ -210,8 +210,13 @@ class LinkExtractor:
 
     def extract_links(self, response: Response) -> list[Link]:
         """The page's links that pass every filter, in document order."""
-        tree = response.tree
-        resolve = href_resolver(tree, str(response.url))
+        return self._extract(response, page_resolver(response))
+
+    def _extract(
+        self, response: Response, resolve: Callable[[str], str | None] | None
+    ) -> list[Link]:
+        """``extract_links`` with the page's resolver given: the rules of a CrawlSpider
+        share one per page rather than each finding the page's base again."""
         if resolve is None:
             return []
         links: list[Link] = []
@@ -320,6 +325,12 @@ def _key(url: str) -> str:
     except ValueError:
         canonical = head
     return canonical if cut < 0 else canonical + url[cut:]
+
+
+def page_resolver(response: Response) -> Callable[[str], str | None] | None:
+    """Resolves the hrefs of ``response`` (its ``<base href>`` honoured); None when the
+    page's own URL cannot be a base."""
+    return href_resolver(response.tree, str(response.url))
 
 
 def _joined(resolve: Callable[[str], str | None], value: str) -> str:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from .linkextractor import Link, LinkExtractor
+from .linkextractor import Link, LinkExtractor, page_resolver
 from .request import Request
 from .response import Response
 from .spider import Spider
@@ -34,6 +34,26 @@ Callback = Callable[..., Any] | str
 # The callback every rule's requests name: stored in a job, so never renamed.
 _RULE_CALLBACK = "_rule_response"
 _RULE_ERRBACK = "_rule_failure"
+
+
+class LinkSource(Protocol):
+    """What a rule needs of its link extractor: Scrapy's one-method interface, so an
+    extractor of one's own (not a LinkExtractor) works too."""
+
+    def extract_links(self, response: Response) -> list[Link]: ...
+
+
+Extract = Callable[[Response, Callable[[str], str | None] | None], list[Link]]
+
+
+def _extract_of(source: LinkSource) -> Extract:
+    """How a rule's links are found: a LinkExtractor as it is shares the page's resolver
+    with the other rules; anything else is asked through ``extract_links``."""
+    if isinstance(source, LinkExtractor) and (
+        type(source).extract_links is LinkExtractor.extract_links
+    ):
+        return source._extract
+    return lambda response, _resolve: list(source.extract_links(response))
 
 
 class Rule:
@@ -60,7 +80,7 @@ class Rule:
 
     def __init__(
         self,
-        link_extractor: LinkExtractor | None = None,
+        link_extractor: LinkSource | None = None,
         callback: Callback | None = None,
         cb_kwargs: Mapping[str, Any] | None = None,
         follow: bool | None = None,
@@ -68,7 +88,9 @@ class Rule:
         process_request: Callback | None = None,
         errback: Callback | None = None,
     ) -> None:
-        self.link_extractor = link_extractor if link_extractor is not None else LinkExtractor()
+        self.link_extractor: LinkSource = (
+            link_extractor if link_extractor is not None else LinkExtractor()
+        )
         self.callback = callback
         self.cb_kwargs: dict[str, Any] = dict(cb_kwargs) if cb_kwargs else {}
         self.follow = follow if follow is not None else callback is None
@@ -84,7 +106,7 @@ class Rule:
 class _Bound:
     """A Rule with its names looked up on one spider, once, when the spider is made."""
 
-    extractor: LinkExtractor
+    extract: Extract
     callback: Callable[..., Any] | None
     cb_kwargs: Mapping[str, Any]
     follow: bool
@@ -115,8 +137,13 @@ def _bind(spider: Spider, rule: Rule, index: int) -> _Bound:
         raise TypeError(
             f"{type(spider).__name__}.rules[{index}] is {rule!r}, not a Rule(LinkExtractor(...))"
         )
+    if not callable(getattr(rule.link_extractor, "extract_links", None)):
+        raise TypeError(
+            f"{type(spider).__name__}.rules[{index}]: {rule.link_extractor!r} has no "
+            "extract_links(response) method"
+        )
     return _Bound(
-        rule.link_extractor,
+        _extract_of(rule.link_extractor),
         _method(spider, rule.callback, "callback", index),
         rule.cb_kwargs,
         rule.follow,
@@ -228,10 +255,9 @@ class CrawlSpider(Spider):
         taken: set[str] = set()
         session = response.crawl_request.session
         unseen = response._unseen
+        resolve = page_resolver(response)
         for index, rule in enumerate(self._bound_rules):
-            links = [
-                link for link in rule.extractor.extract_links(response) if link.url not in taken
-            ]
+            links = [link for link in rule.extract(response, resolve) if link.url not in taken]
             if rule.process_links is not None:
                 links = list(rule.process_links(links))
             for link in links:

@@ -239,3 +239,39 @@ def test_a_request_naming_a_rule_the_spider_lacks_says_so() -> None:
     response = Response.from_http(http, stale)
     with pytest.raises(ValueError, match=r"books/ names rule 5, but the spider has 2 rules"):
         _Books()._rule_response(response)
+
+
+class _NextOnly(LinkExtractor):
+    """A LinkExtractor subclass with its own extract_links: the rule must call it."""
+
+    def extract_links(self, response: Response) -> list[Link]:
+        return [link for link in super().extract_links(response) if link.text == "next"]
+
+
+class _Products:
+    """Not a LinkExtractor at all: anything with extract_links(response) will do."""
+
+    def extract_links(self, response: Response) -> list[Link]:
+        hrefs = response.css("article.product_pod h3 a::attr(href)").getall()[:1]
+        return [Link(url) for url in map(response.urljoin, hrefs) if url is not None]
+
+
+class _OwnExtractors(CrawlSpider):
+    name = "own"
+    rules = (
+        Rule(_NextOnly(restrict_css="ul.pager")),
+        Rule(_Products(), callback="parse_book"),
+    )
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["base"] + "/books/", callback=self.parse)
+
+    def parse_book(self, response: Response) -> dict[str, Any]:
+        return _book(response)
+
+
+async def test_extractors_of_ones_own_are_asked_through_extract_links() -> None:
+    _, items, site = await _crawl(_OwnExtractors)
+    # The first book of each of the catalogue's five pages; no "previous" link followed.
+    assert sorted(i["path"] for i in items) == sorted(f"/books/{b.path}" for b in BOOKS[::10])
+    assert "/books/catalogue/page-1.html" not in site.paths
