@@ -116,7 +116,14 @@ class _Bound:
 
 
 def _method(spider: Spider, value: Callback | None, role: str, index: int) -> Any:
-    if value is None or callable(value):
+    if value is None:
+        return None
+    name = getattr(value, "__name__", "")
+    if inspect.isfunction(value) and getattr(type(spider), name, None) is value:
+        # A method named in the class body before it was bound (callback=parse_item):
+        # this spider's bound method, so it gets its self.
+        return getattr(spider, name)
+    if callable(value):
         return value
     if isinstance(value, str):
         found = getattr(spider, value, None)

@@ -275,3 +275,31 @@ async def test_extractors_of_ones_own_are_asked_through_extract_links() -> None:
     # The first book of each of the catalogue's five pages; no "previous" link followed.
     assert sorted(i["path"] for i in items) == sorted(f"/books/{b.path}" for b in BOOKS[::10])
     assert "/books/catalogue/page-1.html" not in site.paths
+
+
+class _ByFunction(CrawlSpider):
+    """Callbacks given as the functions of the class body, before they are methods."""
+
+    name = "byfunction"
+
+    def parse_book(self, response: Response) -> dict[str, Any]:
+        return {**_book(response), "spider": self.name}
+
+    def first_only(self, links: list[Link]) -> list[Link]:
+        return links[:1]
+
+    rules = (
+        Rule(
+            LinkExtractor(restrict_css="article.product_pod h3"),
+            callback=parse_book,
+            process_links=first_only,
+        ),
+    )
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["base"] + "/books/", callback=self.parse)
+
+
+async def test_functions_of_the_class_body_are_bound_to_the_spider() -> None:
+    _, items, _ = await _crawl(_ByFunction)
+    assert [(i["path"], i["spider"]) for i in items] == [(f"/books/{BOOKS[0].path}", "byfunction")]
