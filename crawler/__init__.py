@@ -16,6 +16,8 @@ import would hand type checkers the HTTP-level Request and Response).
 
 from .engine import Crawler as Crawler
 from .engine import Engine as Engine
+from .engine import HttpCache as HttpCache
+from .engine import HttpCacheError as HttpCacheError
 from .engine import Stats as Stats
 from .engine import crawl as crawl
 from .engine import run_crawl as run_crawl
@@ -125,6 +127,8 @@ __all__ = [
     "DropItem",
     "Engine",
     "FormError",
+    "HttpCache",
+    "HttpCacheError",
     "Link",
     "LinkExtractor",
     "LoginFailed",

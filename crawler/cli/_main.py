@@ -248,6 +248,7 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
             "(e.g. --job 'jobs/{spider}')"
         )
     from .. import engine  # heavy: only when crawling
+    from ..engine import HttpCacheError
     from ..jobs._job import JobError
     from ..pipelines._runner import PipelineConfigError
     from ._demo import start_demo_site
@@ -260,8 +261,14 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
             stats_json=args.stats_json,
             prepare=start_demo_site,
         )
-    except (PipelineConfigError, SettingsError, JobError, BaseExceptionGroup) as exc:
-        cause = _config_error(exc, (PipelineConfigError, SettingsError, JobError))
+    except (
+        PipelineConfigError,
+        SettingsError,
+        JobError,
+        HttpCacheError,
+        BaseExceptionGroup,
+    ) as exc:
+        cause = _config_error(exc, (PipelineConfigError, SettingsError, JobError, HttpCacheError))
         if cause is None:
             raise
         raise CommandError(str(cause)) from exc

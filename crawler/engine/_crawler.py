@@ -44,6 +44,7 @@ from ..sessions._session import Session
 from ..spider import Spider
 from ._callbacks import Callbacks
 from ._fetch import Fetcher
+from ._http_cache import HttpCache
 from ._policy import OutcomePolicy
 from ._politeness import Politeness, RobotsCache
 from ._proxies import ProxyChooser
@@ -114,6 +115,7 @@ class Crawler:
         feeds: Sequence[Path | Feed] = (),
         frontier: Frontier | None = None,
         pipelines: Sequence[Pipeline] | None = None,
+        http_cache: HttpCache | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -142,6 +144,14 @@ class Crawler:
             )
             frontier = self.job.frontier
         self.frontier: Frontier = frontier if frontier is not None else MemoryFrontier()
+        # The HTTP cache (http_cache = true), or ``http_cache`` given by the caller.
+        self.http_cache = (
+            http_cache
+            if http_cache is not None
+            else HttpCache.from_settings(settings, self.name, self.stats.http_cache)
+        )
+        if http_cache is not None:
+            http_cache.report_to(self.stats.http_cache)
         self.politeness = Politeness(
             settings.download_delay,
             delay_for=lambda host: settings.for_domain(host).download_delay,
@@ -158,6 +168,7 @@ class Crawler:
             host_filter=make_host_filter(list(spider.allowed_domains))
             if spider.allowed_domains
             else None,
+            local=self.http_cache.answers if self.http_cache is not None else None,
         )
         self.pipelines = PipelineRunner(chain)
         self._timeout = settings.timeout()
@@ -198,6 +209,8 @@ class Crawler:
             stats=self.stats,
             timeout=self._timeout,
             unsettled=self.job.unsettled if self.job is not None else None,
+            http_cache=self.http_cache,
+            spider=spider,
         )
         self.robots: RobotsCache | None = (
             RobotsCache(
@@ -297,6 +310,8 @@ class Crawler:
             await self.pipelines.open(self.spider)
         clean = False
         try:
+            if self.http_cache is not None:
+                await self.http_cache.open()
             if job is not None:
                 await job.start(self)
                 self._items_before = self.pipelines.items_scraped
@@ -345,6 +360,8 @@ class Crawler:
             self._sync_stats()
             for session in self.sessions.values():
                 await session.aclose()
+            if self.http_cache is not None:
+                await self.http_cache.aclose()
             self.frontier.close()
 
     async def _deadline(self, seconds: float) -> None:

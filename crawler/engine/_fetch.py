@@ -35,6 +35,7 @@ from ._stats import Stats
 
 if TYPE_CHECKING:
     from ..jobs._job import Unsettled
+    from ._http_cache import HttpCache
 
 __all__ = ["Failed", "Fetcher", "Outcome", "Skipped"]
 
@@ -72,6 +73,8 @@ class Fetcher:
         stats: Stats,
         timeout: Timeout,
         unsettled: Unsettled | None = None,
+        http_cache: HttpCache | None = None,
+        spider: Any = None,
     ) -> None:
         self.name = spider_name
         self._sessions = sessions
@@ -81,6 +84,11 @@ class Fetcher:
         self._stats = stats
         self._timeout = timeout
         self._unsettled = unsettled
+        # -- HTTP cache (a crawl middleware once middlewares are built in) --------------
+        # The exchange is chosen once here: without a cache, a request costs nothing more.
+        self._cache = http_cache
+        self._spider = spider
+        self._exchange = self._send if http_cache is None else self._send_cached
         #: Set once the robots cache (which fetches through ``fetch_robots``) is made.
         self.robots: RobotsCache | None = None
 
@@ -93,7 +101,7 @@ class Fetcher:
                 request.session
             )
             if not session.login_required:
-                return await self._send(request, session)
+                return await self._exchange(request, session)
             return await self._send_logged_in(request, session)
         except HTTPError as exc:
             return Failed(exc)
@@ -102,7 +110,7 @@ class Fetcher:
         """Wait for the session's login, and send again after a re-login."""
         logins = self._logins
         while not session.blocked or await logins.ready(session):
-            response = await self._send(request, session)
+            response = await self._exchange(request, session)
             if not logins.logged_out(request, response, self._unseen):
                 session.relogins = 0
                 return response
@@ -149,6 +157,22 @@ class Fetcher:
             unsettled.received(request, len(response.content))
         return response
 
+    async def _send_cached(self, request: Request, session: Session) -> HTTPResponse:
+        """The exchange through the HTTP cache's ``process_request``/``process_response``:
+        a stored response skips the network (and was given no politeness turn)."""
+        cache = self._cache
+        assert cache is not None
+        spider = self._spider
+        stored = await cache.process_request(request, spider)
+        if stored is not None:
+            return stored
+        try:
+            response = await self._send(request, session)
+        except BaseException:
+            cache.abandon(request)
+            raise
+        return await cache.process_response(request, response, spider)
+
     async def fetch_robots(self, url: str) -> tuple[int, bytes]:
         """Fetch one robots.txt over the shared pool (counted as a request, not a page).
 
@@ -156,10 +180,20 @@ class Fetcher:
         says: a file too big for it still gives the rules at its top, which is
         better than shutting the site out for a size that concerns pages.
         """
+        if self._cache is not None:
+            return await self._robots_cached(url)
+        response = await self._get_robots(url, None)
+        return response.status_code, response.content
+
+    async def _get_robots(self, url: str, extra: dict[str, str] | None) -> HTTPResponse:
         client = self._session("default").client
+        headers = client.headers
+        if extra:
+            headers = headers.copy()
+            headers.update_from(extra)
         self._stats.requests += 1
         response = await client.send(
-            HTTPRequest("GET", URL(url), headers=client.headers, timeout=self._timeout),
+            HTTPRequest("GET", URL(url), headers=headers, timeout=self._timeout),
             stream=True,
             follow_redirects=True,
         )
@@ -168,7 +202,25 @@ class Fetcher:
             body = await _read_at_most(response, ROBOTS_MAX_SIZE + 1) if status < 300 else b""
         finally:
             await response.aclose()
-        return status, body
+        return HTTPResponse(
+            status, headers=response.headers, content=body, request=response.request
+        )
+
+    async def _robots_cached(self, url: str) -> tuple[int, bytes]:
+        """robots.txt through the HTTP cache too: a rerun from the cache sends nothing."""
+        cache = self._cache
+        assert cache is not None
+        probe = Request(url)
+        response = await cache.process_request(probe, self._spider)
+        if response is None:
+            try:
+                fetched = await self._get_robots(url, probe.headers)
+            except BaseException:
+                cache.abandon(probe)
+                raise
+            response = await cache.process_response(probe, fetched, self._spider)
+        status = response.status_code
+        return status, response.content if status < 300 else b""
 
 
 async def _read_at_most(response: HTTPResponse, limit: int) -> bytes:

@@ -42,7 +42,8 @@ MOVED_META_KEYS: dict[str, str] = {
     "max_retry_times": "the retry_times setting (per spider in custom_settings), or "
     "Request(..., dont_retry=True)",
     "download_slot": 'none yet: requests are paced per host ([domains."HOST"] settings)',
-    "dont_cache": "none yet: there is no HTTP cache",
+    "dont_cache": 'Request(..., headers={"Cache-Control": "no-store"}): the HTTP cache '
+    "neither answers nor stores it",
     "referrer_policy": "the referer_policy setting (per spider in custom_settings), or a "
     "Referer header of your own",
     "dont_obey_robotstxt": "the obey_robots setting (false per spider in custom_settings); "

@@ -91,6 +91,7 @@ class Scheduler:
         host_filter: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = trio.current_time,
         recent_urls: int = 100_000,
+        local: Callable[[Request], bool] | None = None,
     ) -> None:
         self.frontier = frontier
         # A durable frontier can say whether a request can be stored (its meta is JSON).
@@ -109,6 +110,9 @@ class Scheduler:
         self.max_url_length = max_url_length or sys.maxsize
         self.host_filter = host_filter
         self._clock = clock
+        #: ``local(request)``: True when the request will be answered without the network
+        #: (the HTTP cache has it): it then takes no politeness turn from its host.
+        self.local = local
         self._slots: dict[str, _Slot] = {}
         self._ready: deque[_Slot] = deque()
         self._waiting: list[tuple[float, int, _Slot]] = []
@@ -307,7 +311,9 @@ class Scheduler:
             self.active += 1
             if not request.retries:
                 self.dispatched += 1
-            self.politeness.record_request(host)
+            local = self.local
+            if local is None or not local(request):
+                self.politeness.record_request(host)
             self._place(slot, now)
             return request
         return None

@@ -289,6 +289,34 @@ class Settings:
         "and pauses callbacks for milliseconds; see docs/resume.md.",
         minimum=0.1,
     )
+    http_cache: bool = setting(
+        False,
+        "Keep every response in an HTTP cache and answer the next runs from it (for "
+        "development: a rerun asks the site nothing). See docs/http-cache.md.",
+    )
+    http_cache_dir: str = setting(
+        ".crawl/httpcache/{spider}",
+        "With http_cache: the directory of the cache (one SQLite file), relative to the "
+        "project directory. `{spider}` is replaced by the spider's name.",
+    )
+    http_cache_expiration: float = setting(
+        0.0,
+        "With http_cache: seconds a stored response may be used; an older one is fetched "
+        "again. 0 = never expires.",
+        minimum=0,
+    )
+    http_cache_ignore_http_codes: tuple[int, ...] = setting(
+        (),
+        "With http_cache: responses with these status codes are never stored.",
+        item_range=(100, 599),
+    )
+    http_cache_policy: str = setting(
+        "dev",
+        'With http_cache: "dev" replays every stored response until it expires, whatever '
+        'its headers say; "rfc9111" follows Cache-Control, Expires, ETag and Last-Modified '
+        "as a private browser cache does, revalidating stale responses.",
+        choices=("dev", "rfc9111"),
+    )
     serve_demo_site: bool = setting(
         False,
         "With the crawl command: start the bundled demo site on a free loopback port "

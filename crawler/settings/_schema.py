@@ -342,8 +342,11 @@ SCRAPY_SETTINGS: dict[str, str] = {
     "the exporters in pipelines (e.g. [pipeline.jsonl] path = ...)",
     "FEED_FORMAT": "there is no such setting: the extension of crawl -o FILE chooses the format",
     "FEED_URI": "there is no such setting: export with crawl -o FILE or -O FILE",
-    "HTTPCACHE_ENABLED": "there is no HTTP cache: use --job DIR to resume a crawl without "
-    "fetching its pages again",
+    "HTTPCACHE_DIR": "http_cache_dir",
+    "HTTPCACHE_ENABLED": "http_cache",
+    "HTTPCACHE_EXPIRATION_SECS": "http_cache_expiration",
+    "HTTPCACHE_IGNORE_HTTP_CODES": "http_cache_ignore_http_codes",
+    "HTTPCACHE_POLICY": 'http_cache_policy ("dev" or "rfc9111")',
     "HTTPERROR_ALLOWED_CODES": "there is no such setting: pass accept_statuses=[...] to Request",
     "ITEM_PIPELINES": "pipelines (an array of names in the order items pass through, not "
     "a table of priorities)",
