@@ -35,6 +35,8 @@ commands:
   crawl list               list the spiders of the project
   crawl settings [NAME]    print the resolved settings (of spider NAME) and their sources
   crawl status DIR         show the state of the crawl job in DIR (see --job)
+  crawl cache clear [NAME...]
+                           delete the HTTP cache of the named spiders (of all: no NAME)
   crawl demo               serve the bundled demo site on http://127.0.0.1:8000/
   crawl fetch URL          print a page as the crawl gets it (--headers, --spider NAME)
   crawl parse URL --spider NAME
@@ -72,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crawl",
         usage="crawl [options] NAME [NAME ...] | crawl list | crawl settings [NAME] | "
-        "crawl status DIR | crawl COMMAND ...",
+        "crawl status DIR | crawl cache clear [NAME ...] | crawl COMMAND ...",
         description="Run and inspect the spiders of a crawl project.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -165,7 +167,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ..jobs._status import JobStatusError, job_status
 
         try:
-            print(job_status(Path(rest[0])))
+            print(job_status(Path(rest[0]), cache_dir=lambda name: _cache_dir_of(args, name)))
         except JobStatusError as exc:
             raise CommandError(str(exc)) from None
         return 0
@@ -182,7 +184,37 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _list(sources, loader)
     if command == "settings" and len(rest) <= 1:
         return _show_settings(sources, loader, rest[0] if rest else None)
+    if command == "cache" and rest[:1] == ["clear"]:
+        return _clear_caches(sources, loader, rest[1:])
     return _crawl(args, sources, loader)
+
+
+def _cache_dir_of(args: argparse.Namespace, spider: str) -> Path | None:
+    """Where ``spider``'s HTTP cache is, by the project's settings (None if they cannot
+    be read: ``crawl status`` then shows the job without it)."""
+    from ..engine._http_cache import cache_dir
+
+    try:
+        sources = load_sources(args.settings, args.overrides)
+        return cache_dir(sources.resolve(lenient=True), spider)
+    except (SettingsError, OSError):
+        return None
+
+
+def _clear_caches(sources: SettingsSources, loader: SpiderLoader, names: Sequence[str]) -> int:
+    """``crawl cache clear [NAME...]``: delete the cache files, whatever their state."""
+    from ..engine._cache_store import clear_cache
+    from ..engine._http_cache import cache_dir
+
+    chosen = list(names) or loader.names()
+    for cls, settings in resolve_all(sources, loader, chosen).items():
+        directory = cache_dir(settings, cls.name or cls.__name__)
+        count = clear_cache(directory)
+        if count is None:
+            print(f"{cls.name}: no HTTP cache in {directory}")
+        else:
+            print(f"{cls.name}: deleted the HTTP cache in {directory} ({count} responses)")
+    return 0
 
 
 def configure_logging(level: str) -> None:

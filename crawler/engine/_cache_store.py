@@ -26,7 +26,7 @@ from pathlib import Path
 
 import trio
 
-__all__ = ["CACHE_FILE", "CacheEntry", "CacheStore", "HttpCacheError", "cache_size"]
+__all__ = ["CACHE_FILE", "CacheEntry", "CacheStore", "HttpCacheError", "cache_size", "clear_cache"]
 
 #: The database file inside a spider's cache directory.
 CACHE_FILE = "cache.db"
@@ -184,3 +184,15 @@ def cache_size(directory: Path) -> tuple[int, int] | None:
     except sqlite3.DatabaseError:
         return None
     return int(count), size
+
+
+def clear_cache(directory: Path) -> int | None:
+    """Delete the cache in ``directory`` (its SQLite file and journal); how many responses
+    it held, or None if there was none. The directory itself is left."""
+    found = cache_size(directory)
+    path = directory / CACHE_FILE
+    if found is None and not path.exists():
+        return None
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(CACHE_FILE + suffix).unlink(missing_ok=True)
+    return found[0] if found is not None else 0
