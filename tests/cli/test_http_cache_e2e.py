@@ -195,3 +195,32 @@ async def test_a_crawl_killed_mid_write_leaves_a_cache_the_next_run_uses(
     stats = stats_of(root / "stats.json")
     assert stats["httpcache/hit"] >= len(stored)
     assert stats["httpcache/hit"] + stats["httpcache/miss"] == 2 + CHAIN + WIDE
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_myspider_reruns_from_the_cache_on_the_demo_site(tmp_path: Path) -> None:
+    """The demo site the command starts has the same address from run to run when the
+    cache is on, so the second run takes every page from the cache (its login, which
+    a spider's session sends itself, still goes to the site)."""
+    args = ["myspider", "-s", "http_cache=true", "-s", f'http_cache_dir="{tmp_path}/cache"']
+    ok(
+        await crawl(
+            REPO, *args, "-O", str(tmp_path / "1.jsonl"), "--stats-json", str(tmp_path / "1.json")
+        )
+    )
+    ok(
+        await crawl(
+            REPO, *args, "-O", str(tmp_path / "2.jsonl"), "--stats-json", str(tmp_path / "2.json")
+        )
+    )
+    first, second = stats_of(tmp_path / "1.json"), stats_of(tmp_path / "2.json")
+    assert first["httpcache/store"] > 10
+    assert second["httpcache/hit"] == first["httpcache/store"]
+    assert second["httpcache/miss"] == 0
+
+    def items(name: str) -> list[str]:
+        return sorted(json.dumps(item, sort_keys=True) for item in read_jsonl(tmp_path / name))
+
+    assert items("2.jsonl") == items("1.jsonl")
