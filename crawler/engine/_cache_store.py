@@ -162,6 +162,14 @@ class CacheStore:
             ),
         )
 
+    async def delete(self, key: bytes) -> None:
+        self.index.pop(key, None)
+        await trio.to_thread.run_sync(self._delete, key, limiter=self._limiter)
+
+    def _delete(self, key: bytes) -> None:
+        assert self._db is not None
+        self._db.execute("DELETE FROM responses WHERE key = ?", (key,))
+
     async def aclose(self) -> None:
         db, self._db = self._db, None
         if db is not None:

@@ -114,6 +114,9 @@ class Fetcher:
             if not logins.logged_out(request, response, self._unseen):
                 session.relogins = 0
                 return response
+            if self._cache is not None:
+                # A logged-out page is no answer to keep: the resend must reach the site.
+                await self._cache.discard(request)
             if not await logins.recover(session, response):
                 break
         self._stats.dropped["logged_out"] += 1

@@ -221,6 +221,18 @@ class HttpCache:
         counters["store"] += 1
         return response
 
+    async def discard(self, request: Request) -> None:
+        """Forget the stored response to ``request`` (a logged-out page, say), so that
+        the next time it is asked for it is fetched."""
+        self.abandon(request)
+        key = _key(request)
+        if key not in self.store.index:
+            return
+        try:
+            await self.store.delete(key)
+        except sqlite3.Error as exc:
+            log.warning("HTTP cache %s: cannot delete %s: %s", self.store.path, request.url, exc)
+
     def abandon(self, request: Request) -> None:
         """Take back the validators added to ``request`` when its exchange failed, so a
         retry (or a job that stores it) does not carry them."""

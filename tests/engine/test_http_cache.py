@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from crawler import HttpCache, Request, Response, Settings, Spider
+from crawler import HttpCache, Request, Response, Session, Settings, Spider
 from crawler.engine import Crawler, Engine
 from crawler.engine._cache_store import CACHE_FILE, cache_size
 from crawler.engine._http_cache import fresh_until
@@ -224,6 +224,71 @@ async def test_a_damaged_cache_file_is_a_clear_error(tmp_path: Path) -> None:
         assert str(directory / CACHE_FILE) in str(exc)
     else:
         raise AssertionError("a damaged cache file was opened")
+
+
+class LoginSite:
+    """Pages behind a login (a ``sid`` cookie); every session ends once, after
+    ``expire_after`` item pages, so that some pages come back as redirects to /login."""
+
+    def __init__(self, items: int, expire_after: int) -> None:
+        self.items = items
+        self.expire_after = expire_after
+        self.valid: set[str] = set()
+        self.logins = 0
+        self.served = 0
+
+    def __call__(self, seen: Seen) -> Reply:
+        sid = seen.headers.get("cookie", "").partition("sid=")[2].split(";")[0]
+        if seen.target == "/login":
+            self.logins += 1
+            self.valid.add(str(self.logins))
+            return Reply(200, [*HTML, ("Set-Cookie", f"sid={self.logins}; Path=/")], b"hi")
+        if seen.target == "/robots.txt":
+            return Reply(404, HTML, b"")
+        if sid not in self.valid:
+            return Reply(302, [("Location", "/login")])
+        if seen.target == "/items/":
+            return Reply(200, HTML, _html("Items", [f"/items/{n}" for n in range(self.items)]))
+        self.served += 1
+        if self.served == self.expire_after:
+            self.valid.clear()
+        return Reply(200, HTML, _html(seen.target, []))
+
+
+class Member(Spider):
+    name = "member"
+    login_url = "/login"
+
+    async def login(self, session: Session) -> None:
+        await session.get(self.settings["base"] + "/login")
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["base"] + "/items/")
+
+    def parse(self, response: Response) -> Iterator[Any]:
+        if response.url.path == "/items/":
+            yield from response.follow_all(css="a")
+        else:
+            yield {"page": response.css_first("title").text()}
+
+
+async def test_a_logged_out_page_is_not_replayed_to_the_resend_nor_to_the_next_run(
+    tmp_path: Path,
+) -> None:
+    site = LoginSite(items=20, expire_after=5)
+    async with serve_h11(site) as server:
+        s = cached(server.url, tmp_path / "cache", concurrency=2)
+        first, items = await run_with(s, spider=Member)
+        assert site.logins == 2  # the session did end, and was logged in again
+        before = len(server.requests)
+        second, again = await run_with(s, spider=Member)
+        asked = [seen.target for seen in server.requests[before:]]
+    expected = sorted(f"/items/{n}" for n in range(20))
+    assert sorted(item["page"] for item in items) == expected
+    assert first.stats.finish_reason == "finished"
+    assert sorted(item["page"] for item in again) == expected
+    assert asked == ["/login"]  # the login only: every page from the cache
+    assert second.stats.http_cache["hit"] == 22  # robots.txt, /items/ and 20 pages
 
 
 # -- rfc9111 policy ----------------------------------------------------------------------
