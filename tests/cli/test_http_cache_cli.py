@@ -3,7 +3,6 @@ the cache's keys (URLs, port included) still match."""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from pathlib import Path
 
@@ -15,9 +14,8 @@ class Demo(Spider):
     name = "demo"
 
 
-def spiders(tmp_path: Path, **overrides: bool) -> list[tuple[type[Spider], Settings]]:
-    settings = dataclasses.replace(Settings(project_dir=tmp_path), **overrides)
-    return [(Demo, settings)]
+def spiders(tmp_path: Path, *, http_cache: bool = False) -> list[tuple[type[Spider], Settings]]:
+    return [(Demo, Settings(project_dir=tmp_path, http_cache=http_cache))]
 
 
 def test_with_the_cache_the_demo_site_has_the_projects_own_port(tmp_path: Path) -> None:
