@@ -37,6 +37,12 @@ commands:
   crawl status DIR         show the state of the crawl job in DIR (see --job)
   crawl cache clear [NAME...]
                            delete the HTTP cache of the named spiders (of all: no NAME)
+  crawl status REDIS_URL [--spider NAME]
+                           show the shared crawls in Redis (see --frontier)
+  crawl stop REDIS_URL --spider NAME
+                           ask the workers of a shared crawl to finish and exit
+  crawl export REDIS_URL --spider NAME -O FILE
+                           write a shared crawl's items to FILE, each once
   crawl demo               serve the bundled demo site on http://127.0.0.1:8000/
   crawl fetch URL          print a page as the crawl gets it (--headers, --spider NAME)
   crawl parse URL --spider NAME
@@ -118,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="make the crawl durable in DIR; the same command resumes it (docs/resume.md)",
     )
+    parser.add_argument(
+        "--frontier",
+        metavar="REDIS_URL",
+        help="share the crawl through Redis with every worker given the same URL "
+        "(docs/distributed.md)",
+    )
     return parser
 
 
@@ -133,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = _first_name(argv)
     tool = first if first in TOOLS else None
+    if first == "status" and any(_is_redis_url(word) for word in argv):
+        tool = "status"  # of a shared crawl; ``crawl status DIR`` is a job's
     # Intermixed: a tool's optional positional (crawl shell [URL]) may follow its options.
     args = tool_parser(tool).parse_intermixed_args(argv) if tool else _parser().parse_args(argv)
     try:
@@ -146,7 +160,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 #: The options of ``crawl NAME`` that take a value, so the value is not taken for NAME.
-_VALUE_OPTIONS = {"-s", "-o", "--settings", "--log-level", "--stats-json", "--job"}
+_VALUE_OPTIONS = {
+    "-s",
+    "-o",
+    "--settings",
+    "--log-level",
+    "--stats-json",
+    "--job",
+    "--frontier",
+}
+
+
+def _is_redis_url(word: str) -> bool:
+    return word.startswith(("redis://", "rediss://"))
 
 
 def _first_name(argv: Sequence[str]) -> str | None:
@@ -174,6 +200,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
     if args.job:
         extra.append(("--job", {"job_dir": args.job}))
+    if args.frontier:
+        extra.append(("--frontier", {"frontier_url": args.frontier}))
     sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
     # spider_modules and log_level are needed before the spiders (and so their
     # options) are known: read them leniently, check everything after.
@@ -280,6 +308,7 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
             "(e.g. --job 'jobs/{spider}')"
         )
     from .. import engine  # heavy: only when crawling
+    from ..distributed import RedisError
     from ..engine import HttpCacheError
     from ..jobs._job import JobError
     from ..pipelines._runner import PipelineConfigError
@@ -298,9 +327,12 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
         SettingsError,
         JobError,
         HttpCacheError,
+        RedisError,
         BaseExceptionGroup,
     ) as exc:
-        cause = _config_error(exc, (PipelineConfigError, SettingsError, JobError, HttpCacheError))
+        cause = _config_error(
+            exc, (PipelineConfigError, SettingsError, JobError, HttpCacheError, RedisError)
+        )
         if cause is None:
             raise
         raise CommandError(str(cause)) from exc

@@ -23,7 +23,11 @@ TOOLS = {
     "startproject": "write a new project that crawls the demo site at once",
     "shell": "a Python prompt (top-level await) with a page, its spider and fetch()",
     "check": "run the contracts in spider callbacks' docstrings against their @url",
+    "stop": "ask every worker of a shared crawl to finish its pages in flight and exit",
+    "export": "write the items of a shared crawl to a JSON Lines file, each exactly once",
 }
+# ``crawl status REDIS_URL`` runs as a tool too; ``crawl status DIR`` stays a command.
+_DESCRIPTIONS = {**TOOLS, "status": "show the state of the shared crawls in a Redis"}
 
 
 def _project_options(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +116,38 @@ def _check(parser: argparse.ArgumentParser) -> None:
     _project_options(parser)
 
 
+def _redis_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "url", metavar="REDIS_URL", help="redis://[:PASSWORD@]HOST:PORT/DB (or REDIS_PASSWORD)"
+    )
+    parser.add_argument("--crawl-id", default="default", help="which crawl of the spider")
+
+
+def _status(parser: argparse.ArgumentParser) -> None:
+    _redis_url(parser)
+    parser.add_argument("--spider", metavar="NAME", help="only this spider's crawl")
+
+
+def _stop(parser: argparse.ArgumentParser) -> None:
+    _redis_url(parser)
+    parser.add_argument("--spider", metavar="NAME", required=True, help="the crawl's spider")
+
+
+def _export(parser: argparse.ArgumentParser) -> None:
+    _redis_url(parser)
+    parser.add_argument("--spider", metavar="NAME", required=True, help="the crawl's spider")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "-o", dest="append", type=Path, metavar="FILE", help="append the items not yet in FILE"
+    )
+    target.add_argument(
+        "-O", dest="overwrite", type=Path, metavar="FILE", help="write every item to FILE afresh"
+    )
+    parser.add_argument(
+        "--follow", action="store_true", help="keep exporting until no worker is left"
+    )
+
+
 _OPTIONS = {
     "demo": _demo,
     "fetch": _fetch,
@@ -120,12 +156,15 @@ _OPTIONS = {
     "startproject": _startproject,
     "shell": _shell,
     "check": _check,
+    "status": _status,
+    "stop": _stop,
+    "export": _export,
 }
 
 
 def tool_parser(tool: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=f"crawl {tool}", description=TOOLS[tool] + " (docs/cli.md)"
+        prog=f"crawl {tool}", description=_DESCRIPTIONS[tool] + " (docs/cli.md)"
     )
     parser.add_argument("tool", choices=[tool], help=argparse.SUPPRESS)
     _OPTIONS[tool](parser)
@@ -150,6 +189,10 @@ def run_tool(args: argparse.Namespace) -> int:
         from ._check import run_check
 
         return run_check(args)
+    if args.tool in ("status", "stop", "export"):
+        from ._shared import run_shared_tool
+
+        return run_shared_tool(args)
     from ._scaffold import new_project, new_spider
 
     return new_spider(args) if args.tool == "new" else new_project(args)

@@ -30,7 +30,7 @@ import logging
 import math
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from itertools import count
 from typing import TYPE_CHECKING, Protocol
@@ -227,6 +227,16 @@ class Scheduler:
         heappush(self._delayed, (at, next(self._seq), request))
         if at < self._timer_at:
             self._timer_lot.unpark()
+
+    def refilled(self, hosts: Iterable[str]) -> None:
+        """The frontier got requests for ``hosts`` by itself (a shared frontier leased
+        them), or learned that the crawl is over: place the hosts, wake the workers."""
+        now = self._clock()
+        for host in hosts:
+            slot = self._slots.get(host) or self._slot(host)
+            if slot.state == _IDLE:
+                self._place(slot, now)
+        self._lot.unpark_all()
 
     def _slot(self, host: str) -> _Slot:
         slot = self._slots[host] = _Slot(host, max(1, self._host_cap(host)))

@@ -317,6 +317,31 @@ class Settings:
         "as a private browser cache does, revalidating stale responses.",
         choices=("dev", "rfc9111"),
     )
+    frontier_url: str = setting(
+        "",
+        "Share the crawl through Redis (`crawl NAME --frontier redis://HOST:6379/0`, "
+        "rediss:// for TLS): every worker started with the same URL, spider and crawl_id "
+        "takes part in one crawl. The password comes from the URL or from the "
+        "REDIS_PASSWORD environment variable. Empty: the crawl stays in this process. "
+        "See docs/distributed.md.",
+    )
+    crawl_id: str = setting(
+        "default",
+        "With frontier_url: which shared crawl of the spider to join (several crawls of "
+        "one spider can share a Redis).",
+    )
+    lease_ttl: float = setting(
+        30.0,
+        "With frontier_url: seconds a worker's leases outlive its last heartbeat; a worker "
+        "silent for longer is taken for dead and its requests go to the others.",
+        minimum=0.5,
+    )
+    redis_outage_limit: float = setting(
+        300.0,
+        "With frontier_url: seconds a worker keeps retrying an unreachable Redis (its "
+        "pages in flight are kept) before it stops with an error.",
+        minimum=0,
+    )
     serve_demo_site: bool = setting(
         False,
         "With the crawl command: start the bundled demo site on a free loopback port "

@@ -1,0 +1,104 @@
+"""What the shared-crawl tests share: a site on two loopback hosts that counts every
+fetch (by path and by the fetching worker's User-Agent), and a spider for it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from crawler import Request, Response, Spider
+from tests.servers import serve_asgi
+
+HOSTS = ("127.0.0.1", "127.0.0.2")
+
+
+class TwoHostSite:
+    """Pages ``/p/0`` .. ``/p/N-1`` spread over two hosts: page i links to pages 2i+1 and
+    2i+2 (on the host each lives on) and back to page 0, so every page is reached once
+    and most links are duplicates. ``delay`` slows each answer, to keep a crawl going
+    long enough to act on it midway."""
+
+    def __init__(self, pages: int, delay: float = 0.0) -> None:
+        self.pages = pages
+        self.delay = delay
+        self.bases: list[str] = []
+        self.hits: Counter[str] = Counter()  # "host:port/p/i" -> fetches
+        self.by_agent: Counter[str] = Counter()
+        self.changed = trio.Event()
+
+    def url(self, i: int) -> str:
+        return f"{self.bases[i % len(self.bases)]}/p/{i}"
+
+    def all_urls(self) -> set[str]:
+        return {self.url(i) for i in range(self.pages)}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        host, port = scope["server"]
+        path = scope["path"]
+        self.hits[f"http://{host}:{port}{path}"] += 1
+        agent = dict(scope["headers"]).get(b"user-agent", b"").decode()
+        self.by_agent[agent] += 1
+        self.changed.set()
+        self.changed = trio.Event()
+        if self.delay:
+            await trio.sleep(self.delay)
+        status, body = 404, b"not found"
+        if path.startswith("/p/") and path[3:].isdigit() and int(path[3:]) < self.pages:
+            i = int(path[3:])
+            links = [self.url(j) for j in (2 * i + 1, 2 * i + 2) if j < self.pages]
+            links.append(self.url(0))
+            anchors = "".join(f'<a href="{href}">x</a>' for href in links)
+            status, body = 200, f"<html><body><h1>{i}</h1>{anchors}</body></html>".encode()
+        headers = [(b"content-type", b"text/html"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def wait_for(self, predicate: Any) -> None:
+        """Until ``predicate()`` holds, woken by each fetch (bounded: 60 s)."""
+        with trio.fail_after(60):
+            while not predicate():
+                await self.changed.wait()
+
+
+@asynccontextmanager
+async def serve_two_hosts(site: TwoHostSite) -> AsyncIterator[TwoHostSite]:
+    async with serve_asgi(site, HOSTS[0]) as first, serve_asgi(site, HOSTS[1]) as second:
+        site.bases = [first, second]
+        yield site
+
+
+class TwoHostSpider(Spider):
+    """One item per page; follows every link."""
+
+    name = "twohosts"
+    options = {"start": ""}
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["start"])
+
+    def parse(self, response: Response) -> Iterator[Any]:
+        yield {"url": str(response.url)}
+        yield from response.follow_all()
+
+
+# The same spider as a project's module, for the crawl command.
+SPIDER_SOURCE = """
+from crawler import Request, Spider
+
+
+class TwoHostSpider(Spider):
+    name = "twohosts"
+    options = {"start": ""}
+
+    def start_requests(self):
+        yield Request(self.settings["start"])
+
+    def parse(self, response):
+        yield {"url": str(response.url)}
+        yield from response.follow_all()
+"""

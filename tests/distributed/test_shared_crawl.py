@@ -1,0 +1,159 @@
+"""Several crawlers share one crawl through a real redis-server: each in its own engine
+(its own pool, scheduler and frontier), as separate processes would be."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from crawler import Settings
+from crawler.distributed import RedisClient
+from crawler.distributed._admin import crawl_status, export_items, position_path
+from crawler.distributed._frontier import CrawlKeys
+from crawler.engine._engine import Engine
+from crawler.engine._stats import Stats
+from crawler.settings import SettingsError
+from tests.crawl.helpers import settings
+from tests.distributed.helpers import TwoHostSite, TwoHostSpider, serve_two_hosts
+from tests.redis_server import RedisServer, run_redis
+
+KEYS = CrawlKeys("twohosts", "default")
+
+
+def shared_settings(site: TwoHostSite, url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "frontier_url": url,
+        "lease_ttl": 2.0,
+        "obey_robots": False,
+        "options": {"start": site.url(0)},
+    }
+    values.update(overrides)
+    return settings(site.bases[0], **values)
+
+
+async def run_worker(s: Settings, agent: str) -> Stats:
+    s = Settings(**{**_fields(s), "user_agent": agent})
+    async with Engine(s) as engine:
+        return await engine.crawler(TwoHostSpider, s, pipelines=[]).run()
+
+
+def _fields(s: Settings) -> dict[str, Any]:
+    return {name: getattr(s, name) for name in s.__dataclass_fields__ if name != "sources"}
+
+
+async def stream_urls(url: str) -> list[str]:
+    async with RedisClient(url) as client:
+        entries = await client.execute("XRANGE", KEYS.items, "-", "+")
+    assert isinstance(entries, list)
+    return [json.loads(fields[1])["url"] for _, fields in entries]
+
+
+def page_hits(site: TwoHostSite) -> dict[str, int]:
+    return {url: n for url, n in site.hits.items() if "/p/" in url}
+
+
+async def test_two_workers_fetch_every_page_once_and_export_every_item_once(
+    redis_server: RedisServer,
+) -> None:
+    async with serve_two_hosts(TwoHostSite(120)) as site:
+        s = shared_settings(site, redis_server.url)
+        results: list[Stats] = []
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for agent in ("w1", "w2"):
+                    nursery.start_soon(_collect, results, s, agent)
+    assert page_hits(site) == dict.fromkeys(site.all_urls(), 1)
+    urls = await stream_urls(redis_server.url)
+    assert sorted(urls) == sorted(site.all_urls())
+    assert all(stats.finish_reason == "finished" for stats in results)
+    status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")
+    assert "pages done:    120" in status and "pending:       0" in status
+    assert "refetches:     0" in status and "state:         finished" in status
+
+
+async def _collect(results: list[Stats], s: Settings, agent: str) -> None:
+    results.append(await run_worker(s, agent))
+
+
+async def test_a_worker_joining_a_finished_crawl_fetches_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with serve_two_hosts(TwoHostSite(10)) as site:
+        s = shared_settings(site, redis_server.url)
+        with trio.fail_after(60):
+            await run_worker(s, "w1")
+            hits = dict(site.hits)
+            await run_worker(s, "w2")
+    assert dict(site.hits) == hits
+    assert len(await stream_urls(redis_server.url)) == 10
+
+
+async def test_redis_restarted_mid_crawl_with_aof_and_the_crawl_completes(
+    tmp_path: Path,
+) -> None:
+    where = tmp_path / "redis"
+    stack = ExitStack()
+    server = await trio.to_thread.run_sync(
+        lambda: stack.enter_context(run_redis(where, appendonly=True))
+    )
+    try:
+        async with serve_two_hosts(TwoHostSite(80, delay=0.02)) as site:
+            s = shared_settings(site, server.url, lease_ttl=30.0, concurrency=2)
+            with trio.fail_after(90):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(run_worker, s, "w1")
+                    await site.wait_for(lambda: sum(page_hits(site).values()) >= 10)
+                    await trio.to_thread.run_sync(stack.close)
+                    seen_down = sum(page_hits(site).values())
+                    server = await trio.to_thread.run_sync(
+                        lambda: stack.enter_context(
+                            run_redis(where, port=server.port, appendonly=True)
+                        )
+                    )
+        assert seen_down < 80  # the restart happened mid-crawl
+        assert set(page_hits(site)) == site.all_urls()
+        assert sorted(await stream_urls(server.url)) == sorted(site.all_urls())
+    finally:
+        await trio.to_thread.run_sync(stack.close)
+
+
+async def test_export_writes_each_item_once_and_resumes_after_a_torn_run(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    async with serve_two_hosts(TwoHostSite(20)) as site:
+        with trio.fail_after(60):
+            await run_worker(shared_settings(site, redis_server.url), "w1")
+    out = tmp_path / "items.jsonl"
+    first = await trio.to_thread.run_sync(
+        lambda: export_items(
+            redis_server.url, "twohosts", "default", out, append=False, follow=False
+        )
+    )
+    assert first.written == 20
+    # a run killed after writing lines it had not recorded: a torn tail, and whole lines
+    torn = out.read_bytes() + b'{"url": "duplicate"}\n{"url": "tor'
+    out.write_bytes(torn)
+    again = await trio.to_thread.run_sync(
+        lambda: export_items(
+            redis_server.url, "twohosts", "default", out, append=True, follow=False
+        )
+    )
+    assert again.written == 0
+    urls = [json.loads(line)["url"] for line in out.read_text().splitlines()]
+    assert sorted(urls) == sorted(site.all_urls())
+    assert json.loads(position_path(out).read_text())["offset"] == out.stat().st_size
+
+
+async def test_frontier_url_with_a_job_dir_or_feeds_is_refused(tmp_path: Path) -> None:
+    s = Settings(frontier_url="redis://127.0.0.1:1/0", job_dir=str(tmp_path / "job"))
+    async with Engine(s) as engine:
+        with pytest.raises(SettingsError, match="frontier_url and job_dir"):
+            engine.crawler(TwoHostSpider, s)
+        s2 = Settings(frontier_url="redis://127.0.0.1:1/0")
+        with pytest.raises(SettingsError, match="crawl export"):
+            engine.crawler(TwoHostSpider, s2, feeds=[tmp_path / "x.jsonl"])
