@@ -20,11 +20,15 @@ class TwoHostSite:
     """Pages ``/p/0`` .. ``/p/N-1`` spread over two hosts: page i links to pages 2i+1 and
     2i+2 (on the host each lives on) and back to page 0, so every page is reached once
     and most links are duplicates. ``delay`` slows each answer, to keep a crawl going
-    long enough to act on it midway."""
+    long enough to act on it midway; ``hold_from`` holds it there."""
 
-    def __init__(self, pages: int, delay: float = 0.0) -> None:
+    def __init__(self, pages: int, delay: float = 0.0, hold_from: int = 0) -> None:
         self.pages = pages
         self.delay = delay
+        # Pages from this number on are answered only once ``release`` is set (0: none
+        # held): a crawl stays midway for as long as a test needs.
+        self.hold_from = hold_from
+        self.release = trio.Event()
         self.bases: list[str] = []
         self.hits: Counter[str] = Counter()  # "host:port/p/i" -> fetches
         self.by_agent: Counter[str] = Counter()
@@ -47,6 +51,9 @@ class TwoHostSite:
         self.changed = trio.Event()
         if self.delay:
             await trio.sleep(self.delay)
+        number = path[3:]
+        if self.hold_from and number.isdigit() and int(number) >= self.hold_from:
+            await self.release.wait()
         status, body = 404, b"not found"
         if path.startswith("/p/") and path[3:].isdigit() and int(path[3:]) < self.pages:
             i = int(path[3:])
