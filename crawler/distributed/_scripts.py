@@ -22,6 +22,8 @@ prefix, which Redis Cluster serves because they share that slot.
     seen          fingerprints of every request ever queued
     owner         hash id -> worker holding its lease
     wl:WORKER     ids leased to WORKER
+    wc:WORKER     ids its commits applied since it last saw a reply, so that a
+                  commit sent again after a lost reply is known as already applied
     workers       sorted set worker -> time (ms, server clock) its leases expire
     items         the stream of exported items
     stats         counters: pages, items, refetches, reaped, w:WORKER:pages ...
@@ -169,24 +171,29 @@ return out
     "lease",
 )
 
-#: ARGV: prefix, worker, then per page: id, number of new requests, number of items,
+#: ARGV: prefix, worker, fresh ("1": no commit of this batch is sent again, so the
+#: worker saw the replies of all its earlier commits), then per page: id, number of
+#: new requests, number of items, whether this commit is sent again ("1": the reply
+#: to its first sending was lost, and it may have been applied), then
 #: (fingerprint, stored request) per new request, then the items (JSON).
 #: A page whose lease the worker no longer holds (it expired and was requeued,
 #: maybe fetched elsewhere) is refused whole: nothing of it is applied.
-#: Returns {pages committed, items added, pages found done already, refused id, ...}:
-#: refused pages are still to be done (by whoever holds them now); those done already
-#: are a commit sent again after its reply was lost, or a page another worker took
-#: over and finished.
+#: Returns {pages committed, items added, commits sent again found applied, refused
+#: id, ...}: a refused page was, or will be, fetched again by whoever holds it now.
 COMMIT = Script(
     _COMMON
     + r"""
 local me = ARGV[2]
 local owner, req, items, wl = P .. 'owner', P .. 'req', P .. 'items', P .. 'wl:' .. me
-local i = 3
+local wc = P .. 'wc:' .. me
+if ARGV[3] == '1' then
+  redis.call('DEL', wc)
+end
+local i = 4
 local pages, added, late, out = 0, 0, 0, {0, 0, 0}
 while i <= #ARGV do
-  local rid, nc, ni = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+  local rid, nc, ni, again = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
+  i = i + 4
   if redis.call('HGET', owner, rid) == me then
     for j = 0, nc - 1 do
       push(ARGV[i + 2 * j], ARGV[i + 2 * j + 1])
@@ -199,16 +206,16 @@ while i <= #ARGV do
     redis.call('HDEL', owner, rid)
     redis.call('HDEL', req, rid)
     redis.call('SREM', wl, rid)
+    redis.call('SADD', wc, rid)
     pages = pages + 1
     added = added + ni
   else
     i = i + 2 * nc + ni
-    if redis.call('HEXISTS', req, rid) == 1 then
-      out[#out + 1] = rid
-    else
-      -- done already: this very commit, sent again after its reply was lost, or the
-      -- page was taken over and finished by another worker
+    if again == '1' and redis.call('SISMEMBER', wc, rid) == 1 then
+      -- applied already: by this very commit, whose reply was lost
       late = late + 1
+    else
+      out[#out + 1] = rid
     end
   end
 end
@@ -255,7 +262,7 @@ for _, rid in ipairs(redis.call('SMEMBERS', P .. 'wl:' .. me)) do
   end
 end
 if mode == 'leave' then
-  redis.call('DEL', P .. 'wl:' .. me)
+  redis.call('DEL', P .. 'wl:' .. me, P .. 'wc:' .. me)
   redis.call('ZREM', P .. 'workers', me)
 end
 return n

@@ -67,6 +67,7 @@ class SharedCrawl:
         self._wake = trio.Event()
         self._register = True
         self._resync = False
+        self._resent: set[bytes] = set()  # pages whose commit is sent again
         self._heartbeat_at = 0.0
         self._stop_seen = False
         self.stopping = False
@@ -224,7 +225,8 @@ class SharedCrawl:
             commands.extend(["XADD", self.keys.items, "*", "i", line] for line in items)
         commit_at = len(commands)
         if commits:
-            commands.append(COMMIT.command([meta], _commit_args(prefix, self.worker, commits)))
+            args = _commit_args(prefix, self.worker, commits, self._resent)
+            commands.append(COMMIT.command([meta], args))
         if self._resync and not self._register:
             # A lease reply lost with a connection: give back what this worker never saw.
             commands.append(
@@ -251,9 +253,12 @@ class SharedCrawl:
             # a commit applied already is refused the second time, and only counted).
             frontier.loose[:0] = loose
             frontier.commits[:0] = commits
+            self._resent.update(rid for rid, _ in commits)
             frontier.loose_items[:0] = items
             raise
         self._resync = False
+        if self._resent:
+            self._resent.clear()
         self._heartbeat_at = trio.current_time() + self.ttl / 3
         if commits:
             self._committed(replies[commit_at])
@@ -264,8 +269,8 @@ class SharedCrawl:
         self.committed += int(pages)
         if late:
             log.info(
-                "worker %s: %d page(s) were committed already (a reply lost with the "
-                "connection, or taken over by another worker)",
+                "worker %s: %d page(s) sent again were committed already (the first "
+                "reply was lost with the connection)",
                 self.worker,
                 late,
             )
@@ -309,11 +314,13 @@ class SharedCrawl:
             frontier.finished = False
 
 
-def _commit_args(prefix: str, worker: str, commits: list[tuple[bytes, Any]]) -> list[Arg]:
-    args: list[Arg] = [prefix, worker]
+def _commit_args(
+    prefix: str, worker: str, commits: list[tuple[bytes, Any]], resent: set[bytes]
+) -> list[Arg]:
+    args: list[Arg] = [prefix, worker, "0" if resent else "1"]
     for rid, outcome in commits:
         children, items = outcome.children, outcome.items
-        args += (rid, len(children), len(items))
+        args += (rid, len(children), len(items), "1" if rid in resent else "0")
         for fingerprint, stored in children:
             args += (fingerprint, stored)
         args.extend(items)

@@ -109,3 +109,44 @@ class TwoHostSpider(Spider):
         yield {"url": str(response.url)}
         yield from response.follow_all()
 """
+
+
+class CuttableRelay:
+    """A TCP relay to Redis that a test can cut and restore: one worker loses Redis
+    while the others keep it. Cut connections are closed; new ones are closed at once."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.up = True
+        self._scopes: set[trio.CancelScope] = set()
+
+    async def handle(self, client: trio.SocketStream) -> None:
+        async with client:
+            if not self.up:
+                return
+            with trio.CancelScope() as scope:
+                self._scopes.add(scope)
+                try:
+                    server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+                    async with server, trio.open_nursery() as nursery:
+                        nursery.start_soon(_pipe, client, server, nursery.cancel_scope)
+                        nursery.start_soon(_pipe, server, client, nursery.cancel_scope)
+                finally:
+                    self._scopes.discard(scope)
+
+    def cut(self) -> None:
+        self.up = False
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def restore(self) -> None:
+        self.up = True
+
+
+async def _pipe(source: trio.SocketStream, sink: trio.SocketStream, done: trio.CancelScope) -> None:
+    try:
+        async for data in source:
+            await sink.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    done.cancel()

@@ -41,9 +41,15 @@ async def lease(
 
 
 async def commit(
-    client: RedisClient, worker: str, rid: bytes, children: list[str], items: list[str]
+    client: RedisClient,
+    worker: str,
+    rid: bytes,
+    children: list[str],
+    items: list[str],
+    *,
+    again: bool = False,
 ) -> Any:
-    args: list[Any] = [P, worker, rid, len(children), len(items)]
+    args: list[Any] = [P, worker, int(not again), rid, len(children), len(items), int(again)]
     for url in children:
         args += stored(url)
     args += items
@@ -103,7 +109,8 @@ async def test_commit_applies_children_items_and_done_mark(redis_server: RedisSe
         )
         assert reply == [1, 2, 0]  # one page, two items, nothing refused
         # sent again (its reply lost): found done, not applied twice, not a refetch
-        assert await commit(client, "w1", rid, ["http://a.test/y"], ['{"n":3}']) == [0, 0, 1]
+        resent = await commit(client, "w1", rid, ["http://a.test/y"], ['{"n":3}'], again=True)
+        assert resent == [0, 0, 1]
         stream = await client.execute("XRANGE", KEYS.items, "-", "+")
         owner = await client.execute("HLEN", KEYS.owner)
         stats = await client.execute("HGETALL", KEYS.stats)

@@ -19,8 +19,14 @@ from crawler.engine._engine import Engine
 from crawler.engine._stats import Stats
 from crawler.settings import SettingsError
 from tests.crawl.helpers import settings
-from tests.distributed.helpers import TwoHostSite, TwoHostSpider, serve_two_hosts
+from tests.distributed.helpers import (
+    CuttableRelay,
+    TwoHostSite,
+    TwoHostSpider,
+    serve_two_hosts,
+)
 from tests.redis_server import RedisServer, run_redis
+from tests.servers import serve_tcp
 
 KEYS = CrawlKeys("twohosts", "default")
 
@@ -157,3 +163,47 @@ async def test_frontier_url_with_a_job_dir_or_feeds_is_refused(tmp_path: Path) -
         s2 = Settings(frontier_url="redis://127.0.0.1:1/0")
         with pytest.raises(SettingsError, match="crawl export"):
             engine.crawler(TwoHostSpider, s2, feeds=[tmp_path / "x.jsonl"])
+
+
+async def test_a_worker_cut_off_past_its_lease_has_its_commits_refused_and_pages_refetched(
+    redis_server: RedisServer,
+) -> None:
+    relay = CuttableRelay(redis_server.port)
+    async with (
+        serve_tcp(relay.handle) as relay_port,
+        serve_two_hosts(TwoHostSite(60, hold_from=12)) as site,
+    ):
+        cut_off = shared_settings(site, f"redis://127.0.0.1:{relay_port}/0", concurrency=2)
+        direct = shared_settings(site, redis_server.url, concurrency=2)
+        results: list[Stats] = []
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_collect, results, cut_off, "cut")
+                # the first worker waits on held pages (12 and on): its pages in flight
+                await site.wait_for(lambda: site.by_agent["cut"] >= 8 and _held(site) >= 1)
+                relay.cut()
+                site.release.set()  # its pages are answered; their commits cannot be sent
+                nursery.start_soon(_collect, results, direct, "direct")
+                await _until_reaped(redis_server.url)
+                relay.restore()
+        status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")
+    hits = page_hits(site)
+    assert set(hits) == site.all_urls()
+    assert sorted(await stream_urls(redis_server.url)) == sorted(site.all_urls())
+    refetches = int(status.split("refetches:")[1].split()[0])
+    assert refetches >= 1, status
+    assert sum(hits.values()) >= 60 + refetches
+
+
+def _held(site: TwoHostSite) -> int:
+    return sum(n for url, n in site.hits.items() if int(url.rsplit("/", 1)[1]) >= 12)
+
+
+async def _until_reaped(url: str) -> None:
+    """Poll (bounded by the caller's fail_after) until a worker's leases were taken back."""
+    async with RedisClient(url) as client:
+        for _ in range(1200):
+            if await client.execute("HGET", KEYS.stats, "reaped"):
+                return
+            await trio.sleep(0.05)
+    raise AssertionError("no worker's leases were taken back")
