@@ -44,6 +44,8 @@ _BACKOFF_MAX = 5.0
 _CALL_TIMEOUT = 10.0
 _GATHER = 0.005  # a round waits this long for more pages to finish, to batch their commits
 _MAX_BATCH = 512
+_POLL_FIRST = 0.01  # a starving worker asks again after this, doubling up to
+_POLL_MAX = 0.5
 
 
 class SharedCrawlError(RedisError):
@@ -59,7 +61,8 @@ class SharedCrawl:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.ttl = settings.lease_ttl
         self.outage_limit = settings.redis_outage_limit
-        self.batch = min(_MAX_BATCH, max(16, 2 * settings.concurrency))
+        # About what the workers can start soon: a worker that hoards leases starves others.
+        self.batch = min(_MAX_BATCH, max(8, settings.concurrency))
         self.frontier = RedisFrontier()
         self.frontier.low_water = self.batch // 2
         self.frontier.nudge = self._nudge
@@ -69,6 +72,7 @@ class SharedCrawl:
         self._resync = False
         self._resent: set[bytes] = set()  # pages whose commit is sent again
         self._heartbeat_at = 0.0
+        self._poll = _POLL_FIRST
         self._stop_seen = False
         self.stopping = False
         self.queued = 0  # the last counts Redis gave: requests waiting, leases held
@@ -170,8 +174,10 @@ class SharedCrawl:
         now = trio.current_time()
         timeout = self._heartbeat_at - now
         if frontier.buffered == 0 and not frontier.finished:
-            # Starving: look again soon (others' commits queue new requests).
-            timeout = min(timeout, self.ttl / 20)
+            # Starving: look again soon, as others' commits queue new requests; less
+            # often the longer nothing comes, so an idle worker costs Redis little.
+            timeout = min(timeout, self._poll)
+            self._poll = min(_POLL_MAX, self._poll * 2)
         with trio.move_on_after(max(0.0, timeout)):
             await self._wake.wait()
         self._wake = trio.Event()
@@ -299,6 +305,7 @@ class SharedCrawl:
             return
         self._register = False
         if pairs:
+            self._poll = _POLL_FIRST
             self._refilled(frontier.add_leased(pairs))
         if stop and not self._stop_seen:
             self._stop_seen = True
