@@ -85,14 +85,17 @@ def _format(counts: CrawlCounts) -> str:
         f"pending:       {counts.queued}",
         f"in flight:     {counts.leased} (leased)",
         f"items:         {stats.get('items', 0)} ({counts.stream} in the stream)",
+        f"errors:        {stats.get('errors', 0)} (pages failed, callback and pipeline errors)",
         f"refetches:     {stats.get('refetches', 0)} (commits refused after a lease expired; "
         f"{stats.get('reaped', 0)} leases taken back from dead workers)",
     ]
     for worker, left in counts.workers:
-        mine = {k: stats.get(f"w:{worker}:{k}", 0) for k in ("pages", "items", "refetches")}
+        mine = {
+            k: stats.get(f"w:{worker}:{k}", 0) for k in ("pages", "items", "errors", "refetches")
+        }
         lines.append(
-            f"  {worker}: {mine['pages']} pages, {mine['items']} items, "
-            f"{mine['refetches']} refetches; heartbeat good for {left:.1f} s"
+            f"  {worker}: {mine['pages']} pages, {mine['items']} items, {mine['errors']} "
+            f"errors, {mine['refetches']} refetches; heartbeat good for {left:.1f} s"
         )
     if not counts.workers and not counts.queued and not counts.leased and stats.get("pages"):
         lines.append("state:         finished")

@@ -83,16 +83,21 @@ class SharedCrawl:
         self._refilled: Callable[[Iterable[str]], None] = _ignore
         self._stop: Callable[[str], None] = _ignore
         self._fail: Callable[[str], None] = _ignore
+        self._errors: Callable[[], int] = _zero
+        self._errors_sent = 0
 
     def attach(
         self,
         refilled: Callable[[Iterable[str]], None],
         stop: Callable[[str], None],
         fail: Callable[[str], None],
+        errors: Callable[[], int],
     ) -> None:
+        """``errors()``: this worker's error count so far, summed into the crawl's stats."""
         self._refilled = refilled
         self._stop = stop
         self._fail = fail
+        self._errors = errors
 
     def _nudge(self) -> None:
         self._wake.set()
@@ -193,12 +198,10 @@ class SharedCrawl:
     async def finish(self) -> None:
         """Commit what is left and give back every lease still held (requests not started,
         retries waiting): another worker, or the next run, takes them."""
-        frontier = self.frontier
         try:
             with trio.fail_after(_CALL_TIMEOUT):
                 self.stopping = True
-                if frontier.commits or frontier.loose or frontier.loose_items:
-                    await self._round()
+                await self._round()  # the last commits and counters
                 await self.client.run(
                     RELEASE, [self.keys.meta], [self.keys.prefix, self.worker, "leave"]
                 )
@@ -238,6 +241,10 @@ class SharedCrawl:
             commands.append(
                 RELEASE.command([meta], [prefix, self.worker, "keep", *frontier.lease_ids()])
             )
+        errors = self._errors() - self._errors_sent
+        if errors:
+            commands.append(["HINCRBY", self.keys.stats, "errors", errors])
+            commands.append(["HINCRBY", self.keys.stats, f"w:{self.worker}:errors", errors])
         want = self._want()
         commands.append(
             LEASE.command(
@@ -263,6 +270,7 @@ class SharedCrawl:
             frontier.loose_items[:0] = items
             raise
         self._resync = False
+        self._errors_sent += errors
         if self._resent:
             self._resent.clear()
         self._heartbeat_at = trio.current_time() + self.ttl / 3
@@ -336,3 +344,7 @@ def _commit_args(
 
 def _ignore(*_args: Any) -> None:
     pass
+
+
+def _zero() -> int:
+    return 0

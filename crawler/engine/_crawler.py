@@ -185,7 +185,9 @@ class Crawler:
         )
         self.pipelines = PipelineRunner(chain)
         if self.shared is not None:
-            self.shared.attach(self.scheduler.refilled, self.stop, self._shared_failed)
+            self.shared.attach(
+                self.scheduler.refilled, self.stop, self._shared_failed, self._error_count
+            )
         self._timeout = settings.timeout()
         self._proxies = ProxyChooser.for_spider(settings)
         #: The spider's sessions by name ("default" included), made on first use.
@@ -284,6 +286,10 @@ class Crawler:
             raise SettingsError(f"frontier_url: {exc}") from None
         self._encode_item = make_encoder()
         return self.shared.frontier
+
+    def _error_count(self) -> int:
+        stats = self.stats
+        return stats.failed + stats.callback_errors + self.pipelines.errors
 
     def _shared_failed(self, reason: str) -> None:
         self.failed = True

@@ -207,3 +207,15 @@ async def _until_reaped(url: str) -> None:
                 return
             await trio.sleep(0.05)
     raise AssertionError("no worker's leases were taken back")
+
+
+async def test_errors_of_each_worker_are_summed_in_the_status(redis_server: RedisServer) -> None:
+    async with serve_two_hosts(TwoHostSite(5)) as site:
+        missing = f"{site.bases[0]}/missing"
+        s = shared_settings(site, redis_server.url, options={"start": missing})
+        with trio.fail_after(60):
+            stats = await run_worker(s, "w1")
+    assert stats.failed == 1  # a 404 (not retried)
+    status = await trio.to_thread.run_sync(crawl_status, redis_server.url, "twohosts", "default")
+    assert "errors:        1 " in status
+    assert "pages done:    1" in status  # a failed page is done too: it is not fetched again
