@@ -570,19 +570,23 @@ class Crawler:
             if request is None:
                 return
             PAGE.set(PageOutcome())
-            keep = False
+            # Committed only once handled: a page cancelled midway (an abort) keeps its
+            # lease, given back when the worker leaves, so it is fetched again.
+            handled = keep = False
             try:
                 try:
                     outcome = await fetch(request)
                 finally:
                     release_host(request)
                 keep = await handle(request, outcome)
+                handled = True
             except Exception:
                 self.stats.errors["internal"] += 1
                 log.exception("spider %s: internal error on %s", self.name, request.url)
+                handled = True
             finally:
                 # Not sent (a login failed): its lease is kept and given back at the end.
-                done(None if keep else request)
+                done(request if handled and not keep else None)
                 PAGE.set(None)
 
     async def _item(self, item: Any) -> None:

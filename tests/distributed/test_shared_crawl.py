@@ -180,7 +180,7 @@ async def test_a_worker_cut_off_past_its_lease_has_its_commits_refused_and_pages
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_collect, results, cut_off, "cut")
                 # the first worker waits on held pages (12 and on): its pages in flight
-                await site.wait_for(lambda: site.by_agent["cut"] >= 8 and _held(site) >= 1)
+                await site.wait_for(lambda: site.by_agent["cut"] >= 8 and _held(site, 12) >= 1)
                 relay.cut()
                 site.release.set()  # its pages are answered; their commits cannot be sent
                 nursery.start_soon(_collect, results, direct, "direct")
@@ -195,8 +195,8 @@ async def test_a_worker_cut_off_past_its_lease_has_its_commits_refused_and_pages
     assert sum(hits.values()) >= 60 + refetches
 
 
-def _held(site: TwoHostSite) -> int:
-    return sum(n for url, n in site.hits.items() if int(url.rsplit("/", 1)[1]) >= 12)
+def _held(site: TwoHostSite, hold_from: int) -> int:
+    return sum(n for url, n in site.hits.items() if int(url.rsplit("/", 1)[1]) >= hold_from)
 
 
 async def _until_reaped(url: str) -> None:
@@ -219,3 +219,22 @@ async def test_errors_of_each_worker_are_summed_in_the_status(redis_server: Redi
     status = await trio.to_thread.run_sync(crawl_status, redis_server.url, "twohosts", "default")
     assert "errors:        1 " in status
     assert "pages done:    1" in status  # a failed page is done too: it is not fetched again
+
+
+async def test_pages_cancelled_by_an_abort_are_not_committed_but_given_back(
+    redis_server: RedisServer,
+) -> None:
+    async with serve_two_hosts(TwoHostSite(40, hold_from=10)) as site:
+        s = shared_settings(site, redis_server.url, concurrency=2)
+        with trio.fail_after(60):
+            async with Engine(s) as engine:
+                crawler = engine.crawler(TwoHostSpider, s, pipelines=[])
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(crawler.run)
+                    # pages 10 and on are held: the worker has them in flight
+                    await site.wait_for(lambda: _held(site, 10) >= 2)
+                    crawler.abort()  # a second Ctrl-C: the pages in flight are cancelled
+            site.release.set()
+            await run_worker(s, "w2")
+    assert set(page_hits(site)) == site.all_urls()
+    assert sorted(await stream_urls(redis_server.url)) == sorted(site.all_urls())
