@@ -112,8 +112,9 @@ return n
 #: ARGV: prefix, worker, ttl (ms), how many to lease, register ("1": a worker
 #: starting, or coming back after it was reaped), per-host cap.
 #: Reaps dead workers, renews the caller's heartbeat (and so all its leases),
-#: then leases up to N requests round-robin over the hosts, at most the cap
-#: from each host per call. Returns {alive, queued, leased, stop, id, request, ...};
+#: then leases up to N requests round-robin over the hosts, an even share of N
+#: from each per pass, and at most the cap from any one host per call.
+#: Returns {alive, queued, leased, stop, id, request, ...};
 #: alive is 0 (and nothing is leased) when the caller had been reaped.
 #: Per-host politeness across workers (connection caps, delays) is not decided
 #: here: a shared host cap would filter the hosts this loop visits.
@@ -138,15 +139,19 @@ redis.call('ZADD', P .. 'workers', now + ttl, me)
 local out = {1, 0, 0, 0}
 if n > 0 and redis.call('EXISTS', P .. 'stop') == 0 then
   local ring = P .. 'ring'
-  local visits = math.min(redis.call('LLEN', ring), n)
-  local got = 0
-  for _ = 1, visits do
-    if got >= n then
-      break
-    end
+  local hosts = redis.call('LLEN', ring)
+  -- an even share from each host, so that the batch spreads over hosts; hosts with
+  -- less than their share leave theirs to the others on the next pass
+  local per = math.min(cap, math.ceil(n / math.max(1, math.min(hosts, n))))
+  local taken, got, idle = {}, 0, 0
+  while got < n and hosts > 0 and idle < hosts do
     local host = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
     local queue = P .. 'q:' .. host
-    local popped = redis.call('ZPOPMIN', queue, math.min(cap, n - got))
+    local room = math.min(per, cap - (taken[host] or 0), n - got)
+    local popped = {}
+    if room > 0 then
+      popped = redis.call('ZPOPMIN', queue, room)
+    end
     for j = 1, #popped, 2 do
       local rid = popped[j]
       redis.call('HSET', P .. 'owner', rid, me)
@@ -155,9 +160,16 @@ if n > 0 and redis.call('EXISTS', P .. 'stop') == 0 then
       out[#out + 1] = redis.call('HGET', P .. 'req', rid)
       got = got + 1
     end
+    taken[host] = (taken[host] or 0) + #popped / 2
+    if #popped > 0 then
+      idle = 0
+    else
+      idle = idle + 1
+    end
     if redis.call('EXISTS', queue) == 0 then
       redis.call('LREM', ring, -1, host)
       redis.call('SREM', P .. 'hosts', host)
+      hosts = hosts - 1
     end
   end
   if got > 0 then

@@ -255,7 +255,8 @@ class SharedCrawl:
                     int(self.ttl * 1000),
                     want,
                     "1" if self._register else "0",
-                    max(2, want // 4),
+                    # No cap per host: shared per-host caps would set it (see LEASE).
+                    max(1, want),
                 ],
             )
         )

@@ -195,3 +195,16 @@ async def test_stop_flag_stops_leasing_and_a_new_run_clears_it(redis_server: Red
         # no worker is left: the next one to join starts a new run, without the stop
         _, _, _, stop, got = await lease(client, "w2", 5)
     assert stop == 0 and len(got) == 1
+
+
+async def test_a_lease_spreads_over_the_hosts_that_have_work(redis_server: RedisServer) -> None:
+    async with client_for(redis_server) as client:
+        for host in ("a.test", "b.test", "c.test"):
+            await push(client, *(f"http://{host}/{i}" for i in range(4)))
+        *_, spread = await lease(client, "w1", 6)  # no cap per host: an even share each
+        await push(client, *(f"http://d.test/{i}" for i in range(8)))
+        await client.run(RELEASE, [KEYS.meta], [P, "w1", "leave"])
+        *_, everything = await lease(client, "w1", 20)
+    hosts = [url.split("/")[2] for _, url in spread]
+    assert sorted(hosts) == ["a.test", "a.test", "b.test", "b.test", "c.test", "c.test"]
+    assert len(everything) == 20
