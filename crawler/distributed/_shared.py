@@ -45,7 +45,7 @@ _CALL_TIMEOUT = 10.0
 _GATHER = 0.005  # a round waits this long for more pages to finish, to batch their commits
 _MAX_BATCH = 512
 _POLL_FIRST = 0.01  # a starving worker asks again after this, doubling up to
-_POLL_MAX = 0.5
+_POLL_MAX = 0.1
 
 
 class SharedCrawlError(RedisError):
