@@ -102,7 +102,8 @@ class RedisFrontier:
         self._raw_young: set[str] = set()
         self._raw_old: set[str] = set()
         self._seen_cache_size = seen_cache_size
-        self._last: tuple[str, str, bytes] | None = None  # (url, method, fingerprint)
+        # (url, method, body, fingerprint) of the last new request add_seen saw
+        self._last: tuple[str, str, bytes, bytes] | None = None
         #: Set by the sync task once Redis says the whole crawl is over.
         self.finished = False
         #: Called when the sync task has work: a page done, a push, the buffer low.
@@ -117,8 +118,13 @@ class RedisFrontier:
             self._buffer(host, rid, request)
             return
         last = self._last
-        if last is not None and last[0] == request.url and last[1] == request.method:
-            fingerprint = last[2]
+        if (
+            last is not None
+            and last[0] == request.url
+            and last[1] == request.method
+            and last[2] == request.body
+        ):
+            fingerprint = last[3]
         elif request.dont_filter:
             fingerprint = b""
         else:
@@ -201,7 +207,7 @@ class RedisFrontier:
                 raw = self._raw_young = set()
             raw.add(url)
         # push() reuses it: the scheduler pushes right after a new URL passed its filters.
-        self._last = (url, method, fingerprint)
+        self._last = (url, method, body, fingerprint)
         return True
 
     def __len__(self) -> int:
