@@ -34,7 +34,8 @@ KEYS = CrawlKeys("twohosts", "default")
 def shared_settings(site: TwoHostSite, url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "frontier_url": url,
-        "lease_ttl": 2.0,
+        # long enough that no live worker is taken for dead on a loaded machine
+        "lease_ttl": 10.0,
         "obey_robots": False,
         "options": {"start": site.url(0)},
     }
@@ -173,7 +174,9 @@ async def test_a_worker_cut_off_past_its_lease_has_its_commits_refused_and_pages
         serve_tcp(relay.handle) as relay_port,
         serve_two_hosts(TwoHostSite(60, hold_from=12)) as site,
     ):
-        cut_off = shared_settings(site, f"redis://127.0.0.1:{relay_port}/0", concurrency=2)
+        cut_off = shared_settings(
+            site, f"redis://127.0.0.1:{relay_port}/0", concurrency=2, lease_ttl=2.0
+        )
         direct = shared_settings(site, redis_server.url, concurrency=2)
         results: list[Stats] = []
         with trio.fail_after(90):

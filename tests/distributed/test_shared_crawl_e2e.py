@@ -17,15 +17,18 @@ from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = FAST + "obey_robots = false\nlease_ttl = 2.0\nconcurrency = 4\n"
+# A lease outlives a silent worker by 10 s: even on a loaded machine no live worker is
+# taken for dead; the test that kills one shortens it for that worker.
+SETTINGS = FAST + "obey_robots = false\nlease_ttl = 10.0\nconcurrency = 4\n"
 
 
 def project(root: Path) -> Path:
     return make_project(root / "project", SETTINGS, twohosts=SPIDER_SOURCE)
 
 
-def worker_args(site: TwoHostSite, url: str, agent: str) -> list[str]:
+def worker_args(site: TwoHostSite, url: str, agent: str, *extra: str) -> list[str]:
     return [
+        *extra,
         "twohosts",
         "--frontier",
         url,
@@ -36,9 +39,11 @@ def worker_args(site: TwoHostSite, url: str, agent: str) -> list[str]:
     ]
 
 
-async def start_worker(cwd: Path, site: TwoHostSite, url: str, agent: str) -> trio.Process:
+async def start_worker(
+    cwd: Path, site: TwoHostSite, url: str, agent: str, *extra: str
+) -> trio.Process:
     return await trio.lowlevel.open_process(
-        [*CRAWL, *worker_args(site, url, agent)],
+        [*CRAWL, *worker_args(site, url, agent, *extra)],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -65,6 +70,10 @@ async def export(cwd: Path, url: str) -> list[str]:
     return [item["url"] for item in read_jsonl(out)]
 
 
+def held(site: TwoHostSite, hold_from: int) -> int:
+    return sum(n for url, n in page_hits(site).items() if int(url.rsplit("/", 1)[1]) >= hold_from)
+
+
 def page_hits(site: TwoHostSite) -> dict[str, int]:
     return {url: n for url, n in site.hits.items() if "/p/" in url}
 
@@ -86,13 +95,16 @@ async def test_a_killed_worker_loses_nothing_and_exports_nothing_twice(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     cwd = project(tmp_path)
-    async with serve_two_hosts(TwoHostSite(200, delay=0.03)) as site:
-        doomed = await start_worker(cwd, site, redis_server.url, "doomed")
-        await site.wait_for(lambda: site.by_agent["doomed"] >= 10)
+    async with serve_two_hosts(TwoHostSite(200, hold_from=40)) as site:
+        # its leases expire 2 s after its last heartbeat
+        doomed = await start_worker(cwd, site, redis_server.url, "doomed", "-s", "lease_ttl=2")
+        # pages 40 and on are held: once it asked for one, it has pages it cannot commit
+        await site.wait_for(lambda: site.by_agent["doomed"] >= 10 and held(site, 40) >= 1)
         doomed.send_signal(signal.SIGKILL)
         with trio.fail_after(30):
             await doomed.wait()
         fetched_by_doomed = site.by_agent["doomed"]
+        site.release.set()
         survivor = await start_worker(cwd, site, redis_server.url, "survivor")
         await finish(survivor)
         status = (await crawl(cwd, "status", redis_server.url)).stdout.decode()
