@@ -241,3 +241,28 @@ async def test_pages_cancelled_by_an_abort_are_not_committed_but_given_back(
             await run_worker(s, "w2")
     assert set(page_hits(site)) == site.all_urls()
     assert sorted(await stream_urls(redis_server.url)) == sorted(site.all_urls())
+
+
+async def test_export_follow_writes_items_as_they_come_until_no_worker_is_left(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "live.jsonl"
+    async with serve_two_hosts(TwoHostSite(40, hold_from=20)) as site:
+        s = shared_settings(site, redis_server.url, concurrency=2)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_worker, s, "w1")
+                await site.wait_for(lambda: _held(site, 20) >= 1)  # joined, and midway
+
+                async def follow() -> None:
+                    await trio.to_thread.run_sync(
+                        lambda: export_items(
+                            redis_server.url, "twohosts", "default", out, append=True, follow=True
+                        )
+                    )
+
+                # the export runs while the crawl goes on, and ends after the worker left
+                nursery.start_soon(follow)
+                site.release.set()
+    urls = [json.loads(line)["url"] for line in out.read_text().splitlines()]
+    assert sorted(urls) == sorted(site.all_urls())
