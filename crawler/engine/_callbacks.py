@@ -15,6 +15,8 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mappin
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from itemadapter import ItemAdapter
+
 from .._sitemap_xml import SitemapError
 from ..request import Request
 from ..spider import CloseSpider
@@ -42,8 +44,13 @@ def _kind(method: Callable[..., Any]) -> int:
 
 
 def _is_many(value: Any) -> bool:
-    # A mapping (UserDict, a Mapping class of one's own) is one item, not its keys.
-    return isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping)
+    # A mapping (UserDict, a Mapping class of one's own) is one item, not its keys; so is
+    # a pydantic model, though iterating it gives its fields.
+    return (
+        isinstance(value, Iterable)
+        and not isinstance(value, str | bytes | Mapping)
+        and not ItemAdapter.is_item(value)
+    )
 
 
 class Callbacks:

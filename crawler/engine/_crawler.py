@@ -447,6 +447,21 @@ class Crawler:
             f"; and {more} more" if more > 0 else "",
         )
 
+    def lost_items(self) -> bool:
+        """Whether items were lost to pipeline errors in a crawl that counts that as failing
+        (``fail_on_item_errors``): an export with holes must not look like a clean run."""
+        errors = self.pipelines.errors
+        if errors and self.settings.fail_on_item_errors:
+            log.error(
+                "spider %s: %d item%s lost to pipeline errors (logged above); the exit status "
+                "is 1 (set fail_on_item_errors = false to accept such losses)",
+                self.name,
+                errors,
+                "" if errors == 1 else "s",
+            )
+            return True
+        return False
+
     def warn_if_no_items(self) -> None:
         """Say so when pages reached callbacks but not one item came out of them: an empty
         export with exit status 0 is otherwise a puzzle, most often a selector that

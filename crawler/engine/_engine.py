@@ -213,7 +213,7 @@ async def _crawl_all(
     for crawler in crawlers:
         log_summary(crawler.stats)
         crawler.warn_if_no_items()
-        failed = failed or crawler.aborted or crawler.failed
+        failed = failed or crawler.aborted or crawler.failed or crawler.lost_items()
     if stats_json is not None:
         write_stats_json(stats_json, all_stats)
     if any(c.interrupted for c in crawlers):
@@ -235,8 +235,9 @@ def run_crawl(
     starts the demo site this way) and may adjust each spider's settings.
 
     0: every crawl ended normally (exhausted, or a max_* limit reached);
-    130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, or none
-    of its start requests could be crawled).
+    130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, none
+    of its start requests could be crawled, or items were lost to pipeline
+    errors while ``fail_on_item_errors`` is on).
     """
     try:
         return trio.run(_main, spider_classes, settings_for, feeds, stats_json, prepare)

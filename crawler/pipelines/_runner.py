@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._paths import for_spider
+from ._encode import ItemEncodeError
 
 if TYPE_CHECKING:
     from ..spider import Spider
@@ -188,6 +189,12 @@ class PipelineRunner:
                 result = (await call(item, spider)) if is_async else call(item, spider)
             except DropItem as exc:
                 self._count_drop(str(exc) or label)
+                return None
+            except ItemEncodeError as exc:  # the message names the field: no traceback needed
+                self.errors += 1
+                logger.error(
+                    "spider %s: pipeline %s: %s; the item is dropped", spider.name, label, exc
+                )
                 return None
             except Exception:
                 self.errors += 1

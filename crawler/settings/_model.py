@@ -250,6 +250,14 @@ class Settings:
         "Item pipelines, by name, in the order items pass through them. Options of "
         'each go in a `[pipeline.NAME]` table, e.g. `[pipeline.jsonl] path = "items.jsonl"`.',
     )
+    fail_on_item_errors: bool = setting(
+        True,
+        "Exit with status 1 when items were lost to errors: an item a pipeline failed on "
+        "(one an exporter cannot write names the field and its type in the log), or a "
+        "pipeline returning None. false: such items are logged and counted in "
+        "errors.pipeline, and the exit status does not change. Items dropped with "
+        "DropItem are never errors.",
+    )
     spider_modules: tuple[str, ...] = setting(
         ("spiders",),
         "Modules or packages holding the spiders, importable from the directory of "
