@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ..http import PROXY, URL, HTTPError, Timeout
+from ..http import PROXY, URL, Cookie, Cookies, HTTPError, Timeout
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..request import Request
@@ -137,9 +137,12 @@ class Fetcher:
         extensions: dict[str, Any] = {SESSION_GENERATION: session.generation}
         if request.proxy is not None:  # the request's own: above [domains] and settings
             extensions[PROXY] = proxy_of(request.proxy)
+        url = URL(request.url)
+        if request.cookies is not None:
+            _store_cookies(session.cookies, request.cookies, url.host)
         http_request = HTTPRequest(
             request.method,
-            URL(request.url),
+            url,
             headers=headers,
             content=request.body or None,
             timeout=self._timeout,
@@ -224,6 +227,24 @@ class Fetcher:
             response = await cache.process_response(probe, fetched, self._spider)
         status = response.status_code
         return status, response.content if status < 300 else b""
+
+
+def _store_cookies(jar: Cookies, cookies: list[dict[str, Any]], host: str) -> None:
+    """Put a request's own cookies in its session's jar, as Scrapy does: the jar then
+    sends them with this request and with every later one they match. A cookie without
+    a domain is the request host's alone (host-only)."""
+    for cookie in cookies:
+        domain = cookie.get("domain")
+        jar.set_cookie(
+            Cookie(
+                cookie["name"],
+                cookie["value"],
+                domain or host,
+                cookie.get("path", "/"),
+                secure=cookie.get("secure", False),
+                host_only=not domain,
+            )
+        )
 
 
 async def _read_at_most(response: HTTPResponse, limit: int) -> bytes:

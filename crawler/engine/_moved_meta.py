@@ -22,8 +22,10 @@ MOVED_META_KEYS: dict[str, str] = {
     # Became Request keywords (Scrapy's keys of the same name included).
     "dont_retry": "Request(..., dont_retry=True)",
     "dont_redirect": "Request(..., dont_redirect=True)",
-    "handle_httpstatus_all": 'Request(..., accept_statuses="all")',
-    "handle_httpstatus_list": "Request(..., accept_statuses=[...])",
+    "handle_httpstatus_all": "Request(..., handle_httpstatus_all=True) (the keyword, "
+    'also named accept_statuses="all")',
+    "handle_httpstatus_list": "Request(..., handle_httpstatus_list=[...]) (the keyword, "
+    "also named accept_statuses=[...])",
     "retry": "Request(..., retry_any_method=True)",
     "retry_times": "request.retries (kept by the engine)",
     "redirect_times": "request.redirects (kept by the engine)",

@@ -159,7 +159,8 @@ class OutcomePolicy:
             return
         status = response.status_code
         # The target is a new request: the retries its source took are not its own.
-        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0}
+        # Its cookies are in the jar since it was sent: the jar decides where they go next.
+        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0, "cookies": None}
         step = redirect_step(
             request.method, status, same_origin=URL(url).origin == URL(request.url).origin
         )
