@@ -3,14 +3,21 @@
 Requests wait in the frontier, grouped by host. The scheduler keeps one small
 slot per host (requests in flight, its cap) and sorts hosts into three places:
 
-* ``_ready``: a round-robin deque of hosts that have work, a free slot and
-  whose politeness delay has passed: a worker takes from the front;
+* ``_ready``: a heap of the hosts that have work, a free slot and whose
+  politeness delay has passed, by the priority of their next request (their
+  head), then by when they became ready: a worker takes the top one. So a
+  high-priority request of one host goes before low-priority ones of others
+  when both may go, and hosts whose heads tie are served round-robin;
 * ``_waiting``: a heap of hosts by the time their delay ends;
 * nowhere: hosts with no work, or at their connection cap; a host re-enters
   when a request is added or one of its exchanges ends.
 
 So a slow or capped host never holds up the others: it simply is not in the
-ready deque while it cannot be served. Workers that find nothing ready park
+ready heap while it cannot be served. A host's place in the heap is keyed by
+its head when it is placed; a push that puts a higher-priority request at the
+head re-keys it (the old entry is left behind, emptied, and skipped), so the
+heap never needs a scan of all hosts. A frontier without ``head_priority``
+gives every host the same key: round-robin, as before. Workers that find nothing ready park
 until something changes (a push, a slot freed, a delay ending, a retry timer
 expiring), so an idle crawl costs no CPU.
 
@@ -29,7 +36,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections import deque
 from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from itertools import count
@@ -66,13 +72,21 @@ class PolitenessPolicy(Protocol):
 
 
 class _Slot:
-    __slots__ = ("cap", "host", "in_flight", "state")
+    __slots__ = ("cap", "host", "in_flight", "key", "seq", "state")
 
     def __init__(self, host: str, cap: int) -> None:
         self.host = host
         self.cap = cap
         self.in_flight = 0
         self.state = _IDLE
+        # Its live entry in the ready heap, while it is ready: (key, seq, self) with
+        # key = -head priority; an entry of another seq was left behind by a re-key.
+        self.key = 0
+        self.seq = -1
+
+
+def _no_priority(host: str) -> int:
+    return 0
 
 
 class Scheduler:
@@ -114,7 +128,10 @@ class Scheduler:
         #: (the HTTP cache has it): it then takes no politeness turn from its host.
         self.local = local
         self._slots: dict[str, _Slot] = {}
-        self._ready: deque[_Slot] = deque()
+        # Entries (-head priority, seq, slot); see _Slot.
+        self._ready: list[tuple[int, int, _Slot]] = []
+        self._ready_count = 0  # hosts in it (its live entries)
+        self._head_priority: Callable[[str], int] = getattr(frontier, "head_priority", _no_priority)
         self._waiting: list[tuple[float, int, _Slot]] = []
         self._delayed: list[tuple[float, int, Request]] = []
         self._seq = count()
@@ -216,8 +233,13 @@ class Scheduler:
     def _push(self, request: Request, host: str) -> None:
         self.frontier.push(request, host)
         slot = self._slots.get(host) or self._slot(host)
-        if slot.state == _IDLE and slot.in_flight < slot.cap:
-            self._place(slot, self._clock())
+        state = slot.state
+        if state == _IDLE:
+            if slot.in_flight < slot.cap:
+                self._place(slot, self._clock())
+        elif state == _READY and -request.priority < slot.key:
+            # A new head of higher priority: re-key the host (the old entry goes stale).
+            self._ready_entry(slot, -request.priority)
         self._lot.unpark()
 
     def retry_later(self, request: Request, delay: float) -> None:
@@ -258,12 +280,18 @@ class Scheduler:
         at = self.politeness.next_allowed_time(slot.host)
         if at <= now:
             slot.state = _READY
-            self._ready.append(slot)
+            self._ready_count += 1
+            self._ready_entry(slot, -self._head_priority(slot.host))
         else:
             slot.state = _WAITING
             heappush(self._waiting, (at, next(self._seq), slot))
             if at < self._timer_at:
                 self._timer_lot.unpark()
+
+    def _ready_entry(self, slot: _Slot, key: int) -> None:
+        seq = slot.seq = next(self._seq)
+        slot.key = key
+        heappush(self._ready, (key, seq, slot))
 
     def _promote(self, now: float) -> None:
         """Move what became due (hosts past their delay, retries past their wait) forward."""
@@ -304,8 +332,12 @@ class Scheduler:
         ready = self._ready
         draining = self._draining
         while ready:
-            slot = ready.popleft()
+            _, seq, slot = heappop(ready)
+            if seq != slot.seq:
+                continue  # left behind when its host was re-keyed
+            self._ready_count -= 1
             slot.state = _IDLE
+            slot.seq = -1
             host = slot.host
             if draining and host not in self._retries_queued:
                 continue  # only new pages here; a retry pushed for it places it again
@@ -370,9 +402,9 @@ class Scheduler:
             with trio.move_on_at(deadline):
                 await self._timer_lot.park()
             self._timer_at = math.inf
-            ready_before = len(self._ready)
+            ready_before = self._ready_count
             self._promote(self._clock())
-            woken = len(self._ready) - ready_before
+            woken = self._ready_count - ready_before
             if woken > 0:
                 lot.unpark(count=woken)
 

@@ -503,6 +503,16 @@ class SqliteFrontier:
         self._delayed[request] = rid
         self._held_ids.add(rid)
 
+    def head_priority(self, host: str) -> int:
+        """The priority of ``host``'s next request; with its cache empty, the highest any of
+        its rows on disk may have (a bound: the scheduler only orders hosts by it)."""
+        queue = self._queues.get(host)
+        if queue is None:
+            return 0
+        if queue.heap:
+            return -queue.heap[0][0]
+        return -queue.spill_key[0] if queue.spilled else 0
+
     def pending(self, host: str) -> int:
         queue = self._queues.get(host)
         return len(queue.heap) + queue.spilled if queue is not None else 0
