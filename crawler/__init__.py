@@ -113,6 +113,7 @@ _HTTP_ONLY = frozenset(
         "RequestOptions",
         "Response",
         "TimeoutArg",
+        "check_cookie",
         "check_header",
         "redirect_step",
     }

@@ -78,16 +78,20 @@ def _checked_proxy(proxy: str, url: str) -> str:
 _parse_proxy = lru_cache(maxsize=64)(Proxy)
 
 
-def _callback_name(callback: Callback | None) -> str | None:
+def _callback_name(callback: Callback | None) -> Callback | None:
+    """A spider method becomes its name (what a job stores); any other callable (a
+    function, a lambda, a ``functools.partial``) is kept as it is, for an in-memory
+    crawl: a ``--job`` crawl refuses it when it is queued."""
     if callback is None or isinstance(callback, str):
         return callback
-    name = getattr(callback, "__name__", None)
-    if name is None or getattr(callback, "__self__", None) is None:
+    if not callable(callback):
         raise TypeError(
-            f"callback must be a spider method or its name, got {callback!r}: "
-            "requests are stored by callback name so that crawls can resume"
+            f"callback must be callable or the name of a spider method, got {callback!r}"
         )
-    return str(name)
+    name = getattr(callback, "__name__", None)
+    if name is not None and getattr(callback, "__self__", None) is not None:
+        return str(name)
+    return callback
 
 
 def _checked(headers: Mapping[str, str], url: str) -> dict[str, str]:
@@ -256,6 +260,7 @@ class Request:
         # The fast path matters: a page yields a Request per link, and most
         # are duplicates dropped a microsecond later.
         self.url = url if type(url) is str else str(url)
+        self.callback: Callback | None
         cb_type = type(callback)
         if cb_type is MethodType:
             self.callback = callback.__name__  # type: ignore[union-attr]

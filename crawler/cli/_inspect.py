@@ -234,7 +234,7 @@ def run_parse(args: argparse.Namespace) -> int:
 
 
 async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: int) -> None:
-    from ..engine._callbacks import Callbacks
+    from ..engine._callbacks import Callbacks, callback_label
     from ..engine._stats import Stats
     from ..pipelines._encode import make_encoder
 
@@ -258,7 +258,8 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
         for current in range(1, depth + 1):
             following: list[Request] = []
             for request in level:
-                name = request.callback or "parse"
+                callback = request.callback or "parse"
+                name = callback_label(callback)
                 try:
                     response = await get(session, request)
                 except ToolFailed as exc:
@@ -269,7 +270,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
                 found.items.clear()
                 found.requests.clear()
                 errors = stats.callback_errors
-                await callbacks.invoke(request, name, (response,), kwargs=request.cb_kwargs)
+                await callbacks.invoke(request, callback, (response,), kwargs=request.cb_kwargs)
                 if stats.callback_errors > errors:
                     raise ToolFailed(f"callback {name} failed on {request.url} (see above)")
                 print(
@@ -281,7 +282,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
                 for value in found.items:
                     print(encode(value))
                 for new in found.requests:
-                    print(f"{new.method} {new.url} -> {new.callback or 'parse'}")
+                    print(f"{new.method} {new.url} -> {callback_label(new.callback or 'parse')}")
                     key = (new.method, new.url)
                     if key not in seen:
                         seen.add(key)

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 from itemadapter import ItemAdapter
 
 from .._sitemap_xml import SitemapError
-from ..request import Request
+from ..request import Callback, Request
 from ..spider import CloseSpider
 from ._stats import Stats
 
 if TYPE_CHECKING:
     from ._referer import PageReferrer
 
-__all__ = ["Callbacks"]
+__all__ = ["Callbacks", "callback_label"]
 
 log = logging.getLogger("crawler.engine")
 
@@ -41,6 +41,15 @@ def _kind(method: Callable[..., Any]) -> int:
     if inspect.isgeneratorfunction(method):
         return _GEN
     return _PLAIN
+
+
+def callback_label(callback: Callback) -> str:
+    """How a callback is named in logs and errors: its name, or its qualified name."""
+    if isinstance(callback, str):
+        return callback
+    func = getattr(callback, "func", callback)  # a functools.partial names its function
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return str(name) if name else repr(callback)
 
 
 def _is_many(value: Any) -> bool:
@@ -78,7 +87,11 @@ class Callbacks:
         """The callbacks called so far: those looked up, so counting them costs nothing."""
         return list(self._methods)
 
-    def _lookup(self, name: str) -> tuple[Callable[..., Any], int]:
+    def _lookup(self, name: Callback) -> tuple[Callable[..., Any], int]:
+        if not isinstance(name, str):
+            # A function, lambda or partial (in-memory crawls only): not cached, since a
+            # spider may make a new one per request.
+            return name, _kind(name)
         entry = self._methods.get(name)
         if entry is None:
             method = getattr(self.spider, name, None)
@@ -90,7 +103,7 @@ class Callbacks:
     async def invoke(
         self,
         request: Request,
-        name: str,
+        name: Callback,
         args: tuple[Any, ...],
         referrer: PageReferrer | None = None,
         kwargs: Mapping[str, Any] = _NO_KWARGS,
@@ -127,7 +140,7 @@ class Callbacks:
             log.info(
                 "spider %s: callback %s raised CloseSpider(%r) on %s",
                 self.spider_name,
-                name,
+                callback_label(name),
                 exc.reason,
                 request.url,
             )
@@ -139,7 +152,10 @@ class Callbacks:
         except Exception:
             self._stats.callback_errors += 1
             log.exception(
-                "spider %s: callback %s failed on %s", self.spider_name, name, request.url
+                "spider %s: callback %s failed on %s",
+                self.spider_name,
+                callback_label(name),
+                request.url,
             )
 
     async def _route(self, parent: Request, result: Any, referrer: PageReferrer | None) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._links import host_of, resolve_url
 from ..http import REDIRECT_STATUSES, URL, HTTPError, HTTPStatusError, redirect_step
 from ..http import Response as HTTPResponse
-from ..request import Request
+from ..request import Callback, Request
 from ..response import Response
 from ._failures import describe_failure, describe_status, short_cause
 from ._fetch import Failed, Outcome, Skipped
@@ -38,9 +38,10 @@ __all__ = ["OutcomePolicy"]
 
 log = logging.getLogger("crawler.engine")
 
-#: ``invoke(request, callback_name, args, referrer, kwargs)``: run a spider callback.
+#: ``invoke(request, callback, args, referrer, kwargs)``: run a spider callback (a method
+#: name, or any callable in an in-memory crawl).
 Invoke = Callable[
-    [Request, str, tuple[Any, ...], PageReferrer | None, Mapping[str, Any]], Awaitable[None]
+    [Request, Callback, tuple[Any, ...], PageReferrer | None, Mapping[str, Any]], Awaitable[None]
 ]
 
 # What an errback gets as keyword arguments: none, as in Scrapy (cb_kwargs are the callback's).

@@ -46,6 +46,7 @@ import trio
 from .._links import host_of
 from ..frontier import Frontier
 from ..request import Request
+from ._callbacks import callback_label
 from ._moved_meta import MovedMetaWarnings
 from ._stats import Stats
 
@@ -69,6 +70,22 @@ class PolitenessPolicy(Protocol):
     def next_allowed_time(self, host: str) -> float: ...
 
     def record_request(self, host: str) -> None: ...
+
+
+def _unstorable_callback(request: Request) -> TypeError:
+    """The error for a request whose callback a job cannot store: it names both."""
+    kind, callback = (
+        ("callback", request.callback)
+        if request.callback is not None and type(request.callback) is not str
+        else ("errback", request.errback)
+    )
+    assert callback is not None
+    return TypeError(
+        f"{kind} {callback_label(callback)} of {request.method} {request.url} is not a "
+        "method of the spider: a --job crawl stores callbacks by name, so that it can "
+        f"resume; make it a spider method ({kind}=self.parse_item) and pass what it needs "
+        "in cb_kwargs"
+    )
 
 
 class _Slot:
@@ -168,6 +185,12 @@ class Scheduler:
             # First, before the URL is hashed, parsed or fingerprinted: a 100 kB
             # URL costs one len() here and nothing more.
             return self._drop_long(request)
+        if self._check_storable is not None:
+            callback, errback = request.callback, request.errback
+            if (callback is not None and type(callback) is not str) or (
+                errback is not None and type(errback) is not str
+            ):
+                raise _unstorable_callback(request)
         meta = request.meta
         unwarned = self._unwarned_meta
         if meta and unwarned and not unwarned.isdisjoint(meta):
