@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._paths import SPIDER_FIELD, for_spider
+from .._paths import for_spider
 from .._redact import REDACTED, is_secret_key, redact_userinfo
 from ..settings import Settings, SettingsError, SettingsSources, load_sources
 from ..settings._schema import format_key
@@ -25,7 +25,6 @@ from ._spider_loader import SpiderLoader, SpiderLoadError, load_spiders
 
 __all__ = ["main"]
 
-FEED_FORMATS = (".jsonl", ".jl", ".csv", ".json")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -63,7 +62,7 @@ class CommandError(Exception):
 
 class _FeedAction(argparse.Action):
     """``-o FILE`` (append) and ``-O FILE`` (overwrite) into one list, in command-line
-    order, as (path, append) pairs."""
+    order, as (value, append) pairs; FILE may be ``FILE:FORMAT`` or ``-:FORMAT``."""
 
     def __call__(
         self,
@@ -72,7 +71,7 @@ class _FeedAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        feeds = [*getattr(namespace, self.dest, []), (Path(values), option_string == "-o")]
+        feeds = [*getattr(namespace, self.dest, []), (str(values), option_string == "-o")]
         setattr(namespace, self.dest, feeds)
 
 
@@ -100,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         action=_FeedAction,
         default=[],
         metavar="FILE",
-        help="export items to FILE, appending to it: .jsonl (.jl), .csv or .json (repeatable)",
+        help="export items to FILE, appending to it: .jsonl (.jl), .csv or .json; "
+        "FILE:FORMAT names the format, -:jsonl is standard output; %%(name)s, %%(time)s "
+        "and spider attributes are filled in (repeatable)",
     )
     parser.add_argument(
         "-O",
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._serve import DemoServeError
     from ._tools import TOOLS, run_tool, tool_parser
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _attach_stdout_feeds(list(sys.argv[1:] if argv is None else argv))
     first = _first_name(argv)
     tool = first if first in TOOLS else None
     if first == "status" and any(_is_redis_url(word) for word in argv):
@@ -159,10 +160,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _attach_stdout_feeds(argv: list[str]) -> list[str]:
+    """``-o -:jsonl`` as ``-o-:jsonl``: argparse would take a value starting with ``-``
+    for an option of its own and say ``-o`` lacks its argument."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in ("-o", "-O"):
+            value = next(words, None)
+            if value is None:
+                out.append(word)
+            elif value.startswith("-") and value != "--":
+                out.append(word + value)
+            else:
+                out.extend((word, value))
+        else:
+            out.append(word)
+    return out
+
+
 #: The options of ``crawl NAME`` that take a value, so the value is not taken for NAME.
 _VALUE_OPTIONS = {
     "-s",
     "-o",
+    "-O",
     "--settings",
     "--log-level",
     "--stats-json",
@@ -280,26 +301,29 @@ def resolve_all(
     return {cls: sources.resolve(cls, also_known=options) for cls in classes}
 
 
-def _feed(path: Path) -> Path:
-    if path.suffix.lower() not in FEED_FORMATS:
-        raise CommandError(
-            f"Cannot export to {str(path)!r}: unknown format {path.suffix or '(no extension)'!r}"
-            f" (use {', '.join(FEED_FORMATS)})"
-        )
-    return path
+def _feed(value: str, append: bool) -> Any:
+    """The Feed of one ``-o``/``-O`` value, checked before anything is crawled."""
+    from ..pipelines._runner import Feed, PipelineConfigError
+
+    feed = Feed.parse(value, append=append)
+    try:
+        feed.exporter_name()
+    except PipelineConfigError as exc:
+        raise CommandError(str(exc)) from None
+    return feed
 
 
 def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoader) -> int:
     resolved = resolve_all(sources, loader, args.names)
-    from ..pipelines._runner import Feed
+    from ..engine._engine import names_the_spider
 
-    feeds = [Feed(_feed(path), append) for path, append in args.feeds]
+    feeds = [_feed(value, append) for value, append in args.feeds]
     if len(resolved) > 1:
-        for path in (feed.path for feed in feeds):
-            if SPIDER_FIELD not in str(path):
+        for feed in feeds:
+            if not names_the_spider(feed):
                 raise CommandError(
-                    f"-o {path}: several spiders would write the same file; put {{spider}} "
-                    "in the path (e.g. items-{spider}.jsonl)"
+                    f"-o {feed.path}: several spiders would write the same file; put "
+                    "{spider} in the path (e.g. items-{spider}.jsonl)"
                 )
     dirs = [for_spider(s.job_dir, cls.name) for cls, s in resolved.items() if s.job_dir]
     if len(set(dirs)) != len(dirs):

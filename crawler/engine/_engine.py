@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -133,14 +134,23 @@ def _feeds_for(feeds: Sequence[Path | Feed], spider: type[Spider], many: bool) -
     out: list[Path | Feed] = []
     for feed in feeds:
         path = feed.path if isinstance(feed, Feed) else feed
-        if SPIDER_FIELD not in str(path):
+        if not names_the_spider(feed):
             raise ValueError(
                 f"-o {path}: several spiders would write the same file; "
                 "put {spider} in the path (e.g. items-{spider}.jsonl)"
             )
         mine = for_spider(path, spider.name or spider.__name__)
-        out.append(Feed(mine, feed.append) if isinstance(feed, Feed) else mine)
+        out.append(replace(feed, path=mine) if isinstance(feed, Feed) else mine)
     return out
+
+
+def names_the_spider(feed: Path | Feed) -> bool:
+    """Whether each spider's items go to a file of its own (``{spider}`` or ``%(name)s``
+    in the path), or to standard output as JSON Lines, where whole lines can mix."""
+    path = str(feed.path if isinstance(feed, Feed) else feed)
+    if path == "-" and isinstance(feed, Feed) and feed.format in ("jsonl", "jl", "jsonlines"):
+        return True
+    return SPIDER_FIELD in path or "%(name)s" in path
 
 
 async def _watch_signals(engine: Engine, grace: float, nursery: trio.Nursery) -> None:

@@ -135,7 +135,9 @@ def test_unknown_export_format(tmp_path: Path) -> None:
     result = crawl(tmp_path, "books", "-o", "items.xml")
     assert result.returncode == 2
     assert one_error_line(result) == (
-        "Cannot export to 'items.xml': unknown format '.xml' (use .jsonl, .jl, .csv, .json)"
+        "cannot export items to 'items.xml': extension '.xml' is not supported; use one of "
+        ".csv, .jl, .json, .jsonl, or name the format as in items.xml:jsonl "
+        "(formats: jsonl, jl, jsonlines, csv, json)"
     )
 
 

@@ -131,3 +131,62 @@ async def test_items_lost_to_errors_name_the_field_and_fail_the_crawl(tmp_path: 
     assert json.loads(stats.read_text())["errors"]["pipeline"] == 1
     ok(accepted)
     assert read_jsonl(out) == [{"n": 1, "handle": None}]
+
+
+FEEDS_SPIDER = """\
+from crawler import Request, Spider
+
+
+class Feeds(Spider):
+    name = "feeds"
+    label = "books"
+    options = {"start": ""}
+
+    def start_requests(self):
+        yield Request(self.settings["start"], callback=self.parse)
+
+    def parse(self, response):
+        yield {"n": 1}
+        yield {"n": 2}
+"""
+
+
+async def test_scrapy_feed_options_stdout_formats_and_path_params(tmp_path: Path) -> None:
+    helpers.make_project(tmp_path, FAST, feeds=FEEDS_SPIDER)
+    async with serve_h11(respond) as server:
+        start = "start=" + json.dumps(server.url + "/")
+        result = await crawl(
+            tmp_path,
+            "feeds",
+            "-s",
+            start,
+            "-o",
+            "-:jsonl",
+            "-O",
+            "out/%(name)s-%(time)s.jl",
+            "-o",
+            "items.data:csv",
+            "-O",
+            "%(label)s.json",
+        )
+    ok(result)
+    lines = result.stdout.decode().splitlines()
+    assert [json.loads(line) for line in lines] == [{"n": 1}, {"n": 2}]
+    (timed,) = (tmp_path / "out").iterdir()
+    assert timed.name.startswith("feeds-20") and timed.suffix == ".jl"
+    assert ":" not in timed.name
+    assert read_jsonl(timed) == [{"n": 1}, {"n": 2}]
+    assert (tmp_path / "items.data").read_text().splitlines() == ["n", "1", "2"]
+    assert json.loads((tmp_path / "books.json").read_text()) == [{"n": 1}, {"n": 2}]
+
+
+async def test_feed_options_that_cannot_work_are_refused_before_crawling(tmp_path: Path) -> None:
+    helpers.make_project(tmp_path, FAST, feeds=FEEDS_SPIDER)
+    start = "start=" + json.dumps("http://127.0.0.1:1/")
+    no_format = await crawl(tmp_path, "feeds", "-s", start, "-o", "-")
+    unknown = await crawl(tmp_path, "feeds", "-s", start, "-o", "items.data")
+    bad_param = await crawl(tmp_path, "feeds", "-s", start, "-o", "%(nope)s.jsonl")
+    assert no_format.returncode == 2 and b"as in -o -:jsonl" in no_format.stderr
+    assert unknown.returncode == 2 and b"items.data:jsonl" in unknown.stderr
+    assert bad_param.returncode == 2, bad_param.stderr
+    assert b"%(nope)s is not name, time, an attribute of spider feeds" in bad_param.stderr
