@@ -1,7 +1,8 @@
 """A concurrent web-crawl and scraping engine on trio, and the HTTP client under it.
 
 What a spider, a pipeline or a script needs is importable from here:
-``Spider``, ``CloseSpider``, ``Request``, ``Response`` (and the ``Selector`` and
+``Spider``, ``CloseSpider``, ``CrawlSpider`` with its ``Rule`` and ``LinkExtractor``
+(and the ``Link`` it finds), ``Request``, ``Response`` (and the ``Selector`` and
 ``SelectorList`` its ``css()`` and ``xpath()`` return), ``Session``, ``Pipeline``,
 ``DropItem``, ``Settings``, the engine's entry points, and the HTTP client's public names.
 
@@ -15,6 +16,8 @@ import would hand type checkers the HTTP-level Request and Response).
 
 from .engine import Crawler as Crawler
 from .engine import Engine as Engine
+from .engine import HttpCache as HttpCache
+from .engine import HttpCacheError as HttpCacheError
 from .engine import Stats as Stats
 from .engine import crawl as crawl
 from .engine import run_crawl as run_crawl
@@ -70,10 +73,15 @@ from .http import UnsupportedProtocol as UnsupportedProtocol
 from .http import WriteError as WriteError
 from .http import WriteTimeout as WriteTimeout
 from .http import __all__ as _http_names
+from .linkextractor import IGNORED_EXTENSIONS as IGNORED_EXTENSIONS
+from .linkextractor import Link as Link
+from .linkextractor import LinkExtractor as LinkExtractor
 from .pipelines import DropItem as DropItem
 from .pipelines import Pipeline as Pipeline
 from .request import Request as Request
 from .response import Response as Response
+from .rules import CrawlSpider as CrawlSpider
+from .rules import Rule as Rule
 from .selector import Selector as Selector
 from .selector import SelectorError as SelectorError
 from .selector import SelectorList as SelectorList
@@ -82,6 +90,9 @@ from .sessions import LoginFailed as LoginFailed
 from .sessions import Session as Session
 from .settings import Settings as Settings
 from .settings import SettingsError as SettingsError
+from .sitemap import SitemapError as SitemapError
+from .sitemap import SitemapReader as SitemapReader
+from .sitemap import SitemapSpider as SitemapSpider
 from .spider import CloseSpider as CloseSpider
 from .spider import Spider as Spider
 
@@ -103,6 +114,7 @@ _HTTP_ONLY = frozenset(
         "RequestOptions",
         "Response",
         "TimeoutArg",
+        "check_cookie",
         "check_header",
         "redirect_step",
     }
@@ -110,21 +122,31 @@ _HTTP_ONLY = frozenset(
 
 __all__ = [
     *(name for name in _http_names if name not in _HTTP_ONLY),
+    "IGNORED_EXTENSIONS",
     "CloseSpider",
+    "CrawlSpider",
     "Crawler",
     "DropItem",
     "Engine",
     "FormError",
+    "HttpCache",
+    "HttpCacheError",
+    "Link",
+    "LinkExtractor",
     "LoginFailed",
     "Pipeline",
     "Request",
     "Response",
+    "Rule",
     "Selector",
     "SelectorError",
     "SelectorList",
     "Session",
     "Settings",
     "SettingsError",
+    "SitemapError",
+    "SitemapReader",
+    "SitemapSpider",
     "Spider",
     "Stats",
     "crawl",

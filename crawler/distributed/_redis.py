@@ -310,7 +310,13 @@ class RedisClient:
             hello.append(["SELECT", target.db])
         hello.extend(["SCRIPT", "LOAD", s.source] for s in self._scripts.values())
         if hello:
-            for command, reply in zip(hello, await connection.call(hello), strict=True):
+            try:
+                replies = await connection.call(hello)
+            except BaseException:
+                # Broken while logging in: close it here, not in the garbage collector.
+                await connection.aclose()
+                raise
+            for command, reply in zip(hello, replies, strict=True):
                 if isinstance(reply, hiredis.ReplyError):
                     await connection.aclose()
                     raise RedisConnectionError(f"{target}: {command[0]!s} refused: {reply}")

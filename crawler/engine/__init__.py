@@ -10,6 +10,8 @@ from ._crawler import Crawler as Crawler
 from ._engine import Engine as Engine
 from ._engine import crawl as crawl
 from ._engine import run_crawl as run_crawl
+from ._http_cache import HttpCache as HttpCache
+from ._http_cache import HttpCacheError as HttpCacheError
 from ._stats import Stats as Stats
 
-__all__ = ["Crawler", "Engine", "Stats", "crawl", "run_crawl"]
+__all__ = ["Crawler", "Engine", "HttpCache", "HttpCacheError", "Stats", "crawl", "run_crawl"]

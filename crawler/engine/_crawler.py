@@ -31,6 +31,7 @@ from ..frontier.memory import MemoryFrontier
 from ..http import PROXY, Client, ConnectionPermits, ConnectionPool, Cookies
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
+from ..pipelines._encode import ENCODE_ERRORS, make_encoder
 from ..pipelines._runner import (
     Feed,
     Pipeline,
@@ -44,6 +45,7 @@ from ..sessions._session import Session
 from ..spider import Spider
 from ._callbacks import Callbacks
 from ._fetch import Fetcher
+from ._http_cache import HttpCache
 from ._policy import OutcomePolicy
 from ._politeness import Politeness, RobotsCache
 from ._proxies import ProxyChooser
@@ -54,6 +56,7 @@ from ._stats import Stats
 
 if TYPE_CHECKING:
     from ..distributed import RedisDelays
+    from ..distributed._shared import SharedCrawl
     from ..jobs._job import Job
     from ..settings import Settings
 
@@ -117,6 +120,7 @@ class Crawler:
         feeds: Sequence[Path | Feed] = (),
         frontier: Frontier | None = None,
         pipelines: Sequence[Pipeline] | None = None,
+        http_cache: HttpCache | None = None,
         shared_delays: RedisDelays | None = None,
     ) -> None:
         self.settings = settings
@@ -134,6 +138,13 @@ class Crawler:
             else load_pipelines(settings.pipelines, settings)
         )
         chain.extend(feed_exporter_for(feed, spider=self.name) for feed in feeds)
+        if settings.frontier_url and settings.job_dir and frontier is None:
+            from ..settings import SettingsError
+
+            raise SettingsError(
+                "frontier_url and job_dir cannot be used together: a shared crawl keeps its "
+                "state in Redis (drop --job, or --frontier)"
+            )
         # With job_dir the crawl is durable: the job's store is the frontier.
         self.job: Job | None = None
         if settings.job_dir and frontier is None:
@@ -147,7 +158,19 @@ class Crawler:
                 every_seconds=settings.checkpoint_every_seconds,
             )
             frontier = self.job.frontier
+        #: With frontier_url: this worker's part of a crawl shared through Redis.
+        self.shared: SharedCrawl | None = None
+        if settings.frontier_url and frontier is None:
+            frontier = self._join_shared(settings, feeds)
         self.frontier: Frontier = frontier if frontier is not None else MemoryFrontier()
+        # The HTTP cache (http_cache = true), or ``http_cache`` given by the caller.
+        self.http_cache = (
+            http_cache
+            if http_cache is not None
+            else HttpCache.from_settings(settings, self.name, self.stats.http_cache)
+        )
+        if http_cache is not None:
+            http_cache.report_to(self.stats.http_cache)
         self.politeness = Politeness(
             settings.download_delay,
             delay_for=lambda host: settings.for_domain(host).download_delay,
@@ -165,8 +188,13 @@ class Crawler:
             host_filter=make_host_filter(list(spider.allowed_domains))
             if spider.allowed_domains
             else None,
+            local=self.http_cache.answers if self.http_cache is not None else None,
         )
         self.pipelines = PipelineRunner(chain)
+        if self.shared is not None:
+            self.shared.attach(
+                self.scheduler.refilled, self.stop, self._shared_failed, self._error_count
+            )
         self._timeout = settings.timeout()
         self._proxies = ProxyChooser.for_spider(settings)
         #: The spider's sessions by name ("default" included), made on first use.
@@ -205,6 +233,8 @@ class Crawler:
             stats=self.stats,
             timeout=self._timeout,
             unsettled=self.job.unsettled if self.job is not None else None,
+            http_cache=self.http_cache,
+            spider=spider,
         )
         self.robots: RobotsCache | None = (
             RobotsCache(
@@ -246,6 +276,31 @@ class Crawler:
         self.interrupted = False
 
     # -- lifecycle ------------------------------------------------------------------
+
+    def _join_shared(self, settings: Settings, feeds: Sequence[Path | Feed]) -> Frontier:
+        from ..distributed._shared import SharedCrawl
+        from ..settings import SettingsError
+
+        if feeds:
+            raise SettingsError(
+                "with frontier_url, items go to the shared crawl's Redis stream, exactly "
+                "once; export them with `crawl export REDIS_URL --spider NAME -O FILE` "
+                "instead of -o/-O (docs/distributed.md)"
+            )
+        try:
+            self.shared = SharedCrawl(settings, self.name)
+        except ValueError as exc:
+            raise SettingsError(f"frontier_url: {exc}") from None
+        self._encode_item = make_encoder()
+        return self.shared.frontier
+
+    def _error_count(self) -> int:
+        stats = self.stats
+        return stats.failed + stats.callback_errors + self.pipelines.errors
+
+    def _shared_failed(self, reason: str) -> None:
+        self.failed = True
+        self.stop(reason)
 
     def _host_cap(self, host: str) -> int:
         cap = self.settings.for_domain(host).max_connections
@@ -303,13 +358,22 @@ class Crawler:
         else:
             await self.pipelines.open(self.spider)
         clean = False
+        shared = self.shared
+        joined = False
         try:
+            if self.http_cache is not None:
+                await self.http_cache.open()
+            if shared is not None:
+                await shared.start()
+                joined = True
             if job is not None:
                 await job.start(self)
                 self._items_before = self.pipelines.items_scraped
             async with trio.open_nursery() as services:
                 if job is not None:
                     services.start_soon(job.run_checkpoints, self)
+                if shared is not None:
+                    services.start_soon(shared.run)
                 with self._workers_scope:
                     async with trio.open_nursery() as workers:
                         if settings.max_seconds:
@@ -317,8 +381,9 @@ class Crawler:
                         self.scheduler.hold()
                         workers.start_soon(self._feed_start_requests)
                         workers.start_soon(self.scheduler.run_timer)
+                        worker = self._worker if shared is None else self._shared_worker
                         for _ in range(max(1, settings.concurrency)):
-                            workers.start_soon(self._worker)
+                            workers.start_soon(worker)
                 services.cancel_scope.cancel()
             clean = True
             self._check_start()
@@ -333,6 +398,8 @@ class Crawler:
                 try:
                     if job is not None:
                         await job.finish(self, clean)
+                    if shared is not None and joined:
+                        await shared.finish()
                 finally:
                     await self._close()
                     if job is not None:
@@ -352,6 +419,8 @@ class Crawler:
             self._sync_stats()
             for session in self.sessions.values():
                 await session.aclose()
+            if self.http_cache is not None:
+                await self.http_cache.aclose()
             self.frontier.close()
 
     async def _deadline(self, seconds: float) -> None:
@@ -384,6 +453,21 @@ class Crawler:
             shown,
             f"; and {more} more" if more > 0 else "",
         )
+
+    def lost_items(self) -> bool:
+        """Whether items were lost to pipeline errors in a crawl that counts that as failing
+        (``fail_on_item_errors``): an export with holes must not look like a clean run."""
+        errors = self.pipelines.errors
+        if errors and self.settings.fail_on_item_errors:
+            log.error(
+                "spider %s: %d item%s lost to pipeline errors (logged above); the exit status "
+                "is 1 (set fail_on_item_errors = false to accept such losses)",
+                self.name,
+                errors,
+                "" if errors == 1 else "s",
+            )
+            return True
+        return False
 
     def warn_if_no_items(self) -> None:
         """Say so when pages reached callbacks but not one item came out of them: an empty
@@ -496,6 +580,43 @@ class Crawler:
                     if job is not None:
                         job.page_done(request)
 
+    async def _shared_worker(self) -> None:
+        """The worker loop of a shared crawl: what a page yields is kept with the page
+        (``PAGE``, a context variable of this task) and committed with its done mark."""
+        from ..distributed._frontier import PAGE, PageOutcome
+
+        get = self.scheduler.get
+        done = self.scheduler.task_done
+        release_host = self.scheduler.release_host
+        fetch = self.fetcher.fetch
+        handle = self.policy.handle
+        shared_delays = self.shared_delays
+        while True:
+            request = await get()
+            if request is None:
+                return
+            PAGE.set(PageOutcome())
+            # Committed only once handled: a page cancelled midway (an abort) keeps its
+            # lease, given back when the worker leaves, so it is fetched again.
+            handled = keep = False
+            try:
+                try:
+                    if shared_delays is not None:
+                        await self._book_shared_slot(shared_delays, request)
+                    outcome = await fetch(request)
+                finally:
+                    release_host(request)
+                keep = await handle(request, outcome)
+                handled = True
+            except Exception:
+                self.stats.errors["internal"] += 1
+                log.exception("spider %s: internal error on %s", self.name, request.url)
+                handled = True
+            finally:
+                # Not sent (a login failed): its lease is kept and given back at the end.
+                done(request if handled and not keep else None)
+                PAGE.set(None)
+
     async def _book_shared_slot(self, shared: RedisDelays, request: Request) -> None:
         """Wait for ``request``'s slot among every process of the crawl, if its host has
         a delay (this process's own spacing was kept by the scheduler already)."""
@@ -505,9 +626,21 @@ class Crawler:
             await shared.wait(host, gap)
 
     async def _item(self, item: Any) -> None:
-        await self.pipelines.process(item, self.spider)
+        final = await self.pipelines.process(item, self.spider)
+        if final is not None and self.shared is not None:
+            self._share_item(final)
         if self._max_items and self.pipelines.items_scraped - self._items_before >= self._max_items:
             self.stop("max_items")
+
+    def _share_item(self, item: Any) -> None:
+        assert self.shared is not None
+        try:
+            line = self._encode_item(item)
+        except ENCODE_ERRORS as exc:
+            self.pipelines.errors += 1
+            log.error("spider %s: %s; the item is dropped", self.name, exc)
+            return
+        self.shared.frontier.add_item(line)
 
     # -- what a job checkpoints (jobs.CrawlState) -----------------------------------------
 

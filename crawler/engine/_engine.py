@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -195,14 +196,23 @@ def _feeds_for(feeds: Sequence[Path | Feed], spider: type[Spider], many: bool) -
     out: list[Path | Feed] = []
     for feed in feeds:
         path = feed.path if isinstance(feed, Feed) else feed
-        if SPIDER_FIELD not in str(path):
+        if not names_the_spider(feed):
             raise ValueError(
                 f"-o {path}: several spiders would write the same file; "
                 "put {spider} in the path (e.g. items-{spider}.jsonl)"
             )
         mine = for_spider(path, spider.name or spider.__name__)
-        out.append(Feed(mine, feed.append) if isinstance(feed, Feed) else mine)
+        out.append(replace(feed, path=mine) if isinstance(feed, Feed) else mine)
     return out
+
+
+def names_the_spider(feed: Path | Feed) -> bool:
+    """Whether each spider's items go to a file of its own (``{spider}`` or ``%(name)s``
+    in the path), or to standard output as JSON Lines, where whole lines can mix."""
+    path = str(feed.path if isinstance(feed, Feed) else feed)
+    if path == "-" and isinstance(feed, Feed) and feed.format in ("jsonl", "jl", "jsonlines"):
+        return True
+    return SPIDER_FIELD in path or "%(name)s" in path
 
 
 async def _watch_signals(engine: Engine, grace: float, nursery: trio.Nursery) -> None:
@@ -276,7 +286,7 @@ async def _crawl_all(
     for crawler in crawlers:
         log_summary(crawler.stats)
         crawler.warn_if_no_items()
-        failed = failed or crawler.aborted or crawler.failed
+        failed = failed or crawler.aborted or crawler.failed or crawler.lost_items()
     if stats_json is not None:
         write_stats_json(stats_json, all_stats)
     if any(c.interrupted for c in crawlers):
@@ -298,8 +308,9 @@ def run_crawl(
     starts the demo site this way) and may adjust each spider's settings.
 
     0: every crawl ended normally (exhausted, or a max_* limit reached);
-    130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, or none
-    of its start requests could be crawled).
+    130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, none
+    of its start requests could be crawled, or items were lost to pipeline
+    errors while ``fail_on_item_errors`` is on).
     """
     try:
         return trio.run(_main, spider_classes, settings_for, feeds, stats_json, prepare)

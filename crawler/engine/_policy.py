@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._links import host_of, resolve_url
 from ..http import REDIRECT_STATUSES, URL, HTTPError, HTTPStatusError, redirect_step
 from ..http import Response as HTTPResponse
-from ..request import Request
+from ..request import Callback, Request
 from ..response import Response
 from ._failures import describe_failure, describe_status, short_cause
 from ._fetch import Failed, Outcome, Skipped
@@ -38,9 +38,10 @@ __all__ = ["OutcomePolicy"]
 
 log = logging.getLogger("crawler.engine")
 
-#: ``invoke(request, callback_name, args, referrer, kwargs)``: run a spider callback.
+#: ``invoke(request, callback, args, referrer, kwargs)``: run a spider callback (a method
+#: name, or any callable in an in-memory crawl).
 Invoke = Callable[
-    [Request, str, tuple[Any, ...], PageReferrer | None, Mapping[str, Any]], Awaitable[None]
+    [Request, Callback, tuple[Any, ...], PageReferrer | None, Mapping[str, Any]], Awaitable[None]
 ]
 
 # What an errback gets as keyword arguments: none, as in Scrapy (cb_kwargs are the callback's).
@@ -159,7 +160,8 @@ class OutcomePolicy:
             return
         status = response.status_code
         # The target is a new request: the retries its source took are not its own.
-        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0}
+        # Its cookies are in the jar since it was sent: the jar decides where they go next.
+        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0, "cookies": None}
         step = redirect_step(
             request.method, status, same_origin=URL(url).origin == URL(request.url).origin
         )

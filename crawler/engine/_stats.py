@@ -51,6 +51,8 @@ class Stats:
         self.queued = 0  # kept current by the scheduler
         self.in_flight = 0
         self.connections: dict[str, tuple[int, int]] = {}
+        # The HTTP cache's hit, miss, store, revalidate, uncacheable (empty without one).
+        self.http_cache: Counter[str] = Counter()
 
     @property
     def elapsed(self) -> float:
@@ -65,7 +67,7 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         elapsed = self.elapsed
-        return {
+        data = {
             "spider": self.spider,
             "finish_reason": self.finish_reason,
             "start_time": self.start_time,
@@ -88,6 +90,9 @@ class Stats:
             "in_flight": self.in_flight,
             "connections": {k: list(v) for k, v in self.connections.items()},
         }
+        for name, count in self.http_cache.items():
+            data[f"httpcache/{name}"] = count
+        return data
 
 
 def progress_line(
@@ -175,6 +180,12 @@ def log_summary(stats: Stats) -> None:
         d["dropped"],
         d["status"],
     )
+    if stats.http_cache:
+        log.info(
+            "spider %s: http cache %s",
+            d["spider"],
+            ", ".join(f"{name} {count}" for name, count in stats.http_cache.items()),
+        )
 
 
 def write_stats_json(path: Path, stats: list[Stats]) -> None:

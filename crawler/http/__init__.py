@@ -22,6 +22,7 @@ from ._cookies import MAX_COOKIES as MAX_COOKIES
 from ._cookies import MAX_COOKIES_PER_DOMAIN as MAX_COOKIES_PER_DOMAIN
 from ._cookies import Cookie as Cookie
 from ._cookies import Cookies as Cookies
+from ._cookies import check_cookie as check_cookie
 from ._decompress import DecompressMiddleware as DecompressMiddleware
 from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
@@ -84,6 +85,7 @@ __all__ = [
     "Timeout",
     "TimeoutArg",
     "Transport",
+    "check_cookie",
     "check_header",
     "redirect_step",
 ]

@@ -238,10 +238,25 @@ class Settings:
     max_response_size: int = setting(
         64 * MiB, "The largest response body in bytes; a larger one fails its request.", minimum=1
     )
+    sitemap_max_size: int = setting(
+        50 * MiB,
+        "The largest sitemap a SitemapSpider reads, in bytes once decompressed (the "
+        "sitemaps.org limit): a gzipped sitemap that inflates past it (a gzip bomb) is "
+        "reported as an error and the crawl goes on.",
+        minimum=1,
+    )
     pipelines: tuple[str, ...] = setting(
         (),
         "Item pipelines, by name, in the order items pass through them. Options of "
         'each go in a `[pipeline.NAME]` table, e.g. `[pipeline.jsonl] path = "items.jsonl"`.',
+    )
+    fail_on_item_errors: bool = setting(
+        True,
+        "Exit with status 1 when items were lost to errors: an item a pipeline failed on "
+        "(one an exporter cannot write names the field and its type in the log), or a "
+        "pipeline returning None. false: such items are logged and counted in "
+        "errors.pipeline, and the exit status does not change. Items dropped with "
+        "DropItem are never errors.",
     )
     spider_modules: tuple[str, ...] = setting(
         ("spiders",),
@@ -282,18 +297,59 @@ class Settings:
         "and pauses callbacks for milliseconds; see docs/resume.md.",
         minimum=0.1,
     )
+    http_cache: bool = setting(
+        False,
+        "Keep every response in an HTTP cache and answer the next runs from it (for "
+        "development: a rerun asks the site nothing). See docs/http-cache.md.",
+    )
+    http_cache_dir: str = setting(
+        ".crawl/httpcache/{spider}",
+        "With http_cache: the directory of the cache (one SQLite file), relative to the "
+        "project directory. `{spider}` is replaced by the spider's name.",
+    )
+    http_cache_expiration: float = setting(
+        0.0,
+        "With http_cache: seconds a stored response may be used; an older one is fetched "
+        "again. 0 = never expires.",
+        minimum=0,
+    )
+    http_cache_ignore_http_codes: tuple[int, ...] = setting(
+        (),
+        "With http_cache: responses with these status codes are never stored.",
+        item_range=(100, 599),
+    )
+    http_cache_policy: str = setting(
+        "dev",
+        'With http_cache: "dev" replays every stored response until it expires, whatever '
+        'its headers say; "rfc9111" follows Cache-Control, Expires, ETag and Last-Modified '
+        "as a private browser cache does, revalidating stale responses.",
+        choices=("dev", "rfc9111"),
+    )
     frontier_url: str = setting(
         "",
-        "A Redis URL (`redis://[:password@]host:port/db`) shared by every worker process "
-        "of a crawl: with it, max_connections_per_host (and each domain's max_connections) "
-        "counts the open connections of all workers together, and download_delay spaces "
-        "the requests of all workers to a host. Empty: this process alone. See "
-        "docs/distributed.md.",
+        "Share the crawl through Redis (`crawl NAME --frontier redis://HOST:6379/0`, "
+        "rediss:// for TLS): every worker started with the same URL, spider and crawl_id "
+        "takes part in one crawl, and max_connections_per_host (each domain's "
+        "max_connections too) and download_delay hold for all the workers together. The "
+        "password comes from the URL or from the REDIS_PASSWORD environment variable. "
+        "Empty: the crawl stays in this process. See docs/distributed.md.",
     )
     crawl_id: str = setting(
-        "",
-        "With frontier_url: the name that workers of one crawl share (their Redis keys are "
-        "under `crawl:{SPIDER/CRAWL_ID}:`); empty means the spider's name.",
+        "default",
+        "With frontier_url: which shared crawl of the spider to join (several crawls of "
+        "one spider can share a Redis).",
+    )
+    lease_ttl: float = setting(
+        30.0,
+        "With frontier_url: seconds a worker's leases outlive its last heartbeat; a worker "
+        "silent for longer is taken for dead and its requests go to the others.",
+        minimum=0.5,
+    )
+    redis_outage_limit: float = setting(
+        300.0,
+        "With frontier_url: seconds a worker keeps retrying an unreachable Redis (its "
+        "pages in flight are kept) before it stops with an error.",
+        minimum=0,
     )
     connection_lease_ttl: float = setting(
         30.0,

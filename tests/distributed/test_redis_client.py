@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,19 @@ async def test_a_server_that_is_not_redis_is_a_clear_error() -> None:
         with pytest.raises(RedisConnectionError, match=f"127.0.0.1:{port}/0: not a Redis reply"):
             await client.execute("PING")
         await client.aclose()
+
+
+async def test_a_connection_that_breaks_while_logging_in_is_closed() -> None:
+    # The server accepts, then hangs up before answering AUTH and SCRIPT LOAD: the
+    # socket must be closed, not left for the garbage collector (a ResourceWarning,
+    # an error in this suite, once collected).
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.aclose()
+
+    async with serve_tcp(hang_up) as port:
+        client = RedisClient(f"redis://:pw@127.0.0.1:{port}/0", scripts=[INCR_BY])
+        for _ in range(3):
+            with pytest.raises(RedisConnectionError, match=f"127.0.0.1:{port}/0"):
+                await client.execute("PING")
+        await client.aclose()
+    gc.collect()
