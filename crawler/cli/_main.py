@@ -325,6 +325,13 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
                     f"-o {feed.path}: several spiders would write the same file; put "
                     "{spider} in the path (e.g. items-{spider}.jsonl)"
                 )
+    if feeds and any(s.frontier_url for s in resolved.values()):
+        # Said before the engine connects to Redis: a wrong command line is told first.
+        raise CommandError(
+            "with --frontier, items go to the shared crawl's Redis stream, exactly once; "
+            "export them with `crawl export REDIS_URL --spider NAME -O FILE` instead of "
+            "-o/-O (docs/distributed.md)"
+        )
     dirs = [for_spider(s.job_dir, cls.name) for cls, s in resolved.items() if s.job_dir]
     if len(set(dirs)) != len(dirs):
         raise CommandError(

@@ -223,11 +223,16 @@ async def test_a_crawl_gives_back_every_lease_when_it_ends(redis_server: RedisSe
     with trio.fail_after(GUARD):
         async with serve_h11(host="127.0.0.2") as a, serve_h11(host="127.0.0.3") as b:
             servers = [a, b]
-            settings = Settings(
-                frontier_url=redis_server.url, obey_robots=False, max_connections_per_host=2
-            )
-            for _ in range(3):
+            for run in range(3):
+                # a new crawl each time: the shared frontier would find the pages seen
+                settings = Settings(
+                    frontier_url=redis_server.url,
+                    crawl_id=f"run{run}",
+                    obey_robots=False,
+                    max_connections_per_host=2,
+                )
                 stats = await crawl(Pages, settings)
                 assert stats.requests == 8
                 async with RedisClient(redis_server.url) as client:
-                    assert await client.execute("KEYS", "crawl:{pages/pages}:host:*") == []
+                    keys = await client.execute("KEYS", f"crawl:{{pages/run{run}}}:host:*")
+                    assert keys == []

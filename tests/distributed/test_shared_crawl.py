@@ -156,12 +156,14 @@ async def test_export_writes_each_item_once_and_resumes_after_a_torn_run(
     assert json.loads(position_path(out).read_text())["offset"] == out.stat().st_size
 
 
-async def test_frontier_url_with_a_job_dir_or_feeds_is_refused(tmp_path: Path) -> None:
-    s = Settings(frontier_url="redis://127.0.0.1:1/0", job_dir=str(tmp_path / "job"))
+async def test_frontier_url_with_a_job_dir_or_feeds_is_refused(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    s = Settings(frontier_url=redis_server.url, job_dir=str(tmp_path / "job"))
     async with Engine(s) as engine:
         with pytest.raises(SettingsError, match="frontier_url and job_dir"):
             engine.crawler(TwoHostSpider, s)
-        s2 = Settings(frontier_url="redis://127.0.0.1:1/0")
+        s2 = Settings(frontier_url=redis_server.url)
         with pytest.raises(SettingsError, match="crawl export"):
             engine.crawler(TwoHostSpider, s2, feeds=[tmp_path / "x.jsonl"])
 
