@@ -440,7 +440,7 @@ class ConnectionPool:
 
     def _new_h1(self, origin: Origin, stream: trio.abc.Stream, permit: object) -> HTTP11Connection:
         proxy = origin.proxy
-        forward = proxy is not None and origin.key[0] == "http"
+        forward = proxy is not None and proxy.forwards and origin.key[0] == "http"
         conn = HTTP11Connection(
             origin.key,
             stream,
@@ -697,7 +697,7 @@ class ConnectionPool:
                 slots = self._proxy_slots[proxy] = ProxySlots(self._proxy_cap)
             origin.slots = slots
             slots.origins.append(origin)
-        if scheme == "http" and proxy is not None:
+        if scheme == "http" and proxy is not None and proxy.forwards:
             pass  # a forward proxy speaks HTTP/1.1 with us for plain http
         elif self._h2_prior_knowledge if scheme == "http" else self._http2:
             origin.h2 = self._h2.new_origin(origin)

@@ -69,8 +69,8 @@ DOMAIN_SPECS = {
         "proxy",
         str,
         None,
-        'HTTP proxy for this host, "http://[user:pass@]proxy:port"; "" for none '
-        "(default: the proxy setting).",
+        'Proxy for this host, "http://", "socks5://" or "socks5h://[user:pass@]proxy:port"; '
+        '"" for none (default: the proxy setting).',
     ),
 }
 
@@ -209,8 +209,9 @@ class Settings:
     )
     proxy: str = setting(
         "",
-        'HTTP proxy for every request, "http://[user:pass@]proxy:port" (https:// URLs go '
-        'through a CONNECT tunnel). `[domains."HOST"] proxy` and `Request(proxy=...)` '
+        'Proxy for every request, "http://[user:pass@]proxy:port" (https:// URLs go '
+        'through a CONNECT tunnel), or "socks5://" (names resolved here) / "socks5h://" '
+        '(resolved by the proxy). `[domains."HOST"] proxy` and `Request(proxy=...)` '
         "override it; empty: the environment's, if trust_env.",
     )
     max_connections_per_proxy: int = setting(
