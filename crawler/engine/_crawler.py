@@ -51,6 +51,7 @@ from ._politeness import Politeness, RobotsCache
 from ._proxies import ProxyChooser
 from ._referer import referrer_policy
 from ._retry import RetryPolicy
+from ._rotation import ProxyRotation
 from ._scheduler import Scheduler
 from ._stats import Stats
 
@@ -96,7 +97,10 @@ class SharedTransport:
         proxies = self._proxies
         if proxies is not None and PROXY not in request.extensions:
             url = request.url
-            request.extensions[PROXY] = proxies.choose(url.scheme, url.host, url.port)
+            proxy = proxies.choose(url.scheme, url.host, url.port)
+            if isinstance(proxy, ProxyRotation):
+                return await proxy.send(self._pool, request)
+            request.extensions[PROXY] = proxy
         return await self._pool.handle_request(request)
 
     async def aclose(self) -> None:
@@ -196,7 +200,7 @@ class Crawler:
                 self.scheduler.refilled, self.stop, self._shared_failed, self._error_count
             )
         self._timeout = settings.timeout()
-        self._proxies = ProxyChooser.for_spider(settings)
+        self._proxies = ProxyChooser.for_spider(settings, self.stats.proxies)
         #: The spider's sessions by name ("default" included), made on first use.
         self.sessions: dict[str, Session] = {}
         # The crawl failed and must exit non-zero: a login failed, or no start request

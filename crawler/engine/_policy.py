@@ -29,6 +29,7 @@ from ._fetch import Failed, Outcome, Skipped
 from ._politeness import THROTTLE_STATUSES, parse_retry_after
 from ._referer import PageReferrer, Policy, redirect_referer
 from ._retry import RetryPolicy
+from ._rotation import PROXY_BANNED
 from ._stats import Stats
 
 if TYPE_CHECKING:
@@ -128,7 +129,9 @@ class OutcomePolicy:
                     await self._redirect(request, response, location)
                     return False
             if status >= 400 or status in self._retry_codes:
-                if self._maybe_retry(request, status=status, response=response):
+                # A rotated proxy's refusal: retried through another, whatever the status.
+                banned = status >= 400 and PROXY_BANNED in response.extensions
+                if self._maybe_retry(request, status=status, response=response, banned=banned):
                     return False
                 accepted = request.accept_statuses
                 if status not in self._accept and not (
@@ -188,10 +191,11 @@ class OutcomePolicy:
         error: HTTPError | None = None,
         status: int | None = None,
         response: HTTPResponse | None = None,
+        banned: bool = False,
     ) -> bool:
         if request.dont_retry:
             return False
-        if status is not None and not self._retry.should_retry_status(status):
+        if status is not None and not banned and not self._retry.should_retry_status(status):
             return False
         attempt = request.retries + 1
         delay = self._retry.delay_for(

@@ -53,6 +53,8 @@ class Stats:
         self.connections: dict[str, tuple[int, int]] = {}
         # The HTTP cache's hit, miss, store, revalidate, uncacheable (empty without one).
         self.http_cache: Counter[str] = Counter()
+        # With the proxies setting: requests, failures, benched per proxy (redacted URL).
+        self.proxies: dict[str, Counter[str]] = {}
 
     @property
     def elapsed(self) -> float:
@@ -90,6 +92,11 @@ class Stats:
             "in_flight": self.in_flight,
             "connections": {k: list(v) for k, v in self.connections.items()},
         }
+        if self.proxies:
+            data["proxies"] = {
+                label: {key: counts[key] for key in ("requests", "failures", "benched")}
+                for label, counts in self.proxies.items()
+            }
         for name, count in self.http_cache.items():
             data[f"httpcache/{name}"] = count
         return data

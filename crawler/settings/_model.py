@@ -214,6 +214,36 @@ class Settings:
         '(resolved by the proxy). `[domains."HOST"] proxy` and `Request(proxy=...)` '
         "override it; empty: the environment's, if trust_env.",
     )
+    proxies: tuple[str, ...] = setting(
+        (),
+        "Proxy URLs to rotate requests through (http://, socks5://, socks5h://), in place "
+        'of the proxy setting (set one or the other). `[domains."HOST"] proxy` and '
+        "`Request(proxy=...)` still win. A proxy that fails proxy_bench_after times in a "
+        "row (cannot connect, 407, or one of proxy_ban_statuses) is benched and the request "
+        "retried through another.",
+    )
+    proxy_rotation: str = setting(
+        "round-robin",
+        'How proxies takes turns: "round-robin" in order; "least-recently-failed" the one '
+        "whose last failure is oldest (never failed first).",
+        choices=("round-robin", "least-recently-failed"),
+    )
+    proxy_ban_statuses: tuple[int, ...] = setting(
+        (403, 429),
+        "With proxies: response statuses that count as the proxy being refused (407 always "
+        "does); such a response is retried through another proxy.",
+        item_range=(100, 599),
+    )
+    proxy_bench_after: int = setting(
+        3, "With proxies: failures in a row that bench a proxy.", minimum=1
+    )
+    proxy_bench_seconds: float = setting(
+        60.0,
+        "With proxies: how long a proxy is first benched; each bench after it without a "
+        "success in between lasts twice as long, up to proxy_bench_max_seconds.",
+        minimum=0,
+    )
+    proxy_bench_max_seconds: float = setting(900.0, "With proxies: the longest bench.", minimum=0)
     max_connections_per_proxy: int = setting(
         0,
         "Open connections through any one proxy, across the sites behind it; 0 = "
