@@ -207,6 +207,26 @@ async def test_refused_credentials_are_named_as_such() -> None:
     assert "hunter2" not in message and "alice" not in message
 
 
+async def test_a_proxy_that_wants_credentials_we_lack_says_so() -> None:
+    offered: list[bytes] = []
+
+    async def no_method(stream: trio.SocketStream) -> None:
+        head = await _read_exactly(stream, 2)
+        offered.append(await _read_exactly(stream, head[1]))
+        await stream.send_all(b"\x05\xff")  # no acceptable method
+
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(no_method) as port,
+            Client(proxy=f"socks5://127.0.0.1:{port}", trust_env=False) as client,
+        ):
+            with pytest.raises(ProxyError) as caught:
+                await client.get("http://localhost:8123/")
+    assert offered == [b"\x00"]  # no credentials in the URL: "no authentication" only
+    assert "authentication required" in str(caught.value)
+    assert "no credentials" in str(caught.value)
+
+
 async def test_connection_refused_by_the_destination() -> None:
     fake = FakeSocks(reply=5, auth_ok=True)
     with trio.fail_after(GUARD):
