@@ -178,6 +178,9 @@ def test_settings_never_show_proxy_credentials() -> None:
     text = repr(s)
     assert "http://***@p.test:3128" in text and "http://***@q" in text
     assert "pw" not in text and "v:x" not in text
+    listed = repr(Settings(proxies=("socks5h://u:pw@p.test:1080", "http://v:x@q:3128")))
+    assert "socks5h://***@p.test:1080" in listed and "http://***@q:3128" in listed
+    assert "pw" not in listed and "v:x" not in listed
 
 
 @pytest.mark.e2e
