@@ -1,7 +1,8 @@
 """A concurrent web-crawl and scraping engine on trio, and the HTTP client under it.
 
 What a spider, a pipeline or a script needs is importable from here:
-``Spider``, ``CloseSpider``, ``Request``, ``Response`` (and the ``Selector`` and
+``Spider``, ``CloseSpider``, ``CrawlSpider`` with its ``Rule`` and ``LinkExtractor``
+(and the ``Link`` it finds), ``Request``, ``Response`` (and the ``Selector`` and
 ``SelectorList`` its ``css()`` and ``xpath()`` return), ``Session``, ``Pipeline``,
 ``DropItem``, ``Middleware``, ``DropRequest``, ``Signals``, ``Extension``, ``Settings``,
 the engine's entry points, and the HTTP client's public names.
@@ -20,6 +21,8 @@ from .engine import CustomStats as CustomStats
 from .engine import DropRequest as DropRequest
 from .engine import Engine as Engine
 from .engine import Extension as Extension
+from .engine import HttpCache as HttpCache
+from .engine import HttpCacheError as HttpCacheError
 from .engine import Middleware as Middleware
 from .engine import SignalName as SignalName
 from .engine import Signals as Signals
@@ -37,6 +40,7 @@ from .http import ByteStream as ByteStream
 from .http import Client as Client
 from .http import CloseError as CloseError
 from .http import ConnectError as ConnectError
+from .http import ConnectionPermits as ConnectionPermits
 from .http import ConnectionPool as ConnectionPool
 from .http import ConnectTimeout as ConnectTimeout
 from .http import Cookie as Cookie
@@ -77,10 +81,15 @@ from .http import UnsupportedProtocol as UnsupportedProtocol
 from .http import WriteError as WriteError
 from .http import WriteTimeout as WriteTimeout
 from .http import __all__ as _http_names
+from .linkextractor import IGNORED_EXTENSIONS as IGNORED_EXTENSIONS
+from .linkextractor import Link as Link
+from .linkextractor import LinkExtractor as LinkExtractor
 from .pipelines import DropItem as DropItem
 from .pipelines import Pipeline as Pipeline
 from .request import Request as Request
 from .response import Response as Response
+from .rules import CrawlSpider as CrawlSpider
+from .rules import Rule as Rule
 from .selector import Selector as Selector
 from .selector import SelectorError as SelectorError
 from .selector import SelectorList as SelectorList
@@ -89,6 +98,9 @@ from .sessions import LoginFailed as LoginFailed
 from .sessions import Session as Session
 from .settings import Settings as Settings
 from .settings import SettingsError as SettingsError
+from .sitemap import SitemapError as SitemapError
+from .sitemap import SitemapReader as SitemapReader
+from .sitemap import SitemapSpider as SitemapSpider
 from .spider import CloseSpider as CloseSpider
 from .spider import Spider as Spider
 
@@ -110,6 +122,7 @@ _HTTP_ONLY = frozenset(
         "RequestOptions",
         "Response",
         "TimeoutArg",
+        "check_cookie",
         "check_header",
         "redirect_step",
     }
@@ -117,8 +130,10 @@ _HTTP_ONLY = frozenset(
 
 __all__ = [
     *(name for name in _http_names if name not in _HTTP_ONLY),
+    "IGNORED_EXTENSIONS",
     "CloseSpider",
     "ComponentError",
+    "CrawlSpider",
     "Crawler",
     "CustomStats",
     "DropItem",
@@ -126,11 +141,16 @@ __all__ = [
     "Engine",
     "Extension",
     "FormError",
+    "HttpCache",
+    "HttpCacheError",
+    "Link",
+    "LinkExtractor",
     "LoginFailed",
     "Middleware",
     "Pipeline",
     "Request",
     "Response",
+    "Rule",
     "Selector",
     "SelectorError",
     "SelectorList",
@@ -139,6 +159,9 @@ __all__ = [
     "SettingsError",
     "SignalName",
     "Signals",
+    "SitemapError",
+    "SitemapReader",
+    "SitemapSpider",
     "Spider",
     "Stats",
     "crawl",

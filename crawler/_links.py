@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "extract_links",
     "host_of",
+    "href_resolver",
     "make_host_filter",
     "netloc_of",
     "normalize_absolute",
@@ -236,6 +237,16 @@ def extract_links(tree: LexborHTMLParser, base_url: str) -> list[str]:
         if url is not None:
             out[url] = None
     return list(out)
+
+
+def href_resolver(tree: LexborHTMLParser, base_url: str) -> Callable[[str], str | None] | None:
+    """``resolve_url`` for the hrefs of one page, with its ``<base href>`` honoured and
+    the fast paths of ``extract_links``; None when the page URL itself is unusable."""
+    node = tree.css_first("base[href]")
+    base = _page_base(base_url, None if node is None else node.attrs["href"] or "")
+    if base is None:
+        return None
+    return lambda href: _resolve_fast(base, href)
 
 
 def netloc_of(url: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from ._links import extract_links, resolve_url
+from .http import Request as HTTPRequest
 from .http import Response as HTTPResponse
 from .request import Callback, Request
 from .selector import (
@@ -65,6 +66,31 @@ class Response(HTTPResponse):
         new._unseen = unseen
         new.crawl_request = crawl_request
         return new
+
+    @classmethod
+    def from_body(
+        cls,
+        url: str,
+        body: bytes | str,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        request: Request | None = None,
+    ) -> Response:
+        """A response made without a server, for a recorded page in a test or a saved file
+        in ``crawl shell``; ``request`` is the crawl Request it answers (for its meta and
+        callback), a GET of ``url`` by default. A str body is sent as UTF-8, and an HTML
+        Content-Type is assumed unless ``headers`` name one."""
+        content = body.encode("utf-8") if isinstance(body, str) else body
+        fields = dict(headers or {})
+        if not any(name.lower() == "content-type" for name in fields):
+            fields["Content-Type"] = (
+                "text/html; charset=utf-8" if isinstance(body, str) else "text/html"
+            )
+        http = HTTPResponse(
+            status, headers=fields, content=content, request=HTTPRequest("GET", url)
+        )
+        return cls.from_http(http, request if request is not None else Request(url))
 
     @property
     def meta(self) -> dict[str, Any]:

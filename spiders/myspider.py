@@ -64,6 +64,16 @@ class MySpider(Spider):
         yield Request(self._base() + "/", callback=self.parse)
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
+        """A page of quotes: its quotes, their authors' pages, the next page.
+
+        Contracts, which ``crawl check myspider`` runs on the demo site (the path
+        is resolved against site_url):
+
+        @url /
+        @returns items 10 10
+        @returns requests 11
+        @scrapes type text author tags url
+        """
         url = str(response.url)
         for quote in response.css("div.quote"):
             yield {
@@ -85,6 +95,13 @@ class MySpider(Spider):
             yield response.follow(favourites, callback=self.parse_favourites)
 
     async def parse_favourites(self, response: Response) -> AsyncIterator[dict[str, Any]]:
+        """The logged-in visitor's favourites (``crawl check`` logs in first).
+
+        @url /private/
+        @returns items 1
+        @returns requests 0 0
+        @scrapes type text author url
+        """
         url = str(response.url)
         for quote in response.css("div.quote"):
             yield {
@@ -95,6 +112,12 @@ class MySpider(Spider):
             }
 
     async def parse_author(self, response: Response) -> AsyncIterator[dict[str, Any]]:
+        """One author's page.
+
+        @url /author/Adela-Brightwater
+        @returns items 1 1
+        @scrapes name born_date born_location description url
+        """
         yield {
             "type": "author",
             "name": _text(response, "h3.author-title"),

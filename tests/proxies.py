@@ -1,4 +1,5 @@
-"""A real forward proxy for tests: tinyproxy, run as our own process on loopback.
+"""Real proxies for tests, run as our own processes on loopback: tinyproxy (HTTP)
+and pproxy (SOCKS5).
 
 tinyproxy forwards plain HTTP in absolute form (adding a ``Via`` header),
 opens ``CONNECT`` tunnels, checks Basic credentials and logs every request:
@@ -13,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,14 +105,69 @@ def run_tinyproxy(where: Path, connect_ports: list[int] | None = None) -> Iterat
             process.wait(timeout=10)
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes], stderr_path: Path) -> None:
-    """Poll (bounded) until tinyproxy accepts connections, or fail with its stderr."""
+def _wait_listening(
+    port: int, process: subprocess.Popen[bytes], stderr_path: Path, name: str = "tinyproxy"
+) -> None:
+    """Poll (bounded) until the server accepts connections, or fail with its stderr."""
     for _ in range(_START_ATTEMPTS):
         if process.poll() is not None:
             err = stderr_path.read_text(errors="replace")
-            pytest.fail(f"tinyproxy exited with {process.returncode}: {err}")
+            pytest.fail(f"{name} exited with {process.returncode}: {err}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.01)
-    pytest.fail(f"tinyproxy did not listen on 127.0.0.1:{port}")
+    pytest.fail(f"{name} did not listen on 127.0.0.1:{port}")
+
+
+# -- SOCKS5: pproxy --------------------------------------------------------------------
+
+
+@dataclass
+class SocksProxy:
+    port: int
+    log_path: Path
+    pid: int
+
+    def url(self, scheme: str = "socks5h", user: str = USER, password: str = PASSWORD) -> str:
+        return f"{scheme}://{user}:{password}@127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        """pproxy's verbose log: one ``socks5 CLIENT -> TARGET`` line per tunnel, TARGET as
+        the client sent it (a name for socks5h, an address for socks5)."""
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def run_pproxy(where: Path) -> Iterator[SocksProxy]:
+    """Start pproxy (a test dependency) as a SOCKS5 server on a free loopback port,
+    requiring ``USER``/``PASSWORD`` on every connection (``--auth 0``: pproxy otherwise
+    remembers an address that once logged in); stop it by PID."""
+    port = _free_port()
+    log_path = where / "pproxy.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pproxy",
+                "-l",
+                f"socks5://127.0.0.1:{port}#{USER}:{PASSWORD}",
+                "--auth",
+                "0",
+                "-v",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_listening(port, process, log_path, "pproxy")
+        yield SocksProxy(port, log_path, process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

@@ -36,6 +36,7 @@ DOORS = (
     "crawler",
     "crawler.cli",
     "crawler.demo",
+    "crawler.distributed",
     "crawler.engine",
     "crawler.frontier",
     "crawler.http",

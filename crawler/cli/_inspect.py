@@ -36,7 +36,7 @@ from ._demo import SITE_URL_OPTION
 from ._main import CommandError, configure_logging, resolve_all
 from ._spider_loader import load_spiders
 
-__all__ = ["ToolFailed", "run_fetch", "run_parse"]
+__all__ = ["ToolFailed", "get", "run_fetch", "run_parse", "spider_session", "spider_settings"]
 
 EXIT_FAILED = 1
 
@@ -65,9 +65,15 @@ def _checked_url(url: str) -> str:
 
 
 def _spider_settings(args: argparse.Namespace, name: str | None) -> tuple[type[Spider], Settings]:
-    """The spider to use and its settings; without a name, the project's settings (and
-    no spider module is imported, so ``crawl fetch`` works outside a project too)."""
-    _checked_url(args.url)
+    return spider_settings(args, name, _checked_url(args.url))
+
+
+def spider_settings(
+    args: argparse.Namespace, name: str | None, url: str | None
+) -> tuple[type[Spider], Settings]:
+    """The spider to use and its settings, pointed at ``url``'s site if one is given;
+    without a name, the project's settings (and no spider module is imported, so the
+    tools work outside a project too)."""
     extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
     sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
     project = sources.resolve(lenient=True)
@@ -76,7 +82,8 @@ def _spider_settings(args: argparse.Namespace, name: str | None) -> tuple[type[S
         return _Fetch, sources.resolve()
     loader = load_spiders(project.spider_modules, project.project_dir)
     cls = loader.get(name)
-    return cls, _pointed_at(cls, resolve_all(sources, loader, [name])[cls], args.url)
+    settings = resolve_all(sources, loader, [name])[cls]
+    return cls, settings if url is None else _pointed_at(cls, settings, url)
 
 
 def _pointed_at(cls: type[Spider], settings: Settings, url: str) -> Settings:
@@ -99,7 +106,7 @@ def _failed(exc: ToolFailed) -> int:
 
 
 @asynccontextmanager
-async def _spider_session(
+async def spider_session(
     cls: type[Spider], settings: Settings
 ) -> AsyncIterator[tuple[Spider, Session]]:
     """The spider (its settings set) and its default session, logged in if it logs in."""
@@ -119,7 +126,7 @@ async def _spider_session(
                     await each.aclose()
 
 
-async def _get(session: Session, request: Request) -> Response:
+async def get(session: Session, request: Request) -> Response:
     """``request`` sent as the crawl sends it (redirects followed); an error status or a
     network error is a ToolFailed naming the URL."""
     try:
@@ -176,8 +183,8 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 async def _fetch(cls: type[Spider], settings: Settings, url: str) -> Response:
-    async with _spider_session(cls, settings) as (_, session):
-        return await _get(session, Request(url))
+    async with spider_session(cls, settings) as (_, session):
+        return await get(session, Request(url))
 
 
 # -- crawl parse ---------------------------------------------------------------------
@@ -227,7 +234,7 @@ def run_parse(args: argparse.Namespace) -> int:
 
 
 async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: int) -> None:
-    from ..engine._callbacks import Callbacks
+    from ..engine._callbacks import Callbacks, callback_label
     from ..engine._stats import Stats
     from ..pipelines._encode import make_encoder
 
@@ -237,7 +244,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
     async def item(value: Any) -> None:
         found.items.append(value)
 
-    async with _spider_session(cls, settings) as (spider, session):
+    async with spider_session(cls, settings) as (spider, session):
         stats = Stats(cls.name)
         callbacks = Callbacks(
             spider,
@@ -251,9 +258,10 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
         for current in range(1, depth + 1):
             following: list[Request] = []
             for request in level:
-                name = request.callback or "parse"
+                callback = request.callback or "parse"
+                name = callback_label(callback)
                 try:
-                    response = await _get(session, request)
+                    response = await get(session, request)
                 except ToolFailed as exc:
                     if current == 1:
                         raise
@@ -262,7 +270,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
                 found.items.clear()
                 found.requests.clear()
                 errors = stats.callback_errors
-                await callbacks.invoke(request, name, (response,))
+                await callbacks.invoke(request, callback, (response,), kwargs=request.cb_kwargs)
                 if stats.callback_errors > errors:
                     raise ToolFailed(f"callback {name} failed on {request.url} (see above)")
                 print(
@@ -274,7 +282,7 @@ async def _parse(cls: type[Spider], settings: Settings, start: Request, depth: i
                 for value in found.items:
                     print(encode(value))
                 for new in found.requests:
-                    print(f"{new.method} {new.url} -> {new.callback or 'parse'}")
+                    print(f"{new.method} {new.url} -> {callback_label(new.callback or 'parse')}")
                     key = (new.method, new.url)
                     if key not in seen:
                         seen.add(key)

@@ -1,6 +1,6 @@
 """The ``crawl`` command: ``crawl NAME...``, ``crawl list``, ``crawl settings [NAME]``,
-and the tools of the edit-and-run loop (``demo``, ``fetch``, ``parse``, ``new``,
-``startproject``), each with options of its own.
+and the tools of the edit-and-run loop (``demo``, ``fetch``, ``parse``, ``shell``,
+``check``, ``new``, ``startproject``), each with options of its own.
 
 Settings and spiders are loaded and checked before anything is fetched, so a
 mistake costs one line on stderr and exit status 2. The engine is imported
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._paths import SPIDER_FIELD, for_spider
+from .._paths import for_spider
 from .._redact import REDACTED, is_secret_key, redact_userinfo
 from ..settings import Settings, SettingsError, SettingsSources, load_sources
 from ..settings._schema import format_key
@@ -25,7 +25,6 @@ from ._spider_loader import SpiderLoader, SpiderLoadError, load_spiders
 
 __all__ = ["main"]
 
-FEED_FORMATS = (".jsonl", ".jl", ".csv", ".json")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -35,11 +34,21 @@ commands:
   crawl list               list the spiders of the project
   crawl settings [NAME]    print the resolved settings (of spider NAME) and their sources
   crawl status DIR         show the state of the crawl job in DIR (see --job)
+  crawl cache clear [NAME...]
+                           delete the HTTP cache of the named spiders (of all: no NAME)
+  crawl status REDIS_URL [--spider NAME]
+                           show the shared crawls in Redis (see --frontier)
+  crawl stop REDIS_URL --spider NAME
+                           ask the workers of a shared crawl to finish and exit
+  crawl export REDIS_URL --spider NAME -O FILE
+                           write a shared crawl's items to FILE, each once
   crawl demo               serve the bundled demo site on http://127.0.0.1:8000/
   crawl fetch URL          print a page as the crawl gets it (--headers, --spider NAME)
   crawl parse URL --spider NAME
                            run a callback on a page; print its items and requests
-  crawl new NAME DOMAIN    write spiders/NAME.py from a template (--template login)
+  crawl shell [URL|FILE]   a Python prompt on a page: response.css(...), await fetch(...)
+  crawl check [NAME ...]   run the contracts in the spiders' callback docstrings
+  crawl new NAME DOMAIN    write spiders/NAME.py from a template (--template login|rules|sitemap)
   crawl startproject DIR   write a new project that crawls the demo site
 
 Run `crawl COMMAND --help` for the options of a command.
@@ -53,7 +62,7 @@ class CommandError(Exception):
 
 class _FeedAction(argparse.Action):
     """``-o FILE`` (append) and ``-O FILE`` (overwrite) into one list, in command-line
-    order, as (path, append) pairs."""
+    order, as (value, append) pairs; FILE may be ``FILE:FORMAT`` or ``-:FORMAT``."""
 
     def __call__(
         self,
@@ -62,7 +71,7 @@ class _FeedAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        feeds = [*getattr(namespace, self.dest, []), (Path(values), option_string == "-o")]
+        feeds = [*getattr(namespace, self.dest, []), (str(values), option_string == "-o")]
         setattr(namespace, self.dest, feeds)
 
 
@@ -70,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crawl",
         usage="crawl [options] NAME [NAME ...] | crawl list | crawl settings [NAME] | "
-        "crawl status DIR | crawl COMMAND ...",
+        "crawl status DIR | crawl cache clear [NAME ...] | crawl COMMAND ...",
         description="Run and inspect the spiders of a crawl project.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -90,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         action=_FeedAction,
         default=[],
         metavar="FILE",
-        help="export items to FILE, appending to it: .jsonl (.jl), .csv or .json (repeatable)",
+        help="export items to FILE, appending to it: .jsonl (.jl), .csv or .json; "
+        "FILE:FORMAT names the format, -:jsonl is standard output; %%(name)s, %%(time)s "
+        "and spider attributes are filled in (repeatable)",
     )
     parser.add_argument(
         "-O",
@@ -114,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="make the crawl durable in DIR; the same command resumes it (docs/resume.md)",
     )
+    parser.add_argument(
+        "--frontier",
+        metavar="REDIS_URL",
+        help="share the crawl through Redis with every worker given the same URL "
+        "(docs/distributed.md)",
+    )
     return parser
 
 
@@ -126,10 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._serve import DemoServeError
     from ._tools import TOOLS, run_tool, tool_parser
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _attach_stdout_feeds(list(sys.argv[1:] if argv is None else argv))
     first = _first_name(argv)
     tool = first if first in TOOLS else None
-    args = (tool_parser(tool) if tool else _parser()).parse_args(argv)
+    if first == "status" and any(_is_redis_url(word) for word in argv):
+        tool = "status"  # of a shared crawl; ``crawl status DIR`` is a job's
+    # Intermixed: a tool's optional positional (crawl shell [URL]) may follow its options.
+    args = tool_parser(tool).parse_intermixed_args(argv) if tool else _parser().parse_args(argv)
     try:
         return run_tool(args) if tool else _dispatch(args)
     except (SettingsError, SpiderLoadError, CommandError, DemoServeError) as exc:
@@ -140,8 +160,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _attach_stdout_feeds(argv: list[str]) -> list[str]:
+    """``-o -:jsonl`` as ``-o-:jsonl``: argparse would take a value starting with ``-``
+    for an option of its own and say ``-o`` lacks its argument."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in ("-o", "-O"):
+            value = next(words, None)
+            if value is None:
+                out.append(word)
+            elif value.startswith("-") and value != "--":
+                out.append(word + value)
+            else:
+                out.extend((word, value))
+        else:
+            out.append(word)
+    return out
+
+
 #: The options of ``crawl NAME`` that take a value, so the value is not taken for NAME.
-_VALUE_OPTIONS = {"-s", "-o", "--settings", "--log-level", "--stats-json", "--job"}
+_VALUE_OPTIONS = {
+    "-s",
+    "-o",
+    "-O",
+    "--settings",
+    "--log-level",
+    "--stats-json",
+    "--job",
+    "--frontier",
+}
+
+
+def _is_redis_url(word: str) -> bool:
+    return word.startswith(("redis://", "rediss://"))
 
 
 def _first_name(argv: Sequence[str]) -> str | None:
@@ -162,13 +214,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ..jobs._status import JobStatusError, job_status
 
         try:
-            print(job_status(Path(rest[0])))
+            print(job_status(Path(rest[0]), cache_dir=lambda name: _cache_dir_of(args, name)))
         except JobStatusError as exc:
             raise CommandError(str(exc)) from None
         return 0
     extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
     if args.job:
         extra.append(("--job", {"job_dir": args.job}))
+    if args.frontier:
+        extra.append(("--frontier", {"frontier_url": args.frontier}))
     sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
     # spider_modules and log_level are needed before the spiders (and so their
     # options) are known: read them leniently, check everything after.
@@ -179,7 +233,37 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _list(sources, loader)
     if command == "settings" and len(rest) <= 1:
         return _show_settings(sources, loader, rest[0] if rest else None)
+    if command == "cache" and rest[:1] == ["clear"]:
+        return _clear_caches(sources, loader, rest[1:])
     return _crawl(args, sources, loader)
+
+
+def _cache_dir_of(args: argparse.Namespace, spider: str) -> Path | None:
+    """Where ``spider``'s HTTP cache is, by the project's settings (None if they cannot
+    be read: ``crawl status`` then shows the job without it)."""
+    from ..engine._http_cache import cache_dir
+
+    try:
+        sources = load_sources(args.settings, args.overrides)
+        return cache_dir(sources.resolve(lenient=True), spider)
+    except (SettingsError, OSError):
+        return None
+
+
+def _clear_caches(sources: SettingsSources, loader: SpiderLoader, names: Sequence[str]) -> int:
+    """``crawl cache clear [NAME...]``: delete the cache files, whatever their state."""
+    from ..engine._cache_store import clear_cache
+    from ..engine._http_cache import cache_dir
+
+    chosen = list(names) or loader.names()
+    for cls, settings in resolve_all(sources, loader, chosen).items():
+        directory = cache_dir(settings, cls.name or cls.__name__)
+        count = clear_cache(directory)
+        if count is None:
+            print(f"{cls.name}: no HTTP cache in {directory}")
+        else:
+            print(f"{cls.name}: deleted the HTTP cache in {directory} ({count} responses)")
+    return 0
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -243,27 +327,37 @@ def resolve_all(
     return {cls: sources.resolve(cls, also_known=options) for cls in classes}
 
 
-def _feed(path: Path) -> Path:
-    if path.suffix.lower() not in FEED_FORMATS:
-        raise CommandError(
-            f"Cannot export to {str(path)!r}: unknown format {path.suffix or '(no extension)'!r}"
-            f" (use {', '.join(FEED_FORMATS)})"
-        )
-    return path
+def _feed(value: str, append: bool) -> Any:
+    """The Feed of one ``-o``/``-O`` value, checked before anything is crawled."""
+    from ..pipelines._runner import Feed, PipelineConfigError
+
+    feed = Feed.parse(value, append=append)
+    try:
+        feed.exporter_name()
+    except PipelineConfigError as exc:
+        raise CommandError(str(exc)) from None
+    return feed
 
 
 def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoader) -> int:
     resolved = resolve_all(sources, loader, args.names)
-    from ..pipelines._runner import Feed
+    from ..engine._engine import names_the_spider
 
-    feeds = [Feed(_feed(path), append) for path, append in args.feeds]
+    feeds = [_feed(value, append) for value, append in args.feeds]
     if len(resolved) > 1:
-        for path in (feed.path for feed in feeds):
-            if SPIDER_FIELD not in str(path):
+        for feed in feeds:
+            if not names_the_spider(feed):
                 raise CommandError(
-                    f"-o {path}: several spiders would write the same file; put {{spider}} "
-                    "in the path (e.g. items-{spider}.jsonl)"
+                    f"-o {feed.path}: several spiders would write the same file; put "
+                    "{spider} in the path (e.g. items-{spider}.jsonl)"
                 )
+    if feeds and any(s.frontier_url for s in resolved.values()):
+        # Said before the engine connects to Redis: a wrong command line is told first.
+        raise CommandError(
+            "with --frontier, items go to the shared crawl's Redis stream, exactly once; "
+            "export them with `crawl export REDIS_URL --spider NAME -O FILE` instead of "
+            "-o/-O (docs/distributed.md)"
+        )
     dirs = [for_spider(s.job_dir, cls.name) for cls, s in resolved.items() if s.job_dir]
     if len(set(dirs)) != len(dirs):
         raise CommandError(
@@ -271,7 +365,8 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
             "(e.g. --job 'jobs/{spider}')"
         )
     from .. import engine  # heavy: only when crawling
-    from ..engine import ComponentError
+    from ..distributed import RedisError
+    from ..engine import ComponentError, HttpCacheError
     from ..jobs._job import JobError
     from ..pipelines._runner import PipelineConfigError
     from ._demo import start_demo_site
@@ -289,9 +384,21 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
         ComponentError,
         SettingsError,
         JobError,
+        HttpCacheError,
+        RedisError,
         BaseExceptionGroup,
     ) as exc:
-        cause = _config_error(exc, (PipelineConfigError, ComponentError, SettingsError, JobError))
+        cause = _config_error(
+            exc,
+            (
+                PipelineConfigError,
+                ComponentError,
+                SettingsError,
+                JobError,
+                HttpCacheError,
+                RedisError,
+            ),
+        )
         if cause is None:
             raise
         raise CommandError(str(cause)) from exc

@@ -33,6 +33,15 @@ class $class_name(Spider):
     start_urls = ["$start_url"]
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
+        """Each page's URL and title, and its links to follow.
+
+        ``crawl check $name`` runs this on @url and checks the lines below it;
+        keep them true as the callback changes (docs/testing-spiders.md):
+
+        @url $start_url
+        @returns items 1 1
+        @scrapes url title
+        """
         # One item per page: replace with the fields you want, e.g.
         # response.css("div.quote") and node.css_first("span.text").text(strip=True).
         title = response.css_first("title")
@@ -84,6 +93,15 @@ class $class_name(Spider):
         )
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
+        """Each page's URL and title, and its links to follow.
+
+        ``crawl check $name`` logs in, runs this on @url and checks the lines
+        below it (docs/testing-spiders.md):
+
+        @url $start_url
+        @returns items 1 1
+        @scrapes url title
+        """
         title = response.css_first("title")
         yield {
             "url": str(response.url),
@@ -94,7 +112,85 @@ class $class_name(Spider):
                 yield response.follow(link, callback=self.parse)
 ''')
 
-SPIDERS = {"basic": BASIC, "login": LOGIN}
+SITEMAP = Template('''\
+"""The $name spider: crawls the pages $domain lists in its sitemaps.
+
+Run it with ``crawl $name -o $name.jsonl``. It reads the ``Sitemap:`` lines of
+robots.txt; if the site has none, list its sitemap URLs in ``sitemap_urls``.
+See the crawler's docs/sitemaps.md for rules, indexes and filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from crawler import Response, SitemapReader, SitemapSpider
+
+
+class $class_name(SitemapSpider):
+    name = "$name"
+    allowed_domains = ["$host"]  # URLs elsewhere are dropped (and counted as offsite)
+    sitemap_urls = ["${start_url}robots.txt"]
+    # (regex, callback): each page goes to the first callback whose regex is in its URL;
+    # a page no regex matches is not crawled.
+    sitemap_rules = [("", "parse")]
+
+    def sitemap_filter(self, entries: SitemapReader) -> Iterator[dict[str, Any]]:
+        # Every entry by default; skip some here, e.g. by entry.get("lastmod").
+        yield from entries
+
+    async def parse(self, response: Response) -> AsyncIterator[dict[str, Any]]:
+        title = response.css_first("title")
+        yield {
+            "url": str(response.url),
+            "title": title.text(strip=True) if title is not None else "",
+        }
+''')
+
+
+RULES = Template('''\
+"""The $name spider: crawls $domain by rules.
+
+Each rule names the links it takes (a LinkExtractor) and the callback that gets
+the pages they lead to; for each page the rules are tried in order and a link
+goes to the first rule that takes it (the crawler's docs/link-rules.md). Run it
+with ``crawl $name -o $name.jsonl``; ``crawl parse URL --spider $name --callback
+parse_item`` shows what parse_item yields on one page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from crawler import CrawlSpider, LinkExtractor, Response, Rule
+
+
+class $class_name(CrawlSpider):
+    name = "$name"
+    allowed_domains = ["$host"]  # links elsewhere are dropped (and counted as offsite)
+    start_urls = ["$start_url"]
+
+    rules = (
+        # Item pages go to parse_item; their links are not followed. The pattern fits
+        # the book pages of the demo site's bookshop: write your site's item URLs here.
+        Rule(LinkExtractor(allow=r"/catalogue/[^/]+_\\d+/index\\.html$$"), callback="parse_item"),
+        # Every other link is followed, for the links on its page (images, archives and
+        # other files are left out: LinkExtractor's deny_extensions).
+        Rule(LinkExtractor()),
+    )
+
+    def parse_item(self, response: Response) -> Iterator[dict[str, Any]]:
+        # Replace with the fields you want, e.g. response.css("p.price_color::text").get().
+        yield {
+            "url": str(response.url),
+            "title": response.css("h1::text").get(""),
+        }
+''')
+
+
+SPIDERS = {"basic": BASIC, "login": LOGIN, "rules": RULES, "sitemap": SITEMAP}
 
 STARTPROJECT_SPIDER = '''\
 """The example spider: the quotes and authors of the bundled demo site.
@@ -131,6 +227,16 @@ class QuotesSpider(Spider):
         yield Request(base.rstrip("/") + "/", callback=self.parse)
 
     async def parse(self, response: Response) -> AsyncIterator[dict[str, Any] | Request]:
+        """A page of quotes: its quotes, their authors' pages, the next page.
+
+        ``crawl check`` runs this on the demo site (a path in @url is resolved
+        against site_url) and checks the lines below it:
+
+        @url /
+        @returns items 10 10
+        @returns requests 1
+        @scrapes type text author tags url
+        """
         for quote in response.css("div.quote"):
             yield {
                 "type": "quote",
@@ -147,6 +253,12 @@ class QuotesSpider(Spider):
             yield response.follow(next_page, callback=self.parse)
 
     async def parse_author(self, response: Response) -> AsyncIterator[dict[str, Any]]:
+        """One author's page.
+
+        @url /author/Adela-Brightwater
+        @returns items 1 1
+        @scrapes type name born_date url
+        """
         yield {
             "type": "author",
             "name": _text(response, "h3.author-title"),

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 import trio
 
 from . import _templates as t
+from ._books import books_page
 from ._content import (
     AUTHORS_BY_SLUG,
     FAVOURITE_IDS,
@@ -37,6 +38,7 @@ from ._content import (
     Quote,
     page_count,
 )
+from ._sitemap import site_file
 
 __all__ = ["DEMO_PASSWORD", "DEMO_USERNAME", "SESSION_COOKIE", "DemoApp", "demo_app"]
 
@@ -52,7 +54,6 @@ MAX_BODY = 64 * 1024
 
 HTML = b"text/html; charset=utf-8"
 TEXT = b"text/plain; charset=utf-8"
-ROBOTS_TXT = b"User-agent: *\nDisallow: /private-archive/\n"
 FAVOURITES: tuple[Quote, ...] = tuple(q for q in QUOTES if q.id in FAVOURITE_IDS)
 
 
@@ -218,7 +219,12 @@ class DemoApp:
                 await self._send(send, reply, head=False, gzip_ok=False)
                 return
             body = read
-        reply = await self._route(method, scope["path"], session, body)
+        # robots.txt and the sitemaps name the site's own origin: see _sitemap.py.
+        served = site_file(method, scope)
+        if served is not None:
+            reply = _Reply(200, *served)
+        else:
+            reply = await self._route(method, scope["path"], session, body)
         gzip_ok = _accepts_gzip(_header(headers, b"accept-encoding", b","))
         await self._send(send, reply, head=method == "HEAD", gzip_ok=gzip_ok)
 
@@ -269,13 +275,13 @@ class DemoApp:
                 return _html(200, t.private_page(FAVOURITES, user))
             case ("private-archive",):
                 return _html(200, t.archive_page(user))
-            case ("robots.txt",):
-                return _Reply(200, ROBOTS_TXT, TEXT)
             case ("flaky",):
                 return self._flaky(user)
             case ("slow",):
                 await trio.sleep(self.slow_delay)
                 return _html(200, t.message_page("Slow page", "Worth the wait.", user))
+            case ("books", *rest):
+                return _books(path, tuple(rest), user)
         return _not_found(path, user)
 
     @staticmethod
@@ -342,6 +348,14 @@ class DemoApp:
 def _same(given: str, expected: str) -> bool:
     """Constant-time comparison that, unlike compare_digest on str, accepts any text."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _books(path: str, rest: tuple[str, ...], user: str | None) -> _Reply:
+    """The bookshop (crawler/demo/_books.py); its links are relative, so /books needs its slash."""
+    if path == "/books":
+        return _redirect("/books/")
+    page = books_page(rest)
+    return _not_found(path, user) if page is None else _html(200, page)
 
 
 def _not_found(what: str, user: str | None) -> _Reply:

@@ -61,6 +61,7 @@ def _layout(title: str, content: str, user: str | None) -> str:
 <footer class="footer">
   <p>An offline demo site bundled with the crawler. Every quote and author is invented.</p>
   <ul class="site-links">
+    <li><a href="/books/">Books to scrape: the demo bookshop</a></li>
     <li><a href="/private-archive/">Private archive (disallowed by robots.txt)</a></li>
     <li><a href="/flaky/">A flaky page</a></li>
     <li><a href="/slow/">A slow page</a></li>

@@ -12,6 +12,8 @@ from ._crawler import Crawler as Crawler
 from ._engine import Engine as Engine
 from ._engine import crawl as crawl
 from ._engine import run_crawl as run_crawl
+from ._http_cache import HttpCache as HttpCache
+from ._http_cache import HttpCacheError as HttpCacheError
 from ._middlewares import DropRequest as DropRequest
 from ._middlewares import Middleware as Middleware
 from ._signals import SignalName as SignalName
@@ -26,6 +28,8 @@ __all__ = [
     "DropRequest",
     "Engine",
     "Extension",
+    "HttpCache",
+    "HttpCacheError",
     "Middleware",
     "SignalName",
     "Signals",

@@ -15,14 +15,17 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mappin
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..request import Request
+from itemadapter import ItemAdapter
+
+from .._sitemap_xml import SitemapError
+from ..request import Callback, Request
 from ..spider import CloseSpider
 from ._stats import Stats
 
 if TYPE_CHECKING:
     from ._referer import PageReferrer
 
-__all__ = ["Callbacks"]
+__all__ = ["Callbacks", "callback_label"]
 
 log = logging.getLogger("crawler.engine")
 
@@ -40,9 +43,23 @@ def _kind(method: Callable[..., Any]) -> int:
     return _PLAIN
 
 
+def callback_label(callback: Callback) -> str:
+    """How a callback is named in logs and errors: its name, or its qualified name."""
+    if isinstance(callback, str):
+        return callback
+    func = getattr(callback, "func", callback)  # a functools.partial names its function
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return str(name) if name else repr(callback)
+
+
 def _is_many(value: Any) -> bool:
-    # A mapping (UserDict, a Mapping class of one's own) is one item, not its keys.
-    return isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping)
+    # A mapping (UserDict, a Mapping class of one's own) is one item, not its keys; so is
+    # a pydantic model, though iterating it gives its fields.
+    return (
+        isinstance(value, Iterable)
+        and not isinstance(value, str | bytes | Mapping)
+        and not ItemAdapter.is_item(value)
+    )
 
 
 class Callbacks:
@@ -70,7 +87,11 @@ class Callbacks:
         """The callbacks called so far: those looked up, so counting them costs nothing."""
         return list(self._methods)
 
-    def _lookup(self, name: str) -> tuple[Callable[..., Any], int]:
+    def _lookup(self, name: Callback) -> tuple[Callable[..., Any], int]:
+        if not isinstance(name, str):
+            # A function, lambda or partial (in-memory crawls only): not cached, since a
+            # spider may make a new one per request.
+            return name, _kind(name)
         entry = self._methods.get(name)
         if entry is None:
             method = getattr(self.spider, name, None)
@@ -82,7 +103,7 @@ class Callbacks:
     async def invoke(
         self,
         request: Request,
-        name: str,
+        name: Callback,
         args: tuple[Any, ...],
         referrer: PageReferrer | None = None,
         kwargs: Mapping[str, Any] = _NO_KWARGS,
@@ -119,15 +140,22 @@ class Callbacks:
             log.info(
                 "spider %s: callback %s raised CloseSpider(%r) on %s",
                 self.spider_name,
-                name,
+                callback_label(name),
                 exc.reason,
                 request.url,
             )
             self._stop(exc.reason)
+        except SitemapError as exc:
+            # Bad input, not a bug: its message names the sitemap; no traceback.
+            self._stats.errors["sitemap"] += 1
+            log.error("spider %s: %s", self.spider_name, exc)
         except Exception:
             self._stats.callback_errors += 1
             log.exception(
-                "spider %s: callback %s failed on %s", self.spider_name, name, request.url
+                "spider %s: callback %s failed on %s",
+                self.spider_name,
+                callback_label(name),
+                request.url,
             )
 
     async def _route(self, parent: Request, result: Any, referrer: PageReferrer | None) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
-from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +29,10 @@ from .._links import host_of, make_host_filter
 from .._redact import is_secret_key
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
-from ..http import PROXY, Client, ConnectionPool, Cookies
+from ..http import PROXY, Client, ConnectionPermits, ConnectionPool, Cookies
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
+from ..pipelines._encode import ENCODE_ERRORS, make_encoder
 from ..pipelines._runner import (
     Feed,
     Pipeline,
@@ -46,17 +47,21 @@ from ..spider import Spider
 from ._callbacks import Callbacks
 from ._components import build_components
 from ._fetch import Failed, Fetcher, Skipped
+from ._http_cache import HttpCache
 from ._middlewares import Dropped, MiddlewareChain, Replaced
 from ._policy import OutcomePolicy
 from ._politeness import Politeness, RobotsCache
 from ._proxies import ProxyChooser
 from ._referer import referrer_policy
 from ._retry import RetryPolicy
+from ._rotation import ProxyRotation
 from ._scheduler import Scheduler
 from ._signals import Signals
 from ._stats import CustomStats, Stats
 
 if TYPE_CHECKING:
+    from ..distributed import RedisDelays
+    from ..distributed._shared import SharedCrawl
     from ..jobs._job import Job
     from ..settings import Settings
     from ._referer import PageReferrer
@@ -74,14 +79,16 @@ _PAGE: contextvars.ContextVar[str] = contextvars.ContextVar("page", default="?")
 _MAX_DROP_REASONS = 1000
 
 
-def build_pool(settings: Settings) -> ConnectionPool:
-    """The engine's one pool, from the settings' connection limits and timeouts."""
+def build_pool(settings: Settings, permits: ConnectionPermits | None = None) -> ConnectionPool:
+    """The engine's one pool, from the settings' connection limits and timeouts (and,
+    in a crawl shared through Redis, the permits that make its caps global)."""
     return ConnectionPool(
         limits=settings.limits(),
         timeout=settings.timeout(),
         http2=settings.http2,
         http2_prior_knowledge=settings.http2_prior_knowledge,
         verify=settings.tls(),
+        permits=permits,
     )
 
 
@@ -103,7 +110,10 @@ class SharedTransport:
         proxies = self._proxies
         if proxies is not None and PROXY not in request.extensions:
             url = request.url
-            request.extensions[PROXY] = proxies.choose(url.scheme, url.host, url.port)
+            proxy = proxies.choose(url.scheme, url.host, url.port)
+            if isinstance(proxy, ProxyRotation):
+                return await proxy.send(self._pool, request)
+            request.extensions[PROXY] = proxy
         return await self._pool.handle_request(request)
 
     async def aclose(self) -> None:
@@ -127,9 +137,13 @@ class Crawler:
         feeds: Sequence[Path | Feed] = (),
         frontier: Frontier | None = None,
         pipelines: Sequence[Pipeline] | None = None,
+        http_cache: HttpCache | None = None,
+        shared_delays: RedisDelays | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
+        # With frontier_url: request slots per host booked with the other processes.
+        self.shared_delays = shared_delays
         self.name = spider_cls.name or spider_cls.__name__
         self.stats = Stats(self.name)
         #: The spider's own counters (``spider.stats``), kept in ``stats.custom``.
@@ -148,6 +162,13 @@ class Crawler:
             else load_pipelines(settings.pipelines, settings)
         )
         chain.extend(feed_exporter_for(feed, spider=self.name) for feed in feeds)
+        if settings.frontier_url and settings.job_dir and frontier is None:
+            from ..settings import SettingsError
+
+            raise SettingsError(
+                "frontier_url and job_dir cannot be used together: a shared crawl keeps its "
+                "state in Redis (drop --job, or --frontier)"
+            )
         # With job_dir the crawl is durable: the job's store is the frontier.
         self.job: Job | None = None
         if settings.job_dir and frontier is None:
@@ -161,11 +182,24 @@ class Crawler:
                 every_seconds=settings.checkpoint_every_seconds,
             )
             frontier = self.job.frontier
+        #: With frontier_url: this worker's part of a crawl shared through Redis.
+        self.shared: SharedCrawl | None = None
+        if settings.frontier_url and frontier is None:
+            frontier = self._join_shared(settings, feeds)
         self.frontier: Frontier = frontier if frontier is not None else MemoryFrontier()
+        # The HTTP cache (http_cache = true), or ``http_cache`` given by the caller.
+        self.http_cache = (
+            http_cache
+            if http_cache is not None
+            else HttpCache.from_settings(settings, self.name, self.stats.http_cache)
+        )
+        if http_cache is not None:
+            http_cache.report_to(self.stats.http_cache)
         self.politeness = Politeness(
             settings.download_delay,
             delay_for=lambda host: settings.for_domain(host).download_delay,
             jitter=settings.download_delay_jitter,
+            on_pause=shared_delays.pause if shared_delays is not None else None,
         )
         self.scheduler = Scheduler(
             self.frontier,
@@ -178,10 +212,15 @@ class Crawler:
             host_filter=make_host_filter(list(spider.allowed_domains))
             if spider.allowed_domains
             else None,
+            local=self.http_cache.answers if self.http_cache is not None else None,
         )
         self.pipelines = PipelineRunner(chain)
+        if self.shared is not None:
+            self.shared.attach(
+                self.scheduler.refilled, self.stop, self._shared_failed, self._error_count
+            )
         self._timeout = settings.timeout()
-        self._proxies = ProxyChooser.for_spider(settings)
+        self._proxies = ProxyChooser.for_spider(settings, self.stats.proxies)
         #: The spider's sessions by name ("default" included), made on first use.
         self.sessions: dict[str, Session] = {}
         # The crawl failed and must exit non-zero: a login failed, or no start request
@@ -218,6 +257,8 @@ class Crawler:
             stats=self.stats,
             timeout=self._timeout,
             unsettled=self.job.unsettled if self.job is not None else None,
+            http_cache=self.http_cache,
+            spider=spider,
         )
         self.robots: RobotsCache | None = (
             RobotsCache(
@@ -271,6 +312,31 @@ class Crawler:
         self.interrupted = False
 
     # -- lifecycle ------------------------------------------------------------------
+
+    def _join_shared(self, settings: Settings, feeds: Sequence[Path | Feed]) -> Frontier:
+        from ..distributed._shared import SharedCrawl
+        from ..settings import SettingsError
+
+        if feeds:
+            raise SettingsError(
+                "with frontier_url, items go to the shared crawl's Redis stream, exactly "
+                "once; export them with `crawl export REDIS_URL --spider NAME -O FILE` "
+                "instead of -o/-O (docs/distributed.md)"
+            )
+        try:
+            self.shared = SharedCrawl(settings, self.name)
+        except ValueError as exc:
+            raise SettingsError(f"frontier_url: {exc}") from None
+        self._encode_item = make_encoder()
+        return self.shared.frontier
+
+    def _error_count(self) -> int:
+        stats = self.stats
+        return stats.failed + stats.callback_errors + self.pipelines.errors
+
+    def _shared_failed(self, reason: str) -> None:
+        self.failed = True
+        self.stop(reason)
 
     def _host_cap(self, host: str) -> int:
         cap = self.settings.for_domain(host).max_connections
@@ -328,7 +394,14 @@ class Crawler:
         else:
             await self.pipelines.open(self.spider)
         clean = False
+        shared = self.shared
+        joined = False
         try:
+            if self.http_cache is not None:
+                await self.http_cache.open()
+            if shared is not None:
+                await shared.start()
+                joined = True
             await self.middlewares.open()
             await self.signals.send("spider_opened", spider=self.spider)
             if job is not None:
@@ -339,6 +412,8 @@ class Crawler:
                 self._wire_signals()
                 if job is not None:
                     services.start_soon(job.run_checkpoints, self)
+                if shared is not None:
+                    services.start_soon(shared.run)
                 with self._workers_scope:
                     async with trio.open_nursery() as workers:
                         if settings.max_seconds:
@@ -347,7 +422,12 @@ class Crawler:
                         workers.start_soon(self._feed_start_requests)
                         workers.start_soon(self.scheduler.run_timer)
                         # Chosen once: a crawl without middlewares pays nothing for them.
-                        worker = self._worker_extended if self._extended() else self._worker
+                        if shared is not None:
+                            worker = self._shared_worker
+                        elif self._extended():
+                            worker = self._worker_extended
+                        else:
+                            worker = self._worker
                         for _ in range(max(1, settings.concurrency)):
                             workers.start_soon(worker)
                 services.cancel_scope.cancel()
@@ -364,6 +444,8 @@ class Crawler:
                 try:
                     if job is not None:
                         await job.finish(self, clean)
+                    if shared is not None and joined:
+                        await shared.finish()
                 finally:
                     await self._close()
                     if job is not None:
@@ -384,6 +466,8 @@ class Crawler:
             self._sync_stats()
             for session in self.sessions.values():
                 await session.aclose()
+            if self.http_cache is not None:
+                await self.http_cache.aclose()
             self.frontier.close()
             await self.signals.send(
                 "spider_closed", spider=self.spider, reason=self.stats.finish_reason
@@ -419,6 +503,21 @@ class Crawler:
             shown,
             f"; and {more} more" if more > 0 else "",
         )
+
+    def lost_items(self) -> bool:
+        """Whether items were lost to pipeline errors in a crawl that counts that as failing
+        (``fail_on_item_errors``): an export with holes must not look like a clean run."""
+        errors = self.pipelines.errors
+        if errors and self.settings.fail_on_item_errors:
+            log.error(
+                "spider %s: %d item%s lost to pipeline errors (logged above); the exit status "
+                "is 1 (set fail_on_item_errors = false to accept such losses)",
+                self.name,
+                errors,
+                "" if errors == 1 else "s",
+            )
+            return True
+        return False
 
     def warn_if_no_items(self) -> None:
         """Say so when pages reached callbacks but not one item came out of them: an empty
@@ -501,6 +600,7 @@ class Crawler:
         fetch = self.fetcher.fetch
         handle = self.policy.handle
         job = self.job
+        shared = self.shared_delays
         while True:
             request = await get()
             if request is None:
@@ -508,6 +608,8 @@ class Crawler:
             keep = False
             try:
                 try:
+                    if shared is not None:
+                        await self._book_shared_slot(shared, request)
                     outcome = await fetch(request)
                 finally:
                     # The host slot is free as soon as the exchange is over, not after
@@ -539,13 +641,11 @@ class Crawler:
     async def _worker_extended(self) -> None:
         """The worker loop with what the plain one leaves out: the middleware chain around
         the fetch step (an empty chain is the plain fetch) and response_received."""
-        received = self.signals.connected("response_received")
-        debug = log.isEnabledFor(logging.DEBUG)
         get = self.scheduler.get
         done = self.scheduler.task_done
         release_slot = self.scheduler.release_slot
         fetch = self.middlewares.fetch
-        handle = self.policy.handle
+        handle_outcome = self._outcome_handler()
         job = self.job
         while True:
             request = await get()
@@ -558,23 +658,7 @@ class Crawler:
                     outcome = await fetch(request)
                 finally:
                     release_slot(host)
-                if isinstance(outcome, Replaced):
-                    await self.policy.replace(request, outcome.request)
-                elif isinstance(outcome, Dropped):
-                    await self._dropped(request, outcome)
-                else:
-                    if type(outcome) is not Skipped and type(outcome) is not Failed:
-                        assert isinstance(outcome, HTTPResponse)
-                        if debug:
-                            _log_crawled(request, outcome)
-                        if received:
-                            await self.signals.send(
-                                "response_received",
-                                response=outcome,
-                                request=request,
-                                spider=self.spider,
-                            )
-                    keep = await handle(request, outcome)
+                keep = await handle_outcome(request, outcome)
             except Exception:
                 self.stats.errors["internal"] += 1
                 log.exception("spider %s: internal error on %s", self.name, request.url)
@@ -585,6 +669,83 @@ class Crawler:
                     done(request)
                     if job is not None:
                         job.page_done(request)
+
+    def _outcome_handler(self) -> Callable[[Request, Any], Awaitable[bool]]:
+        """What the extended loops do with an outcome of the middleware chain: a
+        replacement request, a drop, or a response handled as the plain loop does
+        (after its DEBUG line and response_received, when asked for)."""
+        received = self.signals.connected("response_received")
+        debug = log.isEnabledFor(logging.DEBUG)
+        handle = self.policy.handle
+
+        async def handle_outcome(request: Request, outcome: Any) -> bool:
+            if isinstance(outcome, Replaced):
+                await self.policy.replace(request, outcome.request)
+                return False
+            if isinstance(outcome, Dropped):
+                await self._dropped(request, outcome)
+                return False
+            if type(outcome) is not Skipped and type(outcome) is not Failed:
+                assert isinstance(outcome, HTTPResponse)
+                if debug:
+                    _log_crawled(request, outcome)
+                if received:
+                    await self.signals.send(
+                        "response_received", response=outcome, request=request, spider=self.spider
+                    )
+            return await handle(request, outcome)
+
+        return handle_outcome
+
+    async def _shared_worker(self) -> None:
+        """The worker loop of a shared crawl: what a page yields is kept with the page
+        (``PAGE``, a context variable of this task) and committed with its done mark.
+        Middlewares, response_received and DEBUG lines work as in the extended loop."""
+        from ..distributed._frontier import PAGE, PageOutcome
+
+        get = self.scheduler.get
+        done = self.scheduler.task_done
+        release_slot = self.scheduler.release_slot
+        extended = self._extended()
+        fetch = self.middlewares.fetch if extended else self.fetcher.fetch
+        handle_outcome: Callable[[Request, Any], Awaitable[bool]] = (
+            self._outcome_handler() if extended else self.policy.handle
+        )
+        shared_delays = self.shared_delays
+        while True:
+            request = await get()
+            if request is None:
+                return
+            PAGE.set(PageOutcome())
+            # Committed only once handled: a page cancelled midway (an abort) keeps its
+            # lease, given back when the worker leaves, so it is fetched again.
+            handled = keep = False
+            host = host_of(request.url)  # its slot's, whatever a middleware does to it
+            try:
+                try:
+                    if shared_delays is not None:
+                        await self._book_shared_slot(shared_delays, request)
+                    outcome = await fetch(request)
+                finally:
+                    release_slot(host)
+                keep = await handle_outcome(request, outcome)
+                handled = True
+            except Exception:
+                self.stats.errors["internal"] += 1
+                log.exception("spider %s: internal error on %s", self.name, request.url)
+                handled = True
+            finally:
+                # Not sent (a login failed): its lease is kept and given back at the end.
+                done(request if handled and not keep else None)
+                PAGE.set(None)
+
+    async def _book_shared_slot(self, shared: RedisDelays, request: Request) -> None:
+        """Wait for ``request``'s slot among every process of the crawl, if its host has
+        a delay (this process's own spacing was kept by the scheduler already)."""
+        host = host_of(request.url)
+        gap = self.politeness.shared_gap(host)
+        if gap > 0:
+            await shared.wait(host, gap)
 
     async def _dropped(self, request: Request, dropped: Dropped) -> None:
         if dropped.broken:
@@ -661,6 +822,8 @@ class Crawler:
         """``_item`` that also logs the item (DEBUG) and sends item_scraped."""
         result = await self.pipelines.process(item, self.spider)
         if result is not None:
+            if self.shared is not None:
+                self._share_item(result)
             if item_log.isEnabledFor(logging.DEBUG):
                 item_log.debug("Scraped from <%s>\n%r", _PAGE.get(), result)
             if self.signals.connected("item_scraped"):
@@ -678,9 +841,21 @@ class Crawler:
         self.stats.errors["middleware"] += 1
 
     async def _item(self, item: Any) -> None:
-        await self.pipelines.process(item, self.spider)
+        final = await self.pipelines.process(item, self.spider)
+        if final is not None and self.shared is not None:
+            self._share_item(final)
         if self._max_items and self.pipelines.items_scraped - self._items_before >= self._max_items:
             self.stop("max_items")
+
+    def _share_item(self, item: Any) -> None:
+        assert self.shared is not None
+        try:
+            line = self._encode_item(item)
+        except ENCODE_ERRORS as exc:
+            self.pipelines.errors += 1
+            log.error("spider %s: %s; the item is dropped", self.name, exc)
+            return
+        self.shared.frontier.add_item(line)
 
     # -- what a job checkpoints (jobs.CrawlState) -----------------------------------------
 

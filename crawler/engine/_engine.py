@@ -18,6 +18,8 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -30,6 +32,7 @@ from ._crawler import Crawler, SharedTransport, build_pool
 from ._stats import Stats, log_summary, run_progress, write_stats_json
 
 if TYPE_CHECKING:
+    from ..distributed import SharedPoliteness
     from ..http import ConnectionPool
     from ..pipelines._runner import Pipeline
     from ..settings import Settings
@@ -52,15 +55,54 @@ EXIT_INTERRUPTED = 130
 
 
 class Engine:
-    """Holds the shared pool; ``async with Engine(settings) as engine: await engine.crawl(...)``."""
+    """Holds the shared pool; ``async with Engine(settings) as engine: await engine.crawl(...)``.
 
-    def __init__(self, settings: Settings, *, pool: ConnectionPool | None = None) -> None:
+    With ``frontier_url`` set (and no ``pool`` given), the pool's per-host caps
+    and each spider's download delay hold across every process of the crawl
+    through Redis: see ``SharedPoliteness``. ``spider`` names the crawl for
+    that (with ``crawl_id``); several spiders in one process share the first
+    one's name, since they share the pool.
+    """
+
+    def __init__(
+        self, settings: Settings, *, pool: ConnectionPool | None = None, spider: str = ""
+    ) -> None:
         self.settings = settings
         self._owns_pool = pool is None
-        self.pool = pool if pool is not None else build_pool(settings)
+        self.shared: SharedPoliteness | None = None
+        if pool is None and settings.frontier_url:
+            from ..distributed import RedisError, SharedPoliteness
+            from ..settings import SettingsError
+
+            try:
+                self.shared = SharedPoliteness(
+                    settings.frontier_url,
+                    spider or "crawl",
+                    settings.crawl_id,
+                    lease_ttl=settings.connection_lease_ttl,
+                )
+            except RedisError as exc:
+                raise SettingsError(f"frontier_url: {exc}") from None
+        permits = self.shared.permits if self.shared is not None else None
+        self.pool = pool if pool is not None else build_pool(settings, permits)
         self.crawlers: list[Crawler] = []
+        self._services: AsyncExitStack | None = None
 
     async def __aenter__(self) -> Engine:
+        if self.shared is not None:
+            # The shared politeness's tasks run in a nursery of the engine's own, open
+            # from here to __aexit__ (cancelled first, then waited for, on the way out).
+            stack = AsyncExitStack()
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            try:
+                await self.shared.start(nursery)
+                if self._owns_pool:
+                    nursery.start_soon(_close_expired, self.pool, self.settings.keepalive_expiry)
+            except BaseException:
+                await stack.aclose()
+                raise
+            self._services = stack
         return self
 
     async def __aexit__(
@@ -72,6 +114,13 @@ class Engine:
         if self._owns_pool:
             with trio.CancelScope(shield=True):
                 await self.pool.aclose()
+        # The background tasks stop first (a batch they had under way goes back in the
+        # queue), then what is left is given back in one last call.
+        services, self._services = self._services, None
+        if services is not None:
+            await services.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
 
     def crawler(
         self,
@@ -84,7 +133,12 @@ class Engine:
         """A Crawler for ``spider_cls`` on this engine's pool (``pipelines`` replaces the
         settings' chain; ``feeds`` add exporters)."""
         crawler = Crawler(
-            spider_cls, settings or self.settings, self.pool, feeds=feeds, pipelines=pipelines
+            spider_cls,
+            settings or self.settings,
+            self.pool,
+            feeds=feeds,
+            pipelines=pipelines,
+            shared_delays=self.shared.delays if self.shared is not None else None,
         )
         self.crawlers.append(crawler)
         return crawler
@@ -109,6 +163,15 @@ class Engine:
             crawler.abort()
 
 
+async def _close_expired(pool: ConnectionPool, keepalive_expiry: float) -> None:
+    """In a shared crawl an idle connection holds a permit other processes may wait for:
+    close it when its keep-alive expires even if this process sends nothing meanwhile."""
+    period = max(0.05, keepalive_expiry / 2)
+    while True:
+        await trio.sleep(period)
+        pool.close_expired()
+
+
 async def crawl(
     spider_cls: type[Spider], settings: Settings | None = None, *, feeds: Sequence[Path | Feed] = ()
 ) -> Stats:
@@ -122,7 +185,7 @@ async def crawl(
         from ..settings import load_settings
 
         settings = load_settings(spider=spider_cls)
-    async with Engine(settings) as engine:
+    async with Engine(settings, spider=spider_cls.name or spider_cls.__name__) as engine:
         return await engine.crawl(spider_cls, settings, feeds=feeds)
 
 
@@ -133,14 +196,23 @@ def _feeds_for(feeds: Sequence[Path | Feed], spider: type[Spider], many: bool) -
     out: list[Path | Feed] = []
     for feed in feeds:
         path = feed.path if isinstance(feed, Feed) else feed
-        if SPIDER_FIELD not in str(path):
+        if not names_the_spider(feed):
             raise ValueError(
                 f"-o {path}: several spiders would write the same file; "
                 "put {spider} in the path (e.g. items-{spider}.jsonl)"
             )
         mine = for_spider(path, spider.name or spider.__name__)
-        out.append(Feed(mine, feed.append) if isinstance(feed, Feed) else mine)
+        out.append(replace(feed, path=mine) if isinstance(feed, Feed) else mine)
     return out
+
+
+def names_the_spider(feed: Path | Feed) -> bool:
+    """Whether each spider's items go to a file of its own (``{spider}`` or ``%(name)s``
+    in the path), or to standard output as JSON Lines, where whole lines can mix."""
+    path = str(feed.path if isinstance(feed, Feed) else feed)
+    if path == "-" and isinstance(feed, Feed) and feed.format in ("jsonl", "jl", "jsonlines"):
+        return True
+    return SPIDER_FIELD in path or "%(name)s" in path
 
 
 async def _watch_signals(engine: Engine, grace: float, nursery: trio.Nursery) -> None:
@@ -192,7 +264,8 @@ async def _crawl_all(
     stats_json: Path | None,
 ) -> int:
     many = len(spider_classes) > 1
-    async with Engine(settings[0]) as engine:
+    first = spider_classes[0]
+    async with Engine(settings[0], spider=first.name or first.__name__) as engine:
         crawlers = [
             engine.crawler(cls, s, feeds=_feeds_for(feeds, cls, many))
             for cls, s in zip(spider_classes, settings, strict=True)
@@ -213,7 +286,7 @@ async def _crawl_all(
     for crawler in crawlers:
         log_summary(crawler.stats)
         crawler.warn_if_no_items()
-        failed = failed or crawler.aborted or crawler.failed
+        failed = failed or crawler.aborted or crawler.failed or crawler.lost_items()
     if stats_json is not None:
         write_stats_json(stats_json, all_stats)
     if any(c.interrupted for c in crawlers):
@@ -235,8 +308,9 @@ def run_crawl(
     starts the demo site this way) and may adjust each spider's settings.
 
     0: every crawl ended normally (exhausted, or a max_* limit reached);
-    130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, or none
-    of its start requests could be crawled).
+    130: stopped by SIGINT/SIGTERM; 1: a crawl failed (a login failed, none
+    of its start requests could be crawled, or items were lost to pipeline
+    errors while ``fail_on_item_errors`` is on).
     """
     try:
         return trio.run(_main, spider_classes, settings_for, feeds, stats_json, prepare)

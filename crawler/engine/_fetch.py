@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ..http import PROXY, URL, HTTPError, Timeout
+from ..http import PROXY, URL, Cookie, Cookies, HTTPError, Timeout
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..request import Request
@@ -35,6 +35,7 @@ from ._stats import Stats
 
 if TYPE_CHECKING:
     from ..jobs._job import Unsettled
+    from ._http_cache import HttpCache
 
 __all__ = ["Failed", "Fetcher", "Outcome", "Skipped"]
 
@@ -72,6 +73,8 @@ class Fetcher:
         stats: Stats,
         timeout: Timeout,
         unsettled: Unsettled | None = None,
+        http_cache: HttpCache | None = None,
+        spider: Any = None,
     ) -> None:
         self.name = spider_name
         self._sessions = sessions
@@ -81,6 +84,11 @@ class Fetcher:
         self._stats = stats
         self._timeout = timeout
         self._unsettled = unsettled
+        # -- HTTP cache (a crawl middleware once middlewares are built in) --------------
+        # The exchange is chosen once here: without a cache, a request costs nothing more.
+        self._cache = http_cache
+        self._spider = spider
+        self._exchange = self._send if http_cache is None else self._send_cached
         #: Set once the robots cache (which fetches through ``fetch_robots``) is made.
         self.robots: RobotsCache | None = None
 
@@ -93,7 +101,7 @@ class Fetcher:
                 request.session
             )
             if not session.login_required:
-                return await self._send(request, session)
+                return await self._exchange(request, session)
             return await self._send_logged_in(request, session)
         except HTTPError as exc:
             return Failed(exc)
@@ -128,10 +136,13 @@ class Fetcher:
         """Wait for the session's login, and send again after a re-login."""
         logins = self._logins
         while not session.blocked or await logins.ready(session):
-            response = await self._send(request, session)
+            response = await self._exchange(request, session)
             if not logins.logged_out(request, response, self._unseen):
                 session.relogins = 0
                 return response
+            if self._cache is not None:
+                # A logged-out page is no answer to keep: the resend must reach the site.
+                await self._cache.discard(request)
             if not await logins.recover(session, response):
                 break
         self._stats.dropped["logged_out"] += 1
@@ -152,9 +163,12 @@ class Fetcher:
         extensions: dict[str, Any] = {SESSION_GENERATION: session.generation}
         if request.proxy is not None:  # the request's own: above [domains] and settings
             extensions[PROXY] = proxy_of(request.proxy)
+        url = URL(request.url)
+        if request.cookies is not None:
+            _store_cookies(session.cookies, request.cookies, url.host)
         http_request = HTTPRequest(
             request.method,
-            URL(request.url),
+            url,
             headers=headers,
             content=request.body or None,
             timeout=self._timeout,
@@ -175,6 +189,22 @@ class Fetcher:
             unsettled.received(request, len(response.content))
         return response
 
+    async def _send_cached(self, request: Request, session: Session) -> HTTPResponse:
+        """The exchange through the HTTP cache's ``process_request``/``process_response``:
+        a stored response skips the network (and was given no politeness turn)."""
+        cache = self._cache
+        assert cache is not None
+        spider = self._spider
+        stored = await cache.process_request(request, spider)
+        if stored is not None:
+            return stored
+        try:
+            response = await self._send(request, session)
+        except BaseException:
+            cache.abandon(request)
+            raise
+        return await cache.process_response(request, response, spider)
+
     async def fetch_robots(self, url: str) -> tuple[int, bytes]:
         """Fetch one robots.txt over the shared pool (counted as a request, not a page).
 
@@ -182,10 +212,20 @@ class Fetcher:
         says: a file too big for it still gives the rules at its top, which is
         better than shutting the site out for a size that concerns pages.
         """
+        if self._cache is not None:
+            return await self._robots_cached(url)
+        response = await self._get_robots(url, None)
+        return response.status_code, response.content
+
+    async def _get_robots(self, url: str, extra: dict[str, str] | None) -> HTTPResponse:
         client = self._session("default").client
+        headers = client.headers
+        if extra:
+            headers = headers.copy()
+            headers.update_from(extra)
         self._stats.requests += 1
         response = await client.send(
-            HTTPRequest("GET", URL(url), headers=client.headers, timeout=self._timeout),
+            HTTPRequest("GET", URL(url), headers=headers, timeout=self._timeout),
             stream=True,
             follow_redirects=True,
         )
@@ -194,7 +234,43 @@ class Fetcher:
             body = await _read_at_most(response, ROBOTS_MAX_SIZE + 1) if status < 300 else b""
         finally:
             await response.aclose()
-        return status, body
+        return HTTPResponse(
+            status, headers=response.headers, content=body, request=response.request
+        )
+
+    async def _robots_cached(self, url: str) -> tuple[int, bytes]:
+        """robots.txt through the HTTP cache too: a rerun from the cache sends nothing."""
+        cache = self._cache
+        assert cache is not None
+        probe = Request(url)
+        response = await cache.process_request(probe, self._spider)
+        if response is None:
+            try:
+                fetched = await self._get_robots(url, probe.headers)
+            except BaseException:
+                cache.abandon(probe)
+                raise
+            response = await cache.process_response(probe, fetched, self._spider)
+        status = response.status_code
+        return status, response.content if status < 300 else b""
+
+
+def _store_cookies(jar: Cookies, cookies: list[dict[str, Any]], host: str) -> None:
+    """Put a request's own cookies in its session's jar, as Scrapy does: the jar then
+    sends them with this request and with every later one they match. A cookie without
+    a domain is the request host's alone (host-only)."""
+    for cookie in cookies:
+        domain = cookie.get("domain")
+        jar.set_cookie(
+            Cookie(
+                cookie["name"],
+                cookie["value"],
+                domain or host,
+                cookie.get("path", "/"),
+                secure=cookie.get("secure", False),
+                host_only=not domain,
+            )
+        )
 
 
 async def _read_at_most(response: HTTPResponse, limit: int) -> bytes:

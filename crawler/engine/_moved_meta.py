@@ -22,8 +22,10 @@ MOVED_META_KEYS: dict[str, str] = {
     # Became Request keywords (Scrapy's keys of the same name included).
     "dont_retry": "Request(..., dont_retry=True)",
     "dont_redirect": "Request(..., dont_redirect=True)",
-    "handle_httpstatus_all": 'Request(..., accept_statuses="all")',
-    "handle_httpstatus_list": "Request(..., accept_statuses=[...])",
+    "handle_httpstatus_all": "Request(..., handle_httpstatus_all=True) (the keyword, "
+    'also named accept_statuses="all")',
+    "handle_httpstatus_list": "Request(..., handle_httpstatus_list=[...]) (the keyword, "
+    "also named accept_statuses=[...])",
     "retry": "Request(..., retry_any_method=True)",
     "retry_times": "request.retries (kept by the engine)",
     "redirect_times": "request.redirects (kept by the engine)",
@@ -42,7 +44,8 @@ MOVED_META_KEYS: dict[str, str] = {
     "max_retry_times": "the retry_times setting (per spider in custom_settings), or "
     "Request(..., dont_retry=True)",
     "download_slot": 'none yet: requests are paced per host ([domains."HOST"] settings)',
-    "dont_cache": "none yet: there is no HTTP cache",
+    "dont_cache": 'Request(..., headers={"Cache-Control": "no-store"}): the HTTP cache '
+    "neither answers nor stores it",
     "referrer_policy": "the referer_policy setting (per spider in custom_settings), or a "
     "Referer header of your own",
     "dont_obey_robotstxt": "the obey_robots setting (false per spider in custom_settings); "

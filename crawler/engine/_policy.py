@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 from .._links import host_of, resolve_url
 from ..http import REDIRECT_STATUSES, URL, HTTPError, HTTPStatusError, redirect_step
 from ..http import Response as HTTPResponse
-from ..request import Request
+from ..request import Callback, Request
 from ..response import Response
 from ._failures import describe_failure, describe_status, short_cause
 from ._fetch import Failed, Outcome, Skipped
 from ._politeness import THROTTLE_STATUSES, parse_retry_after
 from ._referer import PageReferrer, Policy, redirect_referer
 from ._retry import RetryPolicy
+from ._rotation import PROXY_BANNED
 from ._stats import Stats
 
 if TYPE_CHECKING:
@@ -38,9 +39,10 @@ __all__ = ["OutcomePolicy"]
 
 log = logging.getLogger("crawler.engine")
 
-#: ``invoke(request, callback_name, args, referrer, kwargs)``: run a spider callback.
+#: ``invoke(request, callback, args, referrer, kwargs)``: run a spider callback (a method
+#: name, or any callable in an in-memory crawl).
 Invoke = Callable[
-    [Request, str, tuple[Any, ...], PageReferrer | None, Mapping[str, Any]], Awaitable[None]
+    [Request, Callback, tuple[Any, ...], PageReferrer | None, Mapping[str, Any]], Awaitable[None]
 ]
 
 # What an errback gets as keyword arguments: none, as in Scrapy (cb_kwargs are the callback's).
@@ -127,7 +129,9 @@ class OutcomePolicy:
                     await self._redirect(request, response, location)
                     return False
             if status >= 400 or status in self._retry_codes:
-                if self._maybe_retry(request, status=status, response=response):
+                # A rotated proxy's refusal: retried through another, whatever the status.
+                banned = status >= 400 and PROXY_BANNED in response.extensions
+                if self._maybe_retry(request, status=status, response=response, banned=banned):
                     return False
                 accepted = request.accept_statuses
                 if status not in self._accept and not (
@@ -170,7 +174,8 @@ class OutcomePolicy:
             return
         status = response.status_code
         # The target is a new request: the retries its source took are not its own.
-        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0}
+        # Its cookies are in the jar since it was sent: the jar decides where they go next.
+        changes: dict[str, Any] = {"url": url, "redirects": hops, "retries": 0, "cookies": None}
         step = redirect_step(
             request.method, status, same_origin=URL(url).origin == URL(request.url).origin
         )
@@ -197,10 +202,11 @@ class OutcomePolicy:
         error: HTTPError | None = None,
         status: int | None = None,
         response: HTTPResponse | None = None,
+        banned: bool = False,
     ) -> bool:
         if request.dont_retry:
             return False
-        if status is not None and not self._retry.should_retry_status(status):
+        if status is not None and not banned and not self._retry.should_retry_status(status):
             return False
         attempt = request.retries + 1
         delay = self._retry.delay_for(

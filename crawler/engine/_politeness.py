@@ -76,7 +76,7 @@ class Politeness:
     requests do not arrive on a fixed beat.  ``backoff`` multiplies the delay
     on 429/503, starting from at least ``min_backoff`` seconds, capped at
     ``max_delay``; each successful response takes ``recovery_step`` seconds
-    off again.
+    off again. ``on_pause(host, seconds)`` hears of each ``Retry-After``.
     """
 
     def __init__(
@@ -91,6 +91,7 @@ class Politeness:
         max_delay: float = 60.0,
         now: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        on_pause: Callable[[str, float], None] | None = None,
     ) -> None:
         if download_delay < 0:
             raise ValueError(f"download_delay must be >= 0, got {download_delay}")
@@ -110,6 +111,8 @@ class Politeness:
         self._now = now if now is not None else trio.current_time
         self._uniform = (rng if rng is not None else random.Random()).uniform
         self._hosts: dict[str, _Host] = {}
+        # Told of every Retry-After pause, so other processes of the crawl pause too.
+        self._on_pause = on_pause
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
@@ -146,6 +149,14 @@ class Politeness:
         state.next_time = start + self._gap(state)
         return start
 
+    def shared_gap(self, host: str) -> float:
+        """The (jittered) gap to book after a request to ``host`` in a slot shared with
+        other processes; 0 when the host has no delay, so nothing needs booking."""
+        state = self._hosts.get(host)
+        if state is None:
+            return 0.0
+        return self._gap(state)
+
     async def wait(self, host: str) -> None:
         """Reserve a slot for ``host`` and sleep until it starts."""
         await trio.sleep_until(self.reserve(host))
@@ -170,7 +181,10 @@ class Politeness:
             state.throttle = min(self.max_delay, max(self.min_backoff, current * self.backoff))
             wait = parse_retry_after(retry_after)
             if wait is not None:
-                state.next_time = max(state.next_time, self._now() + min(wait, self.max_delay))
+                wait = min(wait, self.max_delay)
+                state.next_time = max(state.next_time, self._now() + wait)
+                if self._on_pause is not None:
+                    self._on_pause(host, wait)
         elif status < 500 and state.throttle:
             state.throttle = max(0.0, state.throttle - self.recovery_step)
             if state.throttle <= max(state.base, state.crawl_delay):

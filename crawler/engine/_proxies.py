@@ -1,7 +1,8 @@
 """Which proxy a spider's request goes through.
 
 Precedence, most specific first: the request's own ``proxy``, the nearest
-``[domains."HOST"] proxy``, the ``proxy`` setting, then the environment
+``[domains."HOST"] proxy``, the ``proxy`` setting or the rotation through the
+``proxies`` list (``_rotation``: chosen per request, not per origin), then the environment
 (``HTTP_PROXY``... when ``trust_env`` is true). An empty string at any level
 means "no proxy" and stops the search; ``NO_PROXY`` (with ``trust_env``)
 exempts hosts from the setting's proxy and the environment's.
@@ -13,11 +14,13 @@ and its requests pay nothing.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..http import InvalidURL, NoProxy, Proxy, ProxyRoutes
 from ..settings import SettingsError
+from ._rotation import ProxyRotation
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -43,18 +46,44 @@ class ProxyChooser:
         settings: Settings,
         env: ProxyRoutes | None,
         no_proxy: NoProxy | None,
+        counters: dict[str, Counter[str]] | None = None,
     ) -> None:
-        self._setting = proxy_of(settings.proxy)
+        self._setting: Proxy | ProxyRotation | None = proxy_of(settings.proxy)
+        if settings.proxies:
+            self._setting = ProxyRotation(
+                [Proxy(url) for url in settings.proxies],
+                rotation=settings.proxy_rotation,
+                ban_statuses=settings.proxy_ban_statuses,
+                bench_after=settings.proxy_bench_after,
+                bench_seconds=settings.proxy_bench_seconds,
+                bench_max_seconds=settings.proxy_bench_max_seconds,
+                counters={} if counters is None else counters,
+            )
         self._env = env
         self._no_proxy = no_proxy
         self._settings = settings
         self._domains = any("proxy" in entry for entry in settings.domains.values())
-        self._cache: dict[tuple[str, str, int | None], Proxy | None] = {}
+        self._cache: dict[tuple[str, str, int | None], Proxy | ProxyRotation | None] = {}
 
     @classmethod
-    def for_spider(cls, settings: Settings) -> ProxyChooser | None:
-        """The spider's chooser; None when no level names a proxy (all direct)."""
+    def for_spider(
+        cls, settings: Settings, counters: dict[str, Counter[str]] | None = None
+    ) -> ProxyChooser | None:
+        """The spider's chooser; None when no level names a proxy (all direct).
+
+        ``counters`` receives the rotation's per-proxy counts (requests, failures,
+        benched), keyed by the proxy's redacted URL.
+        """
         _check("proxy", settings.proxy)
+        if settings.proxy and settings.proxies:
+            raise SettingsError(
+                "Settings 'proxy' and 'proxies' are both set: set one (a single proxy, "
+                "or a list to rotate through)"
+            )
+        for index, url in enumerate(settings.proxies):
+            if not url:
+                raise SettingsError(f"Setting 'proxies'[{index}] is empty: give a proxy URL")
+            _check(f"proxies[{index}]", url)
         for host, entry in settings.domains.items():
             if "proxy" in entry:
                 _check(f'domains."{host}".proxy', str(entry["proxy"]))
@@ -65,13 +94,15 @@ class ProxyChooser:
         no_proxy = NoProxy(_no_proxy_env()) if settings.trust_env else None
         if (
             not settings.proxy
+            and not settings.proxies
             and env is None
             and not any("proxy" in entry for entry in settings.domains.values())
         ):
             return None
-        return cls(settings, env, no_proxy)
+        return cls(settings, env, no_proxy, counters)
 
-    def choose(self, scheme: str, host: str, port: int | None) -> Proxy | None:
+    def choose(self, scheme: str, host: str, port: int | None) -> Proxy | ProxyRotation | None:
+        """The origin's proxy, or the rotation that picks one for each request."""
         key = (scheme, host, port)
         try:
             return self._cache[key]
@@ -82,7 +113,7 @@ class ProxyChooser:
             self._cache[key] = proxy
         return proxy
 
-    def _resolve(self, scheme: str, host: str, port: int | None) -> Proxy | None:
+    def _resolve(self, scheme: str, host: str, port: int | None) -> Proxy | ProxyRotation | None:
         if self._domains:
             given = self._settings.domain_proxy(host)
             if given is not None:

@@ -3,14 +3,21 @@
 Requests wait in the frontier, grouped by host. The scheduler keeps one small
 slot per host (requests in flight, its cap) and sorts hosts into three places:
 
-* ``_ready``: a round-robin deque of hosts that have work, a free slot and
-  whose politeness delay has passed: a worker takes from the front;
+* ``_ready``: a heap of the hosts that have work, a free slot and whose
+  politeness delay has passed, by the priority of their next request (their
+  head), then by when they became ready: a worker takes the top one. So a
+  high-priority request of one host goes before low-priority ones of others
+  when both may go, and hosts whose heads tie are served round-robin;
 * ``_waiting``: a heap of hosts by the time their delay ends;
 * nowhere: hosts with no work, or at their connection cap; a host re-enters
   when a request is added or one of its exchanges ends.
 
 So a slow or capped host never holds up the others: it simply is not in the
-ready deque while it cannot be served. Workers that find nothing ready park
+ready heap while it cannot be served. A host's place in the heap is keyed by
+its head when it is placed; a push that puts a higher-priority request at the
+head re-keys it (the old entry is left behind, emptied, and skipped), so the
+heap never needs a scan of all hosts. A frontier without ``head_priority``
+gives every host the same key: round-robin, as before. Workers that find nothing ready park
 until something changes (a push, a slot freed, a delay ending, a retry timer
 expiring), so an idle crawl costs no CPU.
 
@@ -29,8 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from heapq import heappop, heappush
 from itertools import count
 from typing import TYPE_CHECKING, Protocol
@@ -40,6 +46,7 @@ import trio
 from .._links import host_of
 from ..frontier import Frontier
 from ..request import Request
+from ._callbacks import callback_label
 from ._moved_meta import MovedMetaWarnings
 from ._stats import Stats
 
@@ -65,14 +72,38 @@ class PolitenessPolicy(Protocol):
     def record_request(self, host: str) -> None: ...
 
 
+def _unstorable_callback(request: Request) -> TypeError:
+    """The error for a request whose callback a job cannot store: it names both."""
+    kind, callback = (
+        ("callback", request.callback)
+        if request.callback is not None and type(request.callback) is not str
+        else ("errback", request.errback)
+    )
+    assert callback is not None
+    return TypeError(
+        f"{kind} {callback_label(callback)} of {request.method} {request.url} is not a "
+        "method of the spider: a --job crawl stores callbacks by name, so that it can "
+        f"resume; make it a spider method ({kind}=self.parse_item) and pass what it needs "
+        "in cb_kwargs"
+    )
+
+
 class _Slot:
-    __slots__ = ("cap", "host", "in_flight", "state")
+    __slots__ = ("cap", "host", "in_flight", "key", "seq", "state")
 
     def __init__(self, host: str, cap: int) -> None:
         self.host = host
         self.cap = cap
         self.in_flight = 0
         self.state = _IDLE
+        # Its live entry in the ready heap, while it is ready: (key, seq, self) with
+        # key = -head priority; an entry of another seq was left behind by a re-key.
+        self.key = 0
+        self.seq = -1
+
+
+def _no_priority(host: str) -> int:
+    return 0
 
 
 class Scheduler:
@@ -91,6 +122,7 @@ class Scheduler:
         host_filter: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = trio.current_time,
         recent_urls: int = 100_000,
+        local: Callable[[Request], bool] | None = None,
     ) -> None:
         self.frontier = frontier
         # A durable frontier can say whether a request can be stored (its meta is JSON).
@@ -109,8 +141,14 @@ class Scheduler:
         self.max_url_length = max_url_length or sys.maxsize
         self.host_filter = host_filter
         self._clock = clock
+        #: ``local(request)``: True when the request will be answered without the network
+        #: (the HTTP cache has it): it then takes no politeness turn from its host.
+        self.local = local
         self._slots: dict[str, _Slot] = {}
-        self._ready: deque[_Slot] = deque()
+        # Entries (-head priority, seq, slot); see _Slot.
+        self._ready: list[tuple[int, int, _Slot]] = []
+        self._ready_count = 0  # hosts in it (its live entries)
+        self._head_priority: Callable[[str], int] = getattr(frontier, "head_priority", _no_priority)
         self._waiting: list[tuple[float, int, _Slot]] = []
         self._delayed: list[tuple[float, int, Request]] = []
         self._seq = count()
@@ -149,6 +187,12 @@ class Scheduler:
             # First, before the URL is hashed, parsed or fingerprinted: a 100 kB
             # URL costs one len() here and nothing more.
             return self._drop_long(request)
+        if self._check_storable is not None:
+            callback, errback = request.callback, request.errback
+            if (callback is not None and type(callback) is not str) or (
+                errback is not None and type(errback) is not str
+            ):
+                raise _unstorable_callback(request)
         meta = request.meta
         unwarned = self._unwarned_meta
         if meta and unwarned and not unwarned.isdisjoint(meta):
@@ -214,8 +258,13 @@ class Scheduler:
     def _push(self, request: Request, host: str) -> None:
         self.frontier.push(request, host)
         slot = self._slots.get(host) or self._slot(host)
-        if slot.state == _IDLE and slot.in_flight < slot.cap:
-            self._place(slot, self._clock())
+        state = slot.state
+        if state == _IDLE:
+            if slot.in_flight < slot.cap:
+                self._place(slot, self._clock())
+        elif state == _READY and -request.priority < slot.key:
+            # A new head of higher priority: re-key the host (the old entry goes stale).
+            self._ready_entry(slot, -request.priority)
         self._lot.unpark()
 
     def retry_later(self, request: Request, delay: float) -> None:
@@ -225,6 +274,16 @@ class Scheduler:
         heappush(self._delayed, (at, next(self._seq), request))
         if at < self._timer_at:
             self._timer_lot.unpark()
+
+    def refilled(self, hosts: Iterable[str]) -> None:
+        """The frontier got requests for ``hosts`` by itself (a shared frontier leased
+        them), or learned that the crawl is over: place the hosts, wake the workers."""
+        now = self._clock()
+        for host in hosts:
+            slot = self._slots.get(host) or self._slot(host)
+            if slot.state == _IDLE:
+                self._place(slot, now)
+        self._lot.unpark_all()
 
     def _slot(self, host: str) -> _Slot:
         slot = self._slots[host] = _Slot(host, max(1, self._host_cap(host)))
@@ -246,12 +305,18 @@ class Scheduler:
         at = self.politeness.next_allowed_time(slot.host)
         if at <= now:
             slot.state = _READY
-            self._ready.append(slot)
+            self._ready_count += 1
+            self._ready_entry(slot, -self._head_priority(slot.host))
         else:
             slot.state = _WAITING
             heappush(self._waiting, (at, next(self._seq), slot))
             if at < self._timer_at:
                 self._timer_lot.unpark()
+
+    def _ready_entry(self, slot: _Slot, key: int) -> None:
+        seq = slot.seq = next(self._seq)
+        slot.key = key
+        heappush(self._ready, (key, seq, slot))
 
     def _promote(self, now: float) -> None:
         """Move what became due (hosts past their delay, retries past their wait) forward."""
@@ -292,8 +357,12 @@ class Scheduler:
         ready = self._ready
         draining = self._draining
         while ready:
-            slot = ready.popleft()
+            _, seq, slot = heappop(ready)
+            if seq != slot.seq:
+                continue  # left behind when its host was re-keyed
+            self._ready_count -= 1
             slot.state = _IDLE
+            slot.seq = -1
             host = slot.host
             if draining and host not in self._retries_queued:
                 continue  # only new pages here; a retry pushed for it places it again
@@ -309,7 +378,9 @@ class Scheduler:
             self.active += 1
             if not request.retries:
                 self.dispatched += 1
-            self.politeness.record_request(host)
+            local = self.local
+            if local is None or not local(request):
+                self.politeness.record_request(host)
             self._place(slot, now)
             return request
         return None
@@ -370,9 +441,9 @@ class Scheduler:
             with trio.move_on_at(deadline):
                 await self._timer_lot.park()
             self._timer_at = math.inf
-            ready_before = len(self._ready)
+            ready_before = self._ready_count
             self._promote(self._clock())
-            woken = len(self._ready) - ready_before
+            woken = self._ready_count - ready_before
             if woken > 0:
                 lot.unpark(count=woken)
 
@@ -385,12 +456,7 @@ class Scheduler:
 
     def release_host(self, request: Request) -> None:
         """The HTTP exchange for ``request`` is over: its host slot is free again."""
-        slot = self._slots[host_of(request.url)]
-        slot.in_flight -= 1
-        if slot.state == _IDLE:
-            self._place(slot, self._clock())
-            if slot.state != _IDLE:
-                self._lot.unpark()
+        self.release_slot(host_of(request.url))
 
     def release_slot(self, host: str) -> None:
         """Like ``release_host``, by the host the request had when it was handed out (a

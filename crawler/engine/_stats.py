@@ -99,6 +99,10 @@ class Stats:
         self.in_flight = 0
         self.connections: dict[str, tuple[int, int]] = {}
         self.custom: dict[str, StatValue] = {}  # the spider's own (CustomStats)
+        # The HTTP cache's hit, miss, store, revalidate, uncacheable (empty without one).
+        self.http_cache: Counter[str] = Counter()
+        # With the proxies setting: requests, failures, benched per proxy (redacted URL).
+        self.proxies: dict[str, Counter[str]] = {}
 
     @property
     def elapsed(self) -> float:
@@ -113,7 +117,7 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         elapsed = self.elapsed
-        return {
+        data = {
             "spider": self.spider,
             "finish_reason": self.finish_reason,
             "start_time": self.start_time,
@@ -137,6 +141,14 @@ class Stats:
             "connections": {k: list(v) for k, v in self.connections.items()},
             "custom": dict(sorted(self.custom.items())),
         }
+        if self.proxies:
+            data["proxies"] = {
+                label: {key: counts[key] for key in ("requests", "failures", "benched")}
+                for label, counts in self.proxies.items()
+            }
+        for name, count in self.http_cache.items():
+            data[f"httpcache/{name}"] = count
+        return data
 
 
 def progress_line(
@@ -226,6 +238,12 @@ def log_summary(stats: Stats) -> None:
     )
     if stats.custom:
         log.info("spider %s custom stats: %s", d["spider"], d["custom"])
+    if stats.http_cache:
+        log.info(
+            "spider %s: http cache %s",
+            d["spider"],
+            ", ".join(f"{name} {count}" for name, count in stats.http_cache.items()),
+        )
 
 
 def write_stats_json(path: Path, stats: list[Stats]) -> None:

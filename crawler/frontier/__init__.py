@@ -9,7 +9,10 @@ durable SQLite frontier, and later a shared multi-machine one, drop in.
 
 Requests are grouped by host because the scheduler asks "give me the next
 request for this host" once it knows the host may be contacted; priority
-(higher first, FIFO within a priority) holds within a host.
+(higher first, FIFO within a priority) holds within a host. A frontier that
+also has ``head_priority(host)`` (the priority of the host's next request,
+0 when it has none) lets the scheduler order hosts by it, so priority holds
+across hosts too; one without it has its hosts served round-robin.
 """
 
 from __future__ import annotations

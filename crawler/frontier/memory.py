@@ -48,6 +48,10 @@ class MemoryFrontier:
     def defer(self, request: Request, host: str, delay: float) -> None:
         pass
 
+    def head_priority(self, host: str) -> int:
+        queue = self._queues.get(host)
+        return -queue[0][0] if queue else 0
+
     def pending(self, host: str) -> int:
         queue = self._queues.get(host)
         return len(queue) if queue else 0

@@ -95,7 +95,9 @@ def encode_request(request: Request) -> str:
     # Optional fields go last, in this order, and only as far as one is set: records
     # without them keep format 2's shape, and older records decode unchanged.
     tail: tuple[Any, ...] = ()
-    if request.proxy is not None:
+    if request.cookies is not None:
+        tail = (request.cb_kwargs or {}, request.proxy, request.cookies)
+    elif request.proxy is not None:
         tail = (request.cb_kwargs or {}, request.proxy)
     elif request.cb_kwargs:
         tail = (request.cb_kwargs,)
@@ -162,6 +164,7 @@ def decode_request(callback: str | None, errback: str | None, data: str) -> Requ
         retry_any_method=bool(flags & _RETRY_ANY_METHOD),
         cb_kwargs=rest[0] or None if rest else None,
         proxy=rest[1] if len(rest) > 1 else None,
+        cookies=rest[2] if len(rest) > 2 else None,
     )
     request.retries = retries
     request.redirects = redirects
@@ -499,6 +502,16 @@ class SqliteFrontier:
         self._upd.append((not_before, data, rid))
         self._delayed[request] = rid
         self._held_ids.add(rid)
+
+    def head_priority(self, host: str) -> int:
+        """The priority of ``host``'s next request; with its cache empty, the highest any of
+        its rows on disk may have (a bound: the scheduler only orders hosts by it)."""
+        queue = self._queues.get(host)
+        if queue is None:
+            return 0
+        if queue.heap:
+            return -queue.heap[0][0]
+        return -queue.spill_key[0] if queue.spilled else 0
 
     def pending(self, host: str) -> int:
         queue = self._queues.get(host)

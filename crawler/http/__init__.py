@@ -22,12 +22,14 @@ from ._cookies import MAX_COOKIES as MAX_COOKIES
 from ._cookies import MAX_COOKIES_PER_DOMAIN as MAX_COOKIES_PER_DOMAIN
 from ._cookies import Cookie as Cookie
 from ._cookies import Cookies as Cookies
+from ._cookies import check_cookie as check_cookie
 from ._decompress import DecompressMiddleware as DecompressMiddleware
 from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
 from ._headers import Headers as Headers
 from ._headers import HeaderTypes as HeaderTypes
 from ._headers import check_header as check_header
+from ._interfaces import ConnectionPermits as ConnectionPermits
 from ._models import AsyncByteStream as AsyncByteStream
 from ._models import ByteStream as ByteStream
 from ._models import Request as Request
@@ -61,6 +63,7 @@ __all__ = [
     "BodyRequestOptions",
     "ByteStream",
     "Client",
+    "ConnectionPermits",
     "ConnectionPool",
     "Cookie",
     "CookieArg",
@@ -82,6 +85,7 @@ __all__ = [
     "Timeout",
     "TimeoutArg",
     "Transport",
+    "check_cookie",
     "check_header",
     "redirect_step",
 ]

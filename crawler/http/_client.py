@@ -32,6 +32,7 @@ from ._exceptions import UnsupportedProtocol
 from ._headers import Headers, HeaderTypes
 from ._http11 import EXPECT_CONTINUE_MIN
 from ._models import Request, Response
+from ._mounts import MountRouter
 from ._pool import ConnectionPool
 from ._proxy import Proxy, ProxyRoutes
 from ._redirects import FOLLOW_REDIRECTS, RedirectMiddleware
@@ -148,6 +149,13 @@ class Client:
     environment's ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
     ``NO_PROXY`` decide, read once here. A request's ``"proxy"`` extension
     (a ``Proxy``, or None for a direct connection) overrides both.
+
+    ``mounts`` maps URL patterns to transports, as in httpx:
+    ``{"http://": a, "all://example.com": b, "all://*.internal": None}``; the
+    most specific pattern covering a request's origin wins (one with a port,
+    then the longer host, then the longer scheme), ``None`` and unmatched
+    origins use the client's own transport. Redirects, cookies and decoding
+    apply whatever transport a request takes.
     """
 
     def __init__(
@@ -169,6 +177,7 @@ class Client:
         expect_continue: int | None = EXPECT_CONTINUE_MIN,
         proxy: str | URL | Proxy | None = None,
         trust_env: bool = True,
+        mounts: Mapping[str, Transport | None] | None = None,
     ) -> None:
         if max_response_size is not None and max_response_size < 0:
             raise ValueError(f"max_response_size must be >= 0 or None, got {max_response_size!r}")
@@ -196,8 +205,9 @@ class Client:
                 "give the proxy to that transport instead"
             )
         self._bottom = transport
+        routed: Transport = MountRouter(transport, mounts) if mounts else transport
         self._transport: Transport = RedirectMiddleware(
-            CookieMiddleware(DecompressMiddleware(transport), self._cookies),
+            CookieMiddleware(DecompressMiddleware(routed), self._cookies),
             max_redirects=max_redirects,
         )
         self._state = _State.UNOPENED

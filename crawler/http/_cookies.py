@@ -45,6 +45,7 @@ __all__ = [
     "MAX_COOKIE_SIZE",
     "Cookie",
     "Cookies",
+    "check_cookie",
     "parse_cookie_date",
     "parse_set_cookie",
 ]
@@ -278,6 +279,17 @@ def _check_storable(cookie: Cookie) -> None:
                 f"Invalid domain {cookie.domain!r} for cookie {name!r}: not a host name"
             )
         cookie.domain = domain
+
+
+def check_cookie(cookie: Cookie) -> None:
+    """Refuse with CookieError, naming it, a cookie the jar could not store or send;
+    its domain is made canonical. For callers that take cookies long before a jar
+    sees them (a crawl Request's ``cookies=``), so the mistake shows where it is made."""
+    _check_storable(cookie)
+    if not cookie.path.startswith("/"):
+        raise CookieError(
+            f"Cookie path must start with '/', got {cookie.path!r} for {cookie.name!r}"
+        )
 
 
 def parse_cookie_header(header: str) -> dict[str, str]:

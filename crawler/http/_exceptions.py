@@ -137,7 +137,8 @@ class CloseError(NetworkError):
 
 class ProxyError(TransportError):
     """The proxy refused to open a tunnel (``CONNECT`` answered with ``status_code``,
-    e.g. 407 for missing or wrong credentials) or answered it with garbage.
+    e.g. 407 for missing or wrong credentials; a SOCKS5 proxy's refusal with
+    ``reply_code``, e.g. 4 host unreachable) or answered with garbage.
 
     ``proxy`` names the proxy with any credentials redacted.
     """
@@ -149,10 +150,12 @@ class ProxyError(TransportError):
         request: Request | None = None,
         proxy: str = "",
         status_code: int | None = None,
+        reply_code: int | None = None,
     ) -> None:
         super().__init__(message, request=request)
         self.proxy = proxy
         self.status_code = status_code
+        self.reply_code = reply_code
 
 
 class ProtocolError(TransportError):

@@ -21,7 +21,11 @@ HeaderTypes: TypeAlias = Union[
 # fullmatch, never match with "$": "$" also matches before a final "\n", which
 # would let a name ending in a line break through.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
+# RFC 9110 5.5: a field value is visible characters, spaces, tabs and obs-text.
+# CR, LF and NUL could split a message; the other control characters cannot,
+# but servers and proxies disagree on them (h11 itself refuses them), so they
+# are refused too rather than sent on one path and refused on another.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _is_token = _TOKEN.fullmatch
 _bad_value = _BAD_VALUE.search
 

@@ -172,6 +172,7 @@ class HTTP11Connection:
         "on_release",
         "origin",
         "pool_origin",
+        "pool_permit",
         "requests_served",
         "response_started",
         "timed_out",
@@ -218,6 +219,7 @@ class HTTP11Connection:
         self._head_items = tuple(head)
         self.on_release = on_release
         self.pool_origin: Any = None
+        self.pool_permit: object = None  # the pool's ConnectionPermits token, if any
         self.idle_since = 0.0
         self.is_closed = False
         self._eof = False  # the server closed its side (a body delimited by close)

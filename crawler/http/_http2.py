@@ -254,6 +254,7 @@ class HTTP2Connection:
         self.goaway = False  # the server sent GOAWAY: no new streams
         self.retired = False  # the pool wants no new streams: close when idle
         self.pool_origin: Any = None
+        self.pool_permit: object = None  # the pool's ConnectionPermits token, if any
         self.pool_state: Any = None
         self.streams_opened = 0
         self._ping_sent = False

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 from ._config import Timeout
 from ._models import Request, Response
 
-__all__ = ["IDEMPOTENT", "OriginKey", "PooledConnection"]
+__all__ = ["IDEMPOTENT", "ConnectionPermits", "OriginKey", "PooledConnection"]
 
 #: (scheme, host, port as written in the URL or None): what a connection serves.
 OriginKey = tuple[str, str, int | None]
@@ -32,13 +32,15 @@ class PooledConnection(Protocol):
 
     ``idle_since`` is set by the pool when the connection goes idle, and
     ``pool_origin`` is the pool's own record of its origin, so that checking
-    a connection in needs no lookup.
+    a connection in needs no lookup; ``pool_permit`` the ``ConnectionPermits``
+    token it was opened under (None without permits).
     """
 
     origin: OriginKey
     idle_since: float
     is_closed: bool
     pool_origin: Any
+    pool_permit: object
 
     @property
     def on_release(self) -> Callable[[Self], None]:
@@ -81,3 +83,29 @@ if TYPE_CHECKING:
 
     def _both_fit(h1: HTTP11Connection, h2: HTTP2Connection) -> list[PooledConnection]:
         return [h1, h2]
+
+
+@runtime_checkable  # for tests only; the pool never asks isinstance() of it
+class ConnectionPermits(Protocol):
+    """A cap on open connections per host that holds beyond one pool (several processes).
+
+    The pool asks ``acquire(host, cap)`` before it opens a connection to
+    ``host`` (a host name, all ports), after its own per-host and global caps
+    have let it: the permit is one more cap, never a replacement. ``cap`` is
+    the pool's own cap for that host, so every process may pass its own
+    configuration. ``acquire`` may wait; the pool gives it at most the pool
+    timeout, then fails the request with ``PoolTimeout``. Whatever it returns
+    is the permit, handed back once to ``release`` when that connection
+    closes for any reason (idle expiry, an error, the server, the pool's
+    close, a failed or cancelled connect). ``release`` is synchronous because
+    the pool closes connections without awaiting: an implementation that
+    must talk to a server queues the release for a task of its own.
+    """
+
+    async def acquire(self, host: str, cap: int) -> object:
+        """Wait for a permit to open one more connection to ``host``; return it."""
+        ...
+
+    def release(self, permit: object) -> None:
+        """Give back a permit ``acquire`` returned: its connection is closed."""
+        ...

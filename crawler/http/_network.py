@@ -21,6 +21,7 @@ import trio
 
 from ._exceptions import ConnectError, ConnectTimeout, ProxyError
 from ._models import Request
+from ._socks import open_socks_stream
 
 if TYPE_CHECKING:
     from ._proxy import Proxy
@@ -111,8 +112,9 @@ async def open_stream(
     """Connect (and handshake, for TLS) within ``connect_timeout`` seconds.
 
     With a ``proxy``, the TCP connection goes to the proxy; for TLS a
-    ``CONNECT`` tunnel to ``host:port`` is opened first, and the handshake
-    (certificate check and ALPN included) is made with the origin through it.
+    ``CONNECT`` tunnel to ``host:port`` is opened first (a SOCKS5 proxy
+    tunnels every connection), and the handshake (certificate check and ALPN
+    included) is made with the origin through it.
     """
     stream: trio.abc.Stream | None = None
     via = "" if proxy is None else f" via proxy {proxy.label}"
@@ -120,6 +122,8 @@ async def open_stream(
         try:
             if proxy is None:
                 stream = await trio.open_tcp_stream(host, port)
+            elif not proxy.forwards:
+                stream = await open_socks_stream(request, host, port, proxy, host_port(host, port))
             else:
                 stream = await trio.open_tcp_stream(proxy.host, proxy.port)
                 if ssl_context is not None:

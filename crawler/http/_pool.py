@@ -47,7 +47,7 @@ from ._exceptions import (
     total_timeout,
 )
 from ._http11 import EXPECT_CONTINUE_MIN, HTTP11Connection
-from ._interfaces import IDEMPOTENT, OriginKey, PooledConnection
+from ._interfaces import IDEMPOTENT, ConnectionPermits, OriginKey, PooledConnection
 from ._models import Request, Response
 from ._network import IOWatchdog, open_stream
 from ._pool_h2 import HTTP2Pool
@@ -79,6 +79,11 @@ class ConnectionPool:
     HTTP/1.1 request bodies of at least ``expect_continue`` bytes (``None``:
     never) are announced with ``Expect: 100-continue``, so that a server that
     refuses them (413, 417, 401...) can say so before they are sent.
+
+    ``permits`` adds a cap beyond this pool (see ``ConnectionPermits``): a
+    permit is taken before each new connection is opened, after the pool's
+    own caps allowed it, and given back when that connection closes. Reusing
+    an idle connection takes none.
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class ConnectionPool:
         clock: Callable[[], float] | None = None,
         expect_continue: int | None = EXPECT_CONTINUE_MIN,
         proxy_routes: ProxyRoutes | None = None,
+        permits: ConnectionPermits | None = None,
     ) -> None:
         if expect_continue is not None and expect_continue < 0:
             raise ValueError(f"expect_continue must be >= 0 or None, got {expect_continue!r}")
@@ -118,6 +124,7 @@ class ConnectionPool:
             check_cap(name, cap)
             self._host_limits[name.lower()] = cap
         self._routes = proxy_routes
+        self._permits = permits
         self._proxy_cap = limits.max_connections_per_proxy
         self._proxy_slots: dict[Proxy, ProxySlots] = {}
         # Direct origins under their OriginKey, proxied ones under (*key, proxy).
@@ -215,6 +222,17 @@ class ConnectionPool:
                 if origin.h2 is not None:
                     self._h2.serve(origin.h2)
 
+    def close_expired(self) -> None:
+        """Close the idle connections past keep-alive expiry now.
+
+        The pool looks for them whenever a connection is checked in, which is
+        enough on its own. With ``permits`` it is not: an idle connection holds
+        a permit another process may be waiting for while this pool is idle or
+        itself waiting, so whoever runs the pool calls this on a timer too.
+        """
+        if self._expiry is not None and self._idle_all:
+            self._expire(self._clock())
+
     def connection_counts(self) -> dict[str, tuple[int, int]]:
         """``"scheme://host:port"`` -> (active, idle) connections, for progress displays.
 
@@ -309,7 +327,8 @@ class ConnectionPool:
             if conn is not None:
                 return conn
         try:
-            return self._new_h1(origin, await self._open_stream(origin, request, timeouts))
+            stream, permit = await self._open_stream(origin, request, timeouts)
+            return self._new_h1(origin, stream, permit)
         except BaseException:
             self._unreserve(origin)
             raise
@@ -361,6 +380,42 @@ class ConnectionPool:
 
     async def _open_stream(
         self, origin: Origin, request: Request, timeouts: Timeout
+    ) -> tuple[trio.abc.Stream, object]:
+        """Connect for ``origin`` (its slot is taken): the stream and its permit, if any."""
+        permits = self._permits
+        if permits is None:
+            return await self._connect(origin, request, timeouts), None
+        permit = await self._acquire_permit(permits, origin, request, timeouts)
+        try:
+            return await self._connect(origin, request, timeouts), permit
+        except BaseException:
+            permits.release(permit)
+            raise
+
+    async def _acquire_permit(
+        self, permits: ConnectionPermits, origin: Origin, request: Request, timeouts: Timeout
+    ) -> object:
+        """The permit for one more connection to ``origin``'s host, within the pool timeout."""
+        host = origin.host
+        pool_t = timeouts.pool
+        with trio.move_on_after(_INF if pool_t is None else pool_t):
+            return await permits.acquire(host.name, host.cap)
+        raise PoolTimeout(
+            f"Timed out after {pool_t} s waiting for a permit from {permits!r} to open a "
+            f"connection to {origin.label} for {request.url} (at most {host.cap} open to "
+            f"{host.name} across everything sharing those permits; {host.count} in this pool)",
+            request=request,
+        )
+
+    def _release_permit(self, conn: PooledConnection) -> None:
+        """``conn`` is closed: its permit goes back, once."""
+        permit = conn.pool_permit
+        conn.pool_permit = None
+        if self._permits is not None:
+            self._permits.release(permit)
+
+    async def _connect(
+        self, origin: Origin, request: Request, timeouts: Timeout
     ) -> trio.abc.Stream:
         scheme, hostname, _ = origin.key
         context = None
@@ -383,9 +438,9 @@ class ConnectionPool:
             )
         return stream
 
-    def _new_h1(self, origin: Origin, stream: trio.abc.Stream) -> HTTP11Connection:
+    def _new_h1(self, origin: Origin, stream: trio.abc.Stream, permit: object) -> HTTP11Connection:
         proxy = origin.proxy
-        forward = proxy is not None and origin.key[0] == "http"
+        forward = proxy is not None and proxy.forwards and origin.key[0] == "http"
         conn = HTTP11Connection(
             origin.key,
             stream,
@@ -397,6 +452,7 @@ class ConnectionPool:
             proxy_authorization=proxy.authorization if forward and proxy else None,
         )
         conn.pool_origin = origin
+        conn.pool_permit = permit
         self._conns.add(conn)
         return conn
 
@@ -477,6 +533,8 @@ class ConnectionPool:
         """Close a checked-out connection and give its slot to whoever waits."""
         conn.close()
         self._conns.discard(conn)
+        if conn.pool_permit is not None:
+            self._release_permit(conn)
         self._unreserve(conn.pool_origin)
 
     def _expire(self, now: float) -> None:
@@ -514,6 +572,8 @@ class ConnectionPool:
         """Close ``conn`` (already out of the idle lists) and free its slot."""
         conn.close()
         self._conns.discard(conn)
+        if conn.pool_permit is not None:
+            self._release_permit(conn)
         origin: Origin = conn.pool_origin
         origin.host.count -= 1
         self._total -= 1
@@ -637,7 +697,7 @@ class ConnectionPool:
                 slots = self._proxy_slots[proxy] = ProxySlots(self._proxy_cap)
             origin.slots = slots
             slots.origins.append(origin)
-        if scheme == "http" and proxy is not None:
+        if scheme == "http" and proxy is not None and proxy.forwards:
             pass  # a forward proxy speaks HTTP/1.1 with us for plain http
         elif self._h2_prior_knowledge if scheme == "http" else self._http2:
             origin.h2 = self._h2.new_origin(origin)

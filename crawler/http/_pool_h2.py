@@ -104,6 +104,7 @@ class HTTP2Pool:
         "_max_idle",
         "_new_h1",
         "_open_stream",
+        "_release_permit",
         "_release_slot",
         "_try_reserve",
         "_unreserve",
@@ -128,6 +129,7 @@ class HTTP2Pool:
         self._wait = pool._wait
         self._unreserve = pool._unreserve
         self._release_slot = pool._release_slot
+        self._release_permit = pool._release_permit
         self._expire = pool._expire
         self._open_stream = pool._open_stream
         self._new_h1 = pool._new_h1
@@ -241,7 +243,7 @@ class HTTP2Pool:
             if not self._try_reserve(origin):
                 await self._wait(origin, request, timeouts, fresh=True)
             try:
-                stream = await self._open_stream(origin, request, timeouts)
+                stream, permit = await self._open_stream(origin, request, timeouts)
             except BaseException:
                 self._unreserve(origin)
                 raise
@@ -255,7 +257,7 @@ class HTTP2Pool:
             # The slot reserved (in origin.active too) becomes that connection's.
             origin.h2 = None
             self.serve(state)
-            return self._new_h1(origin, stream)
+            return self._new_h1(origin, stream, permit)
         origin.active -= 1  # origin.active counts HTTP/1.1 connections only
         conn = HTTP2Connection(
             origin.key,
@@ -268,6 +270,7 @@ class HTTP2Pool:
             label=origin.label,
         )
         conn.pool_origin = origin
+        conn.pool_permit = permit
         conn.pool_state = state
         self.conns.add(conn)
         state.conns.append(conn)
@@ -362,6 +365,8 @@ class HTTP2Pool:
             state.conns.remove(conn)
         if state.conn is conn:
             state.conn = None
+        if conn.pool_permit is not None:
+            self._release_permit(conn)
         self._release_slot(state.origin)
         self.serve(state)
 

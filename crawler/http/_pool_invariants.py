@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._http11 import HTTP11Connection
+from ._interfaces import PooledConnection
 from ._pool_state import Origin
 
 if TYPE_CHECKING:
@@ -66,7 +67,18 @@ def invariant_errors(pool: ConnectionPool) -> list[str]:
         if host.waiters:
             errors.append(f"{host.name}: requests wait for a slot while {idle!r} is idle")
     _check_proxies(pool, h2_per_origin, errors)
+    _check_permits(pool, errors)
     return errors
+
+
+def _check_permits(pool: ConnectionPool, errors: list[str]) -> None:
+    """With ``ConnectionPermits``, every open connection holds one permit; without, none."""
+    with_permits = pool._permits is not None
+    conns: list[PooledConnection] = [*pool._conns, *pool._h2.conns]
+    for conn in conns:
+        if (conn.pool_permit is not None) != with_permits:
+            held = "holds no" if with_permits else "holds a"
+            errors.append(f"{conn!r} is open and {held} connection permit")
 
 
 def _check_proxies(

@@ -29,7 +29,7 @@ __all__ = ["PROXY", "NoProxy", "Proxy", "ProxyRoutes", "as_proxy", "redact_url"]
 #: direct connection, whatever the client's routes say. Absent: the routes decide.
 PROXY = "proxy"
 
-_DEFAULT_PROXY_PORTS = {"http": 80}
+_DEFAULT_PROXY_PORTS = {"http": 80, "socks5": 1080, "socks5h": 1080}
 
 
 def redact_url(url: str) -> str:
@@ -45,14 +45,30 @@ def redact_url(url: str) -> str:
 
 
 class Proxy:
-    """An HTTP proxy: ``http://[user:password@]host[:port]``.
+    """A proxy: ``http://``, ``socks5://`` or ``socks5h://[user:password@]host[:port]``.
 
-    Plain ``http://`` URLs are sent to it in absolute form; ``https://`` ones
-    go through a ``CONNECT`` tunnel, TLS to the origin inside it. Credentials
-    in the URL become ``Proxy-Authorization: Basic``, sent to the proxy only.
+    Through an HTTP proxy, plain ``http://`` URLs are sent in absolute form;
+    ``https://`` ones go through a ``CONNECT`` tunnel, TLS to the origin
+    inside it. Credentials in the URL become ``Proxy-Authorization: Basic``,
+    sent to the proxy only.
+
+    Through a SOCKS5 proxy every URL goes through a tunnel (TLS inside it for
+    ``https://``); ``socks5://`` resolves the origin's name locally,
+    ``socks5h://`` lets the proxy resolve it. Credentials are the RFC 1929
+    username/password of the handshake.
     """
 
-    __slots__ = ("authorization", "host", "label", "port", "url")
+    __slots__ = (
+        "authorization",
+        "forwards",
+        "host",
+        "label",
+        "port",
+        "remote_dns",
+        "scheme",
+        "socks_auth",
+        "url",
+    )
 
     def __init__(self, url: str | URL) -> None:
         text = str(url)
@@ -63,29 +79,39 @@ class Proxy:
         label = redact_url(text)
         if parsed.scheme not in _DEFAULT_PROXY_PORTS:
             raise ValueError(
-                f"Unsupported proxy URL {label!r}: only http:// proxies are supported "
-                "(HTTPS-to-proxy and SOCKS are not)"
+                f"Unsupported proxy URL {label!r}: only http://, socks5:// and socks5h:// "
+                "proxies are supported (HTTPS-to-proxy and SOCKS4 are not)"
             )
         if not parsed.host:
             raise ValueError(f"Proxy URL {label!r} has no host")
         if parsed.path not in ("", "/") or parsed.query:
             raise ValueError(f"Proxy URL {label!r} must not have a path or query")
+        self.scheme = parsed.scheme
         self.host = parsed.host
         self.port = parsed.port or _DEFAULT_PROXY_PORTS[parsed.scheme]
+        #: An HTTP proxy that plain-http requests are sent to in absolute form;
+        #: False for SOCKS, which tunnels everything.
+        self.forwards = parsed.scheme == "http"
+        #: socks5h: the proxy resolves the origin's name.
+        self.remote_dns = parsed.scheme == "socks5h"
         name = f"[{self.host}]" if ":" in self.host else self.host
         self.authorization: bytes | None = None
+        self.socks_auth: tuple[str, str] | None = None
         userinfo = ""
         if parsed.userinfo:
             user, password = unquote(parsed.username), unquote(parsed.password)
-            token = b64encode(f"{user}:{password}".encode()).decode("ascii")
-            self.authorization = f"Basic {token}".encode("ascii")
+            if self.forwards:
+                token = b64encode(f"{user}:{password}".encode()).decode("ascii")
+                self.authorization = f"Basic {token}".encode("ascii")
+            else:
+                self.socks_auth = (user, password)
             userinfo = "***@"
         #: Where it is, credentials redacted: safe for any message or log.
         self.label = f"{parsed.scheme}://{userinfo}{name}:{self.port}"
         self.url = f"{parsed.scheme}://{name}:{self.port}"
 
-    def _key(self) -> tuple[str, int, bytes | None]:
-        return (self.host, self.port, self.authorization)
+    def _key(self) -> tuple[object, ...]:
+        return (self.scheme, self.host, self.port, self.authorization, self.socks_auth)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Proxy) and self._key() == other._key()

@@ -51,7 +51,8 @@ from ..frontier.sqlite import (
     read_meta,
 )
 from ..http import Cookies
-from ..pipelines import JsonArrayExporter
+from ..pipelines import JsonArrayExporter, PipelineConfigError
+from ..pipelines._file import resolve_path
 from ._crawl_state import CrawlState
 
 if TYPE_CHECKING:
@@ -617,7 +618,10 @@ def _apply_pipeline_states(
             continue
         template = getattr(pipeline, "path_template", None)
         if template is not None and "path" in state:
-            path = for_spider(template, spider.name or type(spider).__name__)
+            try:
+                path = resolve_path(template, spider)
+            except PipelineConfigError as exc:
+                raise JobError(f"job directory {directory}: {exc}") from None
             if path.resolve() != Path(state["path"]).resolve():
                 raise JobError(
                     f"job directory {directory}: items went to {state['path']} and would now "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,9 +23,18 @@ class JobStatusError(Exception):
     """DIR is not a readable job directory."""
 
 
-def job_status(directory: Path, *, now: float | None = None) -> str:
+def job_status(
+    directory: Path,
+    *,
+    now: float | None = None,
+    cache_dir: Callable[[str], Path | None] | None = None,
+) -> str:
     """A job directory's progress as text, read without locking or changing it, so
-    ``crawl status`` works while the crawl runs."""
+    ``crawl status`` works while the crawl runs.
+
+    ``cache_dir(spider)``: where that spider's HTTP cache would be; its size is shown
+    when there is one.
+    """
     store = directory / "job.db"
     info_path = directory / "job.json"
     if not info_path.exists() or not store.exists():
@@ -70,6 +80,9 @@ def job_status(directory: Path, *, now: float | None = None) -> str:
         f"requests sent:    {stats.get('requests', 0)}",
         f"seen:             {seen}",
     ]
+    spider = info.get("spider", meta.get("spider"))
+    if cache_dir is not None and spider:
+        lines.extend(_cache_line(cache_dir(str(spider))))
     for entry in json.loads(meta.get("pipelines", "[]")):
         state_of = entry.get("state")
         if isinstance(state_of, dict) and "path" in state_of:
@@ -92,6 +105,16 @@ def job_status(directory: Path, *, now: float | None = None) -> str:
         if len(ranked) > _TOP_HOSTS:
             lines.append(f"  ... and {len(ranked) - _TOP_HOSTS} more hosts")
     return "\n".join(lines)
+
+
+def _cache_line(directory: Path | None) -> list[str]:
+    from ..engine._cache_store import cache_size
+
+    found = cache_size(directory) if directory is not None else None
+    if directory is None or found is None:
+        return []
+    count, size = found
+    return [f"http cache:       {directory} ({count} responses, {size / 1e6:.1f} MB)"]
 
 
 def _when(timestamp: float, now: float) -> str:

@@ -1,10 +1,13 @@
 """Turning items into JSON: the shared encoder and the error that names the bad field.
 
-Plain dicts go straight into the C encoder; every other kind of item (a
-dataclass, an object with ``to_dict()``, a mapping) and every value JSON does not
-know (datetimes, decimals, sets, paths...) is converted by :func:`json_default`,
-which the encoder only calls when it meets such a value. So the common case
-pays nothing for the uncommon ones.
+Items may be dicts, any other ``Mapping``, dataclasses, attrs classes, pydantic
+models (anything the ``itemadapter`` library knows) or objects with a
+``to_dict()`` method. Plain dicts go straight into the C encoder; every other
+kind of item and every value JSON does not know (datetimes, decimals, sets,
+paths...) is converted by :func:`json_default`, which the encoder only calls
+when it meets such a value, and which decides how to convert a type once, the
+first time it meets it. So the common case pays nothing for the uncommon ones,
+and an uncommon one pays one dictionary look-up for its kind.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
+from itemadapter import ItemAdapter
+
 __all__ = [
     "ENCODE_ERRORS",
     "ItemEncodeError",
@@ -31,6 +36,19 @@ __all__ = [
 #: What a failed ``encode()`` raises: unknown types, NaN checks, circular data.
 ENCODE_ERRORS = (TypeError, ValueError, RecursionError)
 
+#: The kinds of item a spider may yield, for error messages.
+ITEM_KINDS = (
+    "dicts or other Mappings, dataclasses, attrs classes, pydantic models, "
+    "or objects with a to_dict() method"
+)
+
+_Convert = Callable[[Any], Any]
+
+# How each type met so far is converted (None: it cannot be). Types are few in a crawl;
+# the bound only keeps classes made on the fly from growing it forever.
+_CONVERTERS: dict[type, _Convert | None] = {}
+_MAX_CONVERTERS = 1000
+
 
 class ItemEncodeError(TypeError):
     """An item holds a value that cannot be written as JSON."""
@@ -38,23 +56,48 @@ class ItemEncodeError(TypeError):
 
 def json_default(value: Any) -> Any:
     """Convert a value the JSON encoder does not know, or say which type it is."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
+    kind = type(value)
+    try:
+        convert = _CONVERTERS[kind]
+    except KeyError:
+        convert = _converter_for(value)
+        if len(_CONVERTERS) < _MAX_CONVERTERS:
+            _CONVERTERS[kind] = convert
+    if convert is None:
+        raise TypeError(f"a value of type {kind.__name__} is not JSON serialisable")
+    return convert(value)
+
+
+def _converter_for(value: Any) -> _Convert | None:
+    """How to turn values of ``value``'s type into something JSON knows (or None)."""
+    if isinstance(value, type):
+        return None
+    if dataclasses.is_dataclass(value):
+        # One level only: the encoder comes back here for nested values, which is
+        # cheaper than dataclasses.asdict() copying the whole tree first.
+        names = tuple(f.name for f in dataclasses.fields(value))
+        return lambda v: {name: getattr(v, name) for name in names}
+    if callable(getattr(value, "to_dict", None)):
+        return lambda v: v.to_dict()
     if isinstance(value, Mapping):
-        return dict(value)
+        return dict
     if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
+        return lambda v: v.isoformat()
     if isinstance(value, set | frozenset):
-        return list(value)
+        return list
     if isinstance(value, enum.Enum):
-        return value.value
+        return lambda v: v.value
     # Decimal as text keeps every digit; a float would round it.
     if isinstance(value, Decimal | uuid.UUID | PurePath):
-        return str(value)
-    raise TypeError(f"a value of type {type(value).__name__} is not JSON serialisable")
+        return str
+    if ItemAdapter.is_item(value):  # attrs classes, pydantic models
+        fields = ItemAdapter.get_field_names_from_class(type(value))
+        if fields and all(hasattr(value, name) for name in fields):
+            # Their fields are attributes: reading them is cheaper than an adapter per item.
+            names = tuple(fields)
+            return lambda v: {name: getattr(v, name) for name in names}
+        return lambda v: dict(ItemAdapter(v))
+    return None
 
 
 def make_encoder() -> Callable[[Any], str]:
@@ -64,34 +107,38 @@ def make_encoder() -> Callable[[Any], str]:
 
 
 def to_mapping(item: Any) -> Mapping[str, Any]:
-    """The item's fields by name, for exporters that need columns (CSV, SQLite, validate)."""
-    if type(item) is dict:
+    """The item's fields by name, for exporters that need columns (CSV, SQLite, validate).
+
+    Dicts and other mappings are returned as they are; the other kinds are seen
+    through an ``ItemAdapter``, which reads their fields without copying them.
+    """
+    if type(item) is dict or isinstance(item, Mapping):
         return item
-    if isinstance(item, Mapping):
-        return item
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.asdict(item)
+    if not isinstance(item, type) and ItemAdapter.is_item(item):
+        return ItemAdapter(item)
     to_dict = getattr(item, "to_dict", None)
     if callable(to_dict):
         fields = to_dict()
         if isinstance(fields, Mapping):
             return fields
-    raise ItemEncodeError(
-        f"a {type(item).__name__} item has no named fields: yield dicts, dataclasses "
-        "or objects with a to_dict() method"
-    )
+    raise ItemEncodeError(f"a {type(item).__name__} item has no named fields: yield {ITEM_KINDS}")
 
 
 def encode_error(item: Any, exc: BaseException, encode: Callable[[Any], str]) -> ItemEncodeError:
-    """Explain a failed encoding by finding the first top-level field that cannot be encoded."""
+    """Explain a failed encoding by finding the first top-level field that cannot be encoded,
+    naming it and the type of its value."""
     kind = type(item).__name__
     try:
         fields = to_mapping(item)
-    except ItemEncodeError:
-        fields = {}
+    except ItemEncodeError as no_fields:
+        return no_fields
     for key, value in fields.items():
         try:
             encode(value)
         except ENCODE_ERRORS as field_exc:
-            return ItemEncodeError(f"cannot encode field {key!r} of a {kind} item: {field_exc}")
+            reason = str(field_exc)
+            value_type = type(value).__name__
+            if value_type not in reason:
+                reason += f" (the value is a {value_type})"
+            return ItemEncodeError(f"cannot encode field {key!r} of a {kind} item: {reason}")
     return ItemEncodeError(f"cannot encode a {kind} item: {exc}")

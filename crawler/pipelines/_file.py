@@ -11,6 +11,8 @@ recorded at its last checkpoint, which also drops records written after it.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import logging
 import os
 import time
@@ -21,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._paths import for_spider
+from ._runner import PipelineConfigError
 
 if TYPE_CHECKING:
     from ..spider import Spider
 
-__all__ = ["AppendFile", "FileExporter", "resolve_path"]
+__all__ = ["STDOUT", "AppendFile", "FileExporter", "PathParamError", "resolve_path"]
 
 logger = logging.getLogger("crawler.pipeline")
 
@@ -33,9 +36,64 @@ logger = logging.getLogger("crawler.pipeline")
 FindWholeEnd = Callable[[int, int], int]
 
 
+#: The path that means standard output (``crawl -o -:jsonl``).
+STDOUT = "-"
+
+
+class PathParamError(PipelineConfigError):
+    """A ``%(key)s`` of an export path names nothing the spider has."""
+
+
+@functools.cache
+def _start_time() -> str:
+    """``%(time)s``: when the first export of this process opened, in UTC, as Scrapy
+    writes it (no colons, which some file systems refuse), the same for every feed."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0, tzinfo=None)
+    return now.isoformat().replace(":", "-")
+
+
+class _PathParams:
+    """What ``%(key)s`` in an export path may name, looked up only when used: ``name``,
+    ``time``, any public attribute of the spider, or one of its options."""
+
+    __slots__ = ("name", "path", "spider")
+
+    def __init__(self, spider: Spider, name: str, path: str) -> None:
+        self.spider = spider
+        self.name = name
+        self.path = path
+
+    def __getitem__(self, key: str) -> object:
+        if key == "name":
+            return self.name
+        if key == "time":
+            return _start_time()
+        if not key.startswith("_"):
+            value = getattr(self.spider, key, None)
+            if value is not None:
+                return value
+            options = getattr(self.spider, "settings", None)
+            if options is not None and key in options:
+                return options[key]
+        raise PathParamError(
+            f"export path {self.path!r}: %({key})s is not name, time, an attribute of "
+            f"spider {self.name} nor one of its options"
+        )
+
+
 def resolve_path(path: str | os.PathLike[str], spider: Spider) -> Path:
-    """Fill ``{spider}`` in the configured path, so one setting serves every spider."""
-    return for_spider(path, spider.name or type(spider).__name__)
+    """Fill ``{spider}`` and Scrapy's ``%(name)s``, ``%(time)s`` and ``%(attribute)s`` in
+    the configured path, so one setting serves every spider and every run."""
+    name = spider.name or type(spider).__name__
+    text = os.fspath(path)
+    if "%(" in text:
+        try:
+            text = text % _PathParams(spider, name, text)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, PathParamError):
+                raise
+            raise PathParamError(f"export path {text!r}: {exc}") from None
+    return for_spider(text, name)
 
 
 class AppendFile:
@@ -122,6 +180,35 @@ class AppendFile:
         return os.pread(self.fd, size, start)
 
 
+class StreamFile(AppendFile):
+    """Standard output as an export target (``-o -:jsonl``): written in the same whole
+    batches as a file, but never cut back, read or fsynced (a pipe has no such thing)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(Path(STDOUT))
+
+    def open(
+        self, find_whole_end: FindWholeEnd, *, overwrite: bool, resume_offset: int | None
+    ) -> int:
+        self.fd = os.dup(1)
+        return 0
+
+    def durable_up_to(self, offset: int) -> Callable[[], None]:
+        def sync() -> None:
+            self.committed = offset
+
+        return sync
+
+    async def sync(self) -> int:
+        self.committed = self.offset
+        return self.offset
+
+    def read(self, start: int, size: int) -> bytes:
+        return b""
+
+
 class FileExporter:
     """Base of the file exporters: buffers encoded records and appends them in batches.
 
@@ -177,9 +264,13 @@ class FileExporter:
 
     # -- the pipeline protocol ----------------------------------------------------
 
+    @property
+    def to_stdout(self) -> bool:
+        return os.fspath(self.path_template) == STDOUT
+
     def open(self, spider: Spider) -> None:
         self.path = resolve_path(self.path_template, spider)
-        self._file = AppendFile(self._write_path())
+        self._file = StreamFile() if self.to_stdout else AppendFile(self._write_path())
         kept = self._file.open(
             self._find_whole_end, overwrite=self.overwrite, resume_offset=self.resume_offset
         )

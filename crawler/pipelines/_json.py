@@ -83,6 +83,9 @@ class JsonArrayExporter(FileExporter):
             raise
         file.close()
         self._file = None
+        if self.to_stdout:  # written as it came: nothing to rename
+            self.records_committed = self.records_written
+            return
         os.replace(file.path, self.path)
         await trio.to_thread.run_sync(_sync_directory, self.path.parent)
         self.records_committed = self.records_written

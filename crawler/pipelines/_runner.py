@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._paths import for_spider
+from ._encode import ItemEncodeError
 
 if TYPE_CHECKING:
     from ..spider import Spider
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTIN_PIPELINES",
     "FEED_EXTENSIONS",
+    "FEED_FORMATS",
     "DropItem",
     "Feed",
     "Pipeline",
@@ -54,6 +56,15 @@ FEED_EXTENSIONS: Mapping[str, str] = {
     ".jl": "jsonl",
     ".csv": "csv",
     ".json": "json",
+}
+
+#: Format names of ``crawl -o FILE:FORMAT`` (Scrapy's included), and the exporter of each.
+FEED_FORMATS: Mapping[str, str] = {
+    "jsonl": "jsonl",
+    "jl": "jsonl",
+    "jsonlines": "jsonl",
+    "csv": "csv",
+    "json": "json",
 }
 
 # A misbehaving stage that puts item data into its drop reasons must not grow the
@@ -194,6 +205,14 @@ class PipelineRunner:
                 self._count_drop(str(exc) or label)
                 if self.on_drop is not None:
                     await self.on_drop(item, str(exc) or label)
+                return None
+            except ItemEncodeError as exc:  # the message names the field: no traceback needed
+                self.errors += 1
+                logger.error(
+                    "spider %s: pipeline %s: %s; the item is dropped", spider.name, label, exc
+                )
+                if self.on_error is not None:
+                    await self.on_error(item, exc)
                 return None
             except Exception as exc:
                 self.errors += 1
@@ -358,10 +377,44 @@ def load_pipelines(
 
 @dataclass(frozen=True, slots=True)
 class Feed:
-    """An export file of ``crawl -o FILE`` (``append``) or ``crawl -O FILE`` (not)."""
+    """An export file of ``crawl -o FILE`` (``append``) or ``crawl -O FILE`` (not);
+    ``format`` (a key of ``FEED_FORMATS``) when ``FILE:FORMAT`` named it, and ``-``
+    as the path for standard output."""
 
     path: Path
     append: bool = False
+    format: str | None = None
+
+    @classmethod
+    def parse(cls, value: str, *, append: bool = False) -> Feed:
+        """``FILE``, ``FILE:FORMAT`` or ``-:FORMAT`` as Scrapy's ``-o`` takes them. Only a
+        known format after the last colon is split off, so other paths keep theirs."""
+        path, sep, name = value.rpartition(":")
+        if sep and name.lower() in FEED_FORMATS:
+            return cls(Path(path), append, name.lower())
+        return cls(Path(value), append)
+
+    def exporter_name(self) -> str:
+        """The built-in exporter for this feed, or PipelineConfigError saying why none."""
+        if self.format is not None:
+            return FEED_FORMATS[self.format]
+        shown = str(self.path)
+        if shown == "-":
+            raise PipelineConfigError(
+                "cannot export items to standard output without a format: say which, "
+                f"as in -o -:jsonl (formats: {', '.join(FEED_FORMATS)})"
+            )
+        suffix = self.path.suffix.lower()
+        name = FEED_EXTENSIONS.get(suffix)
+        if name is None:
+            supported = ", ".join(sorted(FEED_EXTENSIONS))
+            what = f"extension {suffix!r}" if suffix else "no extension"
+            raise PipelineConfigError(
+                f"cannot export items to {shown!r}: {what} is not supported; use one of "
+                f"{supported}, or name the format as in {shown}:jsonl "
+                f"(formats: {', '.join(FEED_FORMATS)})"
+            )
+        return name
 
 
 def feed_exporter_for(
@@ -375,20 +428,13 @@ def feed_exporter_for(
     cannot be appended to: appending to a JSON file that has content is refused
     (``spider``, the spider's name, fills ``{spider}`` in the path checked).
     """
-    if isinstance(path, Feed):
-        append = path.append
-        path = path.path
-    path = Path(path)
-    suffix = path.suffix.lower()
-    name = FEED_EXTENSIONS.get(suffix)
-    if name is None:
-        supported = ", ".join(sorted(FEED_EXTENSIONS))
-        shown = f"extension {suffix!r}" if suffix else "no extension"
-        raise PipelineConfigError(
-            f"cannot export items to {str(path)!r}: {shown} is not supported; "
-            f"use one of {supported}"
-        )
-    if name == "json":  # the JSON array exporter always writes a whole new file
+    feed = path if isinstance(path, Feed) else Feed(Path(path), append)
+    append = feed.append
+    path = feed.path
+    name = feed.exporter_name()
+    if str(path) == "-":
+        pass  # standard output: nothing to append to or replace
+    elif name == "json":  # the JSON array exporter always writes a whole new file
         target = for_spider(path, spider) if spider else Path(path)
         if append and target.is_file() and target.stat().st_size > 0:
             raise PipelineConfigError(

@@ -17,7 +17,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from .._links import resolve_url
 
-__all__ = ["FormError", "FormSubmission", "fill_form"]
+__all__ = ["Click", "FormError", "FormSubmission", "fill_form", "find_form", "form_submission"]
 
 FieldValue = str | int | float | list[str]
 
@@ -91,20 +91,48 @@ def _option_value(option: LexborNode) -> str:
     return value if value is not None else option.text(deep=True).strip()
 
 
-def _submit_pair(form: LexborNode, submit: str | None) -> list[tuple[str, str]]:
+_CLICKABLES = "input[type=submit], input[type=image], button[type=submit], button:not([type])"
+
+#: How a caller picks the button a browser would click: its name or value (a string),
+#: attributes it must have plus ``nr`` for its position among the buttons (a mapping),
+#: or ``None`` for the first button.
+Click = str | Mapping[str, Any] | None
+
+
+def _submit_pair(form: LexborNode, click: Click, page_url: str) -> list[tuple[str, str]]:
     """The clicked button's name=value, as browsers send it."""
-    buttons = form.css("input[type=submit], button[type=submit], button:not([type])")
-    if submit is not None:
+    buttons = form.css(_CLICKABLES)
+    if isinstance(click, str):
         buttons = [
-            b for b in buttons if submit in (b.attributes.get("name"), b.attributes.get("value"))
+            b for b in buttons if click in (b.attributes.get("name"), b.attributes.get("value"))
         ]
         if not buttons:
-            raise FormError(f"No submit button named or labelled {submit!r}")
+            raise FormError(f"No submit button named or labelled {click!r} on {page_url}")
+    elif click is not None:
+        buttons = _clicked(buttons, click, page_url)
     for button in buttons[:1]:
         name = button.attributes.get("name")
         if name:
             return [(name, button.attributes.get("value") or "")]
     return []
+
+
+def _clicked(
+    buttons: list[LexborNode], click: Mapping[str, Any], page_url: str
+) -> list[LexborNode]:
+    """The buttons matching every attribute of ``click``, ``nr`` being a position."""
+    wanted = {k: str(v) for k, v in click.items() if k != "nr"}
+    nr = click.get("nr")
+    if nr is not None:
+        if type(nr) is not int or not 0 <= nr < len(buttons):
+            raise FormError(
+                f"clickdata nr={nr!r}: the form on {page_url} has {len(buttons)} submit buttons"
+            )
+        buttons = [buttons[nr]]
+    matched = [b for b in buttons if all(b.attributes.get(k) == v for k, v in wanted.items())]
+    if not matched:
+        raise FormError(f"No submit button matches clickdata {dict(click)!r} on {page_url}")
+    return matched
 
 
 def _merge(defaults: list[tuple[str, str]], fields: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -130,6 +158,79 @@ def _multipart(pairs: list[tuple[str, str]]) -> tuple[bytes, str]:
     return "".join(parts).encode("utf-8"), f"multipart/form-data; boundary={boundary}"
 
 
+def _css_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def find_form(
+    tree: LexborHTMLParser,
+    page_url: str,
+    *,
+    css: str | None = None,
+    name: str | None = None,
+    form_id: str | None = None,
+    number: int = 0,
+) -> LexborNode:
+    """The form a caller names, as Scrapy's ``FormRequest.from_response`` picks it: by
+    ``name``, then ``form_id``, then ``css`` (an element inside a form picks that form),
+    and otherwise the form at position ``number``."""
+    if name is not None:
+        return _find_form(tree, f"form[name={_css_string(name)}]", page_url)
+    if form_id is not None:
+        return _find_form(tree, f"form[id={_css_string(form_id)}]", page_url)
+    if css is not None:
+        return _find_form(tree, css, page_url)
+    forms = tree.css("form")
+    if not forms:
+        raise FormError(f"No <form> on {page_url}")
+    if type(number) is not int or not 0 <= number < len(forms):
+        raise FormError(f"No form number {number!r} on {page_url}: it has {len(forms)} forms")
+    return forms[number]
+
+
+def form_submission(
+    tree: LexborHTMLParser,
+    form: LexborNode,
+    page_url: str,
+    fields: Mapping[str, Any],
+    *,
+    click: Click = None,
+    dont_click: bool = False,
+    method: str | None = None,
+) -> FormSubmission:
+    """What a browser sends for ``form`` of the page ``tree``: its successful controls
+    with ``fields`` on top (``None`` leaves a field out), and the clicked button's
+    name=value unless ``dont_click``. ``method`` overrides the form's own."""
+    base = page_url
+    base_node = tree.css_first("base[href]")
+    if base_node is not None:
+        base = resolve_url(page_url, base_node.attributes.get("href") or "") or page_url
+    action = (form.attributes.get("action") or "").strip()
+    url = resolve_url(base, action) if action else page_url.partition("#")[0]
+    if url is None:
+        raise FormError(f"Form action {action!r} on {page_url} is not an http(s) URL")
+    pairs = _merge(_default_values(form), fields)
+    if not dont_click:
+        pairs += _submit_pair(form, click, page_url)
+    if method is None:
+        method = (form.attributes.get("method") or "GET").upper()
+        if method not in ("GET", "POST"):
+            method = "POST"  # as browsers do with "dialog" and unknown methods
+    else:
+        method = method.upper()
+    if method == "GET":
+        query = urlencode(pairs)
+        url = url.partition("?")[0] + ("?" + query if query else "")
+        return FormSubmission("GET", url, b"", None)
+    enctype = (form.attributes.get("enctype") or "").lower()
+    if enctype == "multipart/form-data":
+        body, content_type = _multipart(pairs)
+        return FormSubmission(method, url, body, content_type)
+    return FormSubmission(
+        method, url, urlencode(pairs).encode("ascii"), "application/x-www-form-urlencoded"
+    )
+
+
 def fill_form(
     html: str | bytes,
     page_url: str,
@@ -141,26 +242,4 @@ def fill_form(
     """Find the form, keep its hidden and default values, apply ``fields``, encode it."""
     tree = LexborHTMLParser(html)
     form = _find_form(tree, selector, page_url)
-    base = page_url
-    base_node = tree.css_first("base[href]")
-    if base_node is not None:
-        base = resolve_url(page_url, base_node.attributes.get("href") or "") or page_url
-    action = form.attributes.get("action") or ""
-    url = resolve_url(base, action) if action else page_url.partition("#")[0]
-    if url is None:
-        raise FormError(f"Form action {action!r} on {page_url} is not an http(s) URL")
-    method = (form.attributes.get("method") or "GET").upper()
-    pairs = _merge(_default_values(form), fields) + _submit_pair(form, submit)
-    if method == "GET":
-        query = urlencode(pairs)
-        url = url.partition("?")[0] + ("?" + query if query else "")
-        return FormSubmission("GET", url, b"", None)
-    if method != "POST":
-        method = "POST"
-    enctype = (form.attributes.get("enctype") or "").lower()
-    if enctype == "multipart/form-data":
-        body, content_type = _multipart(pairs)
-        return FormSubmission(method, url, body, content_type)
-    return FormSubmission(
-        method, url, urlencode(pairs).encode("ascii"), "application/x-www-form-urlencoded"
-    )
+    return form_submission(tree, form, page_url, fields, click=submit)

@@ -69,8 +69,8 @@ DOMAIN_SPECS = {
         "proxy",
         str,
         None,
-        'HTTP proxy for this host, "http://[user:pass@]proxy:port"; "" for none '
-        "(default: the proxy setting).",
+        'Proxy for this host, "http://", "socks5://" or "socks5h://[user:pass@]proxy:port"; '
+        '"" for none (default: the proxy setting).',
     ),
 }
 
@@ -209,10 +209,41 @@ class Settings:
     )
     proxy: str = setting(
         "",
-        'HTTP proxy for every request, "http://[user:pass@]proxy:port" (https:// URLs go '
-        'through a CONNECT tunnel). `[domains."HOST"] proxy` and `Request(proxy=...)` '
+        'Proxy for every request, "http://[user:pass@]proxy:port" (https:// URLs go '
+        'through a CONNECT tunnel), or "socks5://" (names resolved here) / "socks5h://" '
+        '(resolved by the proxy). `[domains."HOST"] proxy` and `Request(proxy=...)` '
         "override it; empty: the environment's, if trust_env.",
     )
+    proxies: tuple[str, ...] = setting(
+        (),
+        "Proxy URLs to rotate requests through (http://, socks5://, socks5h://), in place "
+        'of the proxy setting (set one or the other). `[domains."HOST"] proxy` and '
+        "`Request(proxy=...)` still win. A proxy that fails proxy_bench_after times in a "
+        "row (cannot connect, 407, or one of proxy_ban_statuses) is benched and the request "
+        "retried through another.",
+    )
+    proxy_rotation: str = setting(
+        "round-robin",
+        'How proxies takes turns: "round-robin" in order; "least-recently-failed" the one '
+        "whose last failure is oldest (never failed first).",
+        choices=("round-robin", "least-recently-failed"),
+    )
+    proxy_ban_statuses: tuple[int, ...] = setting(
+        (403, 429),
+        "With proxies: response statuses that count as the proxy being refused (407 always "
+        "does); such a response is retried through another proxy.",
+        item_range=(100, 599),
+    )
+    proxy_bench_after: int = setting(
+        3, "With proxies: failures in a row that bench a proxy.", minimum=1
+    )
+    proxy_bench_seconds: float = setting(
+        60.0,
+        "With proxies: how long a proxy is first benched; each bench after it without a "
+        "success in between lasts twice as long, up to proxy_bench_max_seconds.",
+        minimum=0,
+    )
+    proxy_bench_max_seconds: float = setting(900.0, "With proxies: the longest bench.", minimum=0)
     max_connections_per_proxy: int = setting(
         0,
         "Open connections through any one proxy, across the sites behind it; 0 = "
@@ -238,6 +269,13 @@ class Settings:
     max_response_size: int = setting(
         64 * MiB, "The largest response body in bytes; a larger one fails its request.", minimum=1
     )
+    sitemap_max_size: int = setting(
+        50 * MiB,
+        "The largest sitemap a SitemapSpider reads, in bytes once decompressed (the "
+        "sitemaps.org limit): a gzipped sitemap that inflates past it (a gzip bomb) is "
+        "reported as an error and the crawl goes on.",
+        minimum=1,
+    )
     pipelines: tuple[str, ...] = setting(
         (),
         "Item pipelines, by name, in the order items pass through them. Options of "
@@ -254,6 +292,14 @@ class Settings:
         'Extensions, by import path ("module:ClassName"): objects built once per crawl by '
         "their from_crawler(crawler) class method (or with no arguments), which connect "
         "handlers to the crawl's signals (see docs/middlewares.md).",
+    )
+    fail_on_item_errors: bool = setting(
+        True,
+        "Exit with status 1 when items were lost to errors: an item a pipeline failed on "
+        "(one an exporter cannot write names the field and its type in the log), or a "
+        "pipeline returning None. false: such items are logged and counted in "
+        "errors.pipeline, and the exit status does not change. Items dropped with "
+        "DropItem are never errors.",
     )
     spider_modules: tuple[str, ...] = setting(
         ("spiders",),
@@ -304,6 +350,67 @@ class Settings:
         "With job_dir: take a checkpoint at least this often, in seconds: a crash loses "
         "about this much work. A checkpoint writes only what changed since the last one "
         "and pauses callbacks for milliseconds; see docs/resume.md.",
+        minimum=0.1,
+    )
+    http_cache: bool = setting(
+        False,
+        "Keep every response in an HTTP cache and answer the next runs from it (for "
+        "development: a rerun asks the site nothing). See docs/http-cache.md.",
+    )
+    http_cache_dir: str = setting(
+        ".crawl/httpcache/{spider}",
+        "With http_cache: the directory of the cache (one SQLite file), relative to the "
+        "project directory. `{spider}` is replaced by the spider's name.",
+    )
+    http_cache_expiration: float = setting(
+        0.0,
+        "With http_cache: seconds a stored response may be used; an older one is fetched "
+        "again. 0 = never expires.",
+        minimum=0,
+    )
+    http_cache_ignore_http_codes: tuple[int, ...] = setting(
+        (),
+        "With http_cache: responses with these status codes are never stored.",
+        item_range=(100, 599),
+    )
+    http_cache_policy: str = setting(
+        "dev",
+        'With http_cache: "dev" replays every stored response until it expires, whatever '
+        'its headers say; "rfc9111" follows Cache-Control, Expires, ETag and Last-Modified '
+        "as a private browser cache does, revalidating stale responses.",
+        choices=("dev", "rfc9111"),
+    )
+    frontier_url: str = setting(
+        "",
+        "Share the crawl through Redis (`crawl NAME --frontier redis://HOST:6379/0`, "
+        "rediss:// for TLS): every worker started with the same URL, spider and crawl_id "
+        "takes part in one crawl, and max_connections_per_host (each domain's "
+        "max_connections too) and download_delay hold for all the workers together. The "
+        "password comes from the URL or from the REDIS_PASSWORD environment variable. "
+        "Empty: the crawl stays in this process. See docs/distributed.md.",
+    )
+    crawl_id: str = setting(
+        "default",
+        "With frontier_url: which shared crawl of the spider to join (several crawls of "
+        "one spider can share a Redis).",
+    )
+    lease_ttl: float = setting(
+        30.0,
+        "With frontier_url: seconds a worker's leases outlive its last heartbeat; a worker "
+        "silent for longer is taken for dead and its requests go to the others.",
+        minimum=0.5,
+    )
+    redis_outage_limit: float = setting(
+        300.0,
+        "With frontier_url: seconds a worker keeps retrying an unreachable Redis (its "
+        "pages in flight are kept) before it stops with an error.",
+        minimum=0,
+    )
+    connection_lease_ttl: float = setting(
+        30.0,
+        "With frontier_url: seconds a worker's hold on one of a host's connections lasts "
+        "in Redis unless renewed (every third of it). A worker killed without closing its "
+        "connections keeps counting against the cap for at most this long.",
         minimum=0.1,
     )
     serve_demo_site: bool = setting(

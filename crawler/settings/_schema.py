@@ -340,11 +340,16 @@ SCRAPY_SETTINGS: dict[str, str] = {
     "FEEDS": "there is no such setting: export with crawl -o FILE (appends) or -O FILE "
     "(replaces), or name "
     "the exporters in pipelines (e.g. [pipeline.jsonl] path = ...)",
-    "FEED_FORMAT": "there is no such setting: the extension of crawl -o FILE chooses the format",
+    "FEED_FORMAT": "there is no such setting: crawl -o FILE:FORMAT names the format "
+    "(e.g. -o items.data:csv, -o -:jsonl), or the extension of FILE chooses it",
     "FEED_URI": "there is no such setting: export with crawl -o FILE or -O FILE",
-    "HTTPCACHE_ENABLED": "there is no HTTP cache: use --job DIR to resume a crawl without "
-    "fetching its pages again",
-    "HTTPERROR_ALLOWED_CODES": "there is no such setting: pass accept_statuses=[...] to Request",
+    "HTTPCACHE_DIR": "http_cache_dir",
+    "HTTPCACHE_ENABLED": "http_cache",
+    "HTTPCACHE_EXPIRATION_SECS": "http_cache_expiration",
+    "HTTPCACHE_IGNORE_HTTP_CODES": "http_cache_ignore_http_codes",
+    "HTTPCACHE_POLICY": 'http_cache_policy ("dev" or "rfc9111")',
+    "HTTPERROR_ALLOWED_CODES": "there is no such setting: pass handle_httpstatus_list=[...] "
+    "(also named accept_statuses) to Request, or set the spider's handle_httpstatus_list",
     "ITEM_PIPELINES": "pipelines (an array of names in the order items pass through, not "
     "a table of priorities)",
     "JOBDIR": "job_dir",

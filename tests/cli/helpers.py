@@ -28,6 +28,22 @@ async def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
         )
 
 
+async def crawl_with_input(
+    cwd: Path, stdin: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``crawl ARGS`` with ``stdin`` as its standard input (a pipe, so not a terminal)."""
+    with trio.fail_after(TIME_LIMIT):
+        return await trio.run_process(
+            [*CRAWL, *args],
+            cwd=cwd,
+            stdin=stdin.encode(),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env,
+        )
+
+
 def ok(result: subprocess.CompletedProcess[bytes]) -> str:
     stderr = result.stderr.decode()
     assert result.returncode == 0, stderr

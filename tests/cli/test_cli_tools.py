@@ -253,6 +253,50 @@ async def test_new_spiders_import_list_type_check_and_crawl_the_demo_site(
     assert checked.returncode == 0, checked.stdout.decode()
 
 
+async def test_the_rules_template_crawls_the_demo_site_to_every_book(tmp_path: Path) -> None:
+    from crawler.demo._books import BOOKS
+
+    spiders = tmp_path / "spiders"
+    spiders.mkdir()
+    (spiders / "__init__.py").write_text("", encoding="utf-8")
+    paths: Counter[str] = Counter()
+    app = DemoApp(slow_delay=0)
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            paths[scope["path"]] += 1
+        await app(scope, receive, send)
+
+    async with serve_asgi(recording) as url:
+        ok(await crawl(tmp_path, "new", "shelf", urlsplit(url).netloc, "--template", "rules"))
+        ok(await crawl(tmp_path, "shelf", "-o", "shelf.jsonl", "-s", "retry_backoff=0"))
+    items = read_jsonl(tmp_path / "shelf.jsonl")
+    assert sorted(i["title"] for i in items) == sorted(b.title for b in BOOKS)
+    assert sorted(urlsplit(i["url"]).path for i in items) == sorted(
+        f"/books/{b.path}" for b in BOOKS
+    )
+    assert "/books/" in paths and not any(p.endswith(".jpg") for p in paths)
+    with trio.fail_after(TIME_LIMIT):
+        checked = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "mypy",
+                "--strict",
+                "--follow-imports=silent",
+                "--cache-dir",
+                str(tmp_path / "mypy-cache"),
+                "spiders",
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "MYPYPATH": str(REPO)},
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert checked.returncode == 0, checked.stdout.decode()
+
+
 async def test_new_refuses_to_overwrite_or_to_take_a_bad_or_taken_name(tmp_path: Path) -> None:
     spiders = tmp_path / "spiders"
     spiders.mkdir()
@@ -364,6 +408,30 @@ async def test_parse_passes_meta_and_fails_clearly(tmp_path: Path) -> None:
     assert b"crawl: error: --meta must be a JSON object, got list" in bad_meta.stderr
     assert not_found.returncode == 1
     assert f"GET {url}/missing/ answered 404 Not Found".encode() in not_found.stderr
+
+
+KWARGS_SPIDER = """\
+from crawler import Spider
+
+
+class Pages(Spider):
+    name = "pages"
+
+    def parse(self, response):
+        yield response.follow("/page/2/", self.numbered, cb_kwargs={"number": 2})
+
+    def numbered(self, response, number):
+        yield {"number": number, "url": str(response.url)}
+"""
+
+
+async def test_parse_hands_followed_requests_their_cb_kwargs(tmp_path: Path) -> None:
+    spiders = tmp_path / "spiders"
+    spiders.mkdir()
+    (spiders / "pages.py").write_text(KWARGS_SPIDER, encoding="utf-8")
+    async with serve_asgi(DemoApp()) as url:
+        result = await crawl(tmp_path, "parse", url + "/", "--spider", "pages", "--depth", "2")
+    assert parse_output(ok(result))[0] == [{"number": 2, "url": f"{url}/page/2/"}]
 
 
 # -- a crawl that exports nothing ----------------------------------------------------------

@@ -19,6 +19,8 @@ from tests.cli.helpers import FAST, crawl, ok, read_jsonl
 
 pytestmark = pytest.mark.e2e
 
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "from-scrapy.md"
+
 TUTORIAL_SPIDER = """\
 from crawler import Request, Spider
 
@@ -64,3 +66,20 @@ async def test_the_scrapy_tutorial_spider_scrapes_every_quote_once(tmp_path: Pat
         0,
         0,
     )
+
+
+async def test_the_tutorial_spider_of_the_scrapy_guide_runs_as_printed(tmp_path: Path) -> None:
+    guide = GUIDE.read_text(encoding="utf-8")
+    source = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "class QuotesSpider(Spider)" in source
+    (tmp_path / "settings.toml").write_text(FAST, encoding="utf-8")
+    spiders = tmp_path / "spiders"
+    spiders.mkdir()
+    (spiders / "__init__.py").write_text("", encoding="utf-8")
+    (spiders / "quotes.py").write_text(source, encoding="utf-8")
+    out = tmp_path / "quotes.jsonl"
+
+    ok(await crawl(tmp_path, "quotes", "-O", str(out)))
+
+    expected = [{"text": q.text, "author": q.author.name, "tags": list(q.tags)} for q in QUOTES]
+    assert sorted(read_jsonl(out), key=json.dumps) == sorted(expected, key=json.dumps)

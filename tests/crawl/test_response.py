@@ -122,3 +122,30 @@ def test_package_exports_the_crawl_level_request_and_response() -> None:
     for name in crawler.http.__all__:
         if name not in crawler._HTTP_ONLY:
             assert name in crawler.__all__ and hasattr(crawler, name), name
+
+
+def test_from_body_builds_a_response_without_a_server() -> None:
+    page = Response.from_body("http://shop.test/dir/page.html", PAGE)
+    assert (page.status_code, str(page.url), page.text) == (
+        200,
+        "http://shop.test/dir/page.html",
+        PAGE,
+    )
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.css("title::text").get() == "T & co"
+    assert page.urljoin("b.html") == "http://shop.test/dir/b.html"
+    request = Request("http://shop.test/api", callback="parse_api", meta={"page": 2})
+    data = Response.from_body(
+        "http://shop.test/api",
+        b'{"n": 1}',
+        status=404,
+        headers={"Content-Type": "application/json"},
+        request=request,
+    )
+    assert (data.status_code, data.json(), data.meta, data.crawl_request) == (
+        404,
+        {"n": 1},
+        {"page": 2},
+        request,
+    )
+    assert data.headers["content-type"] == "application/json"

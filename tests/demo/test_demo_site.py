@@ -227,7 +227,9 @@ async def test_robots_txt_disallows_the_linked_archive(site: str) -> None:
     got = await fetch(site, "/robots.txt")
     assert got.status == 200
     assert got.headers["content-type"] == "text/plain; charset=utf-8"
-    assert got.body == b"User-agent: *\nDisallow: /private-archive/\n"
+    assert got.body == (
+        f"User-agent: *\nDisallow: /private-archive/\nSitemap: {site}/sitemap.xml\n".encode()
+    )
     home = (await fetch(site, "/")).html
     assert home.css_first('a[href="/private-archive/"]') is not None
     assert (await fetch(site, "/private-archive/")).status == 200

@@ -77,6 +77,22 @@ def test_throttle_on_429_with_retry_after_slows_only_that_host() -> None:
     assert steps == [1.75, 1.5, 1.25, 1.0, 0.75, 0.5, 0.5, 0.5]
 
 
+def test_a_retry_after_is_told_to_on_pause_and_the_shared_gap_needs_a_delay() -> None:
+    """What a crawl shared through Redis relies on: each Retry-After reaches on_pause
+    (capped like the local pause), and a host without a delay books no shared slot."""
+    clock = FakeClock()
+    pauses: list[tuple[str, float]] = []
+    polite = Politeness(0.0, now=clock, max_delay=60.0, on_pause=lambda h, s: pauses.append((h, s)))
+    polite.record_request("a.test")
+    assert polite.shared_gap("a.test") == 0.0  # no delay: no Redis call per request
+    assert polite.shared_gap("never.seen") == 0.0
+    polite.record_response("a.test", 429, "7")
+    polite.record_response("a.test", 503, "3600")
+    polite.record_response("a.test", 429)  # no Retry-After: nothing to share
+    assert pauses == [("a.test", 7.0), ("a.test", 60.0)]
+    assert polite.shared_gap("a.test") == polite.delay("a.test") > 0  # throttled now
+
+
 def test_throttle_starts_from_min_backoff_and_is_capped() -> None:
     clock = FakeClock()
     polite = Politeness(0.0, min_backoff=1.0, max_delay=10.0, now=clock)

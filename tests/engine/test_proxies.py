@@ -20,7 +20,7 @@ from crawler.settings import SettingsError
 from tests.cli.helpers import BOOKS
 from tests.cli.helpers import crawl_sync as cli
 from tests.crawl.helpers import make_project, run, settings
-from tests.proxies import PASSWORD, run_tinyproxy
+from tests.proxies import PASSWORD, run_pproxy, run_tinyproxy
 from tests.servers import serve_h11
 
 _ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -141,8 +141,23 @@ def test_proxy_is_checked_carried_and_stored() -> None:
     assert decode_request(None, None, plain).proxy is None
     assert "proxy" not in plain and plain.endswith(",[]]")  # records keep format 2's shape
     with pytest.raises(ValueError, match=r"proxy of http://a.test/: .*only http://") as caught:
-        Request("http://a.test/", proxy="socks5://u:pw@p.test:1080")
+        Request("http://a.test/", proxy="socks4://u:pw@p.test:1080")
     assert "pw" not in str(caught.value)
+
+
+async def test_socks_proxies_from_the_setting_and_a_request(tmp_path: Path) -> None:
+    with run_pproxy(tmp_path) as socks:
+        async with serve_h11() as origin:
+            base = f"http://localhost:{origin.port}"
+            await crawl_paths(
+                base,
+                {"/setting": {}, "/request": {"proxy": socks.url("socks5")}},
+                proxy=socks.url("socks5h"),
+            )
+    assert sorted(seen.target for seen in origin.requests) == ["/request", "/setting"]
+    # One tunnel each way: by name (socks5h, the setting), by address (socks5, the request).
+    assert f"-> localhost:{origin.port}" in socks.log
+    assert f"-> 127.0.0.1:{origin.port}" in socks.log
 
 
 async def test_a_bad_proxy_setting_is_refused_by_name() -> None:
@@ -163,6 +178,9 @@ def test_settings_never_show_proxy_credentials() -> None:
     text = repr(s)
     assert "http://***@p.test:3128" in text and "http://***@q" in text
     assert "pw" not in text and "v:x" not in text
+    listed = repr(Settings(proxies=("socks5h://u:pw@p.test:1080", "http://v:x@q:3128")))
+    assert "socks5h://***@p.test:1080" in listed and "http://***@q:3128" in listed
+    assert "pw" not in listed and "v:x" not in listed
 
 
 @pytest.mark.e2e

@@ -284,3 +284,41 @@ async def test_stop_wakes_parked_workers() -> None:
         await trio.testing.wait_all_tasks_blocked()
         s.stop()
     assert got == [None, None]
+
+
+def paths(got: list[Request | None]) -> list[str]:
+    return [r.url.split("//", 1)[1] for r in got if r is not None]
+
+
+async def test_priority_holds_across_hosts_and_ties_are_round_robin() -> None:
+    s = make()
+    for i in range(3):
+        s.enqueue(Request(f"http://a.test/low{i}"))
+    for i in range(2):
+        s.enqueue(Request(f"http://b.test/low{i}"))
+    s.enqueue(Request("http://c.test/high", priority=5))
+    # Pushed to a host already ready: its place is re-keyed, not left at its old one.
+    s.enqueue(Request("http://b.test/mid", priority=2))
+    got = [await s.get() for _ in range(7)]
+    assert paths(got) == [
+        "c.test/high",
+        "b.test/mid",
+        "a.test/low0",  # ties: hosts in turn
+        "b.test/low0",
+        "a.test/low1",
+        "b.test/low1",
+        "a.test/low2",
+    ]
+
+
+async def test_a_high_priority_request_waits_for_its_hosts_cap() -> None:
+    s = make(caps={"busy.test": 1})
+    s.enqueue(Request("http://busy.test/0", priority=9))
+    s.enqueue(Request("http://busy.test/1", priority=9))
+    s.enqueue(Request("http://idle.test/0"))
+    first, second = await s.get(), await s.get()
+    # busy.test is at its cap: its second high-priority request does not hold up idle.test.
+    assert paths([first, second]) == ["busy.test/0", "idle.test/0"]
+    assert first is not None
+    s.release_host(first)
+    assert paths([await s.get()]) == ["busy.test/1"]

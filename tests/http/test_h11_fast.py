@@ -133,23 +133,22 @@ async def test_both_paths_send_the_same_bytes_and_read_the_same_headers() -> Non
 
 
 @pytest.mark.usefixtures("h11_api")
-async def test_header_value_with_a_control_character_never_leaks_a_credential() -> None:
-    """h11's public constructor refuses a vertical tab in a value, which cannot
-    split a message (our check lets it through), with a message quoting the
-    value. Refused or sent, the token never appears in an error."""
+@pytest.mark.parametrize("control", ["\x0b", "\x0c", "\x1f", "\x7f"])
+async def test_header_value_with_a_control_character_is_refused_on_both_paths(
+    control: str,
+) -> None:
+    """Control characters that cannot split a message are refused all the same, on
+    the fast path as h11's public API does, and the token never appears in the
+    error (it ends up in logs)."""
     with trio.fail_after(GUARD):
         async with recorder() as (url, server), Client() as client:
-            try:
-                await client.get(url + "/a", auth=BearerAuth("tok\x0ben"))
-            except LocalProtocolError as exc:
-                assert not _h11_fast.active()
-                assert "'Authorization'" in str(exc)
-                assert "tok" not in str(exc)
-            else:
-                assert _h11_fast.active()
+            with pytest.raises(LocalProtocolError) as err:
+                await client.get(url + "/a", auth=BearerAuth(f"tok{control}en"))
+            assert "'Authorization'" in str(err.value)
+            assert "tok" not in str(err.value)
             assert (await client.get(url + "/after")).content == b"ok"
         await server.quiet()
-    assert (b"tok\x0ben" in server.received) is _h11_fast.active()
+    assert b"tok" not in server.received
     assert b"GET /after HTTP/1.1\r\n" in server.received
 
 

@@ -44,7 +44,7 @@ from tests.http.pools import assert_consistent, pool_errors, pool_for
 from tests.http.tls_sites import Certs, Observed, make_app, tls_site
 from tests.servers import serve_asgi, serve_h11, serve_tcp
 
-GUARD = 20
+GUARD = 60  # a safety net for a loaded machine, never reached when things work
 MB = 1024 * 1024
 
 
@@ -55,6 +55,7 @@ def h2_pool(
     certs: Certs, per_host: int = 100, **kwargs: Any
 ) -> AbstractAsyncContextManager[ConnectionPool]:
     limits = Limits(max_connections_per_host=per_host)
+    kwargs.setdefault("timeout", Timeout(GUARD))
     return pool_for(http2=True, verify=certs.ca, limits=limits, **kwargs)
 
 
@@ -109,7 +110,10 @@ async def test_per_host_cap_limits_concurrent_streams(certs: Certs) -> None:
 async def test_ten_megabytes_each_way(certs: Certs) -> None:
     upload = bytes(range(256))[::-1] * (10 * MB // 256)
     with trio.fail_after(GUARD):
-        async with tls_site(certs) as (url, _), Client(http2=True, verify=certs.ca) as client:
+        async with (
+            tls_site(certs) as (url, _),
+            Client(http2=True, verify=certs.ca, timeout=GUARD) as client,
+        ):
             response = await client.get(f"{url}/big")
             assert response.http_version == "HTTP/2"
             assert response.content == bytes(range(256)) * (10 * MB // 256)

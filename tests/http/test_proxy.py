@@ -270,7 +270,7 @@ def test_proxy_urls_are_checked_and_never_show_credentials() -> None:
     assert repr(proxy) == "Proxy('http://***@proxy.example:3128')"
     assert "p%3Ass" not in repr(ProxyRoutes.for_client(proxy, False))
     for bad, words in [
-        ("socks5://u:pw@h:1080", "only http://"),
+        ("socks4://u:pw@h:1080", "only http://"),
         ("https://h:443", "only http://"),
         ("http://u:pw@h:3128/path", "path"),
     ]:
@@ -360,7 +360,7 @@ def test_unusable_proxies_are_refused_when_the_client_is_made(
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.setenv("ALL_PROXY", "socks5://u:pw@127.0.0.1:1080")
+    monkeypatch.setenv("ALL_PROXY", "socks4://u:pw@127.0.0.1:1080")
     with pytest.raises(ValueError, match="all_proxy in the environment") as caught:
         Client()
     message = str(caught.value)

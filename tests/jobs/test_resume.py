@@ -182,7 +182,7 @@ def command(root: Path, site_url: str, *extra: str, spider: str = "pages") -> li
 
 
 def run(root: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=180, check=False)
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:
@@ -249,7 +249,7 @@ def test_sigterm_then_resume_fetches_every_page_once(tmp_path: Path, site: SiteT
         time.sleep(0.005)
     assert proc.poll() is None, "the crawl ended before it could be stopped"
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     status = job_status(root / "job")
     assert "stopped (shutdown)" in status

@@ -16,6 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
+import pydantic
 import pytest
 import trio
 
@@ -691,3 +693,56 @@ def test_builtins_load_even_when_the_project_has_its_own_pipelines_package(
         "crawler.pipelines._jsonl JsonLinesExporter",
         "pipelines.mine Mine",
     ]
+
+
+@attrs.define
+class AttrsBook:
+    title: str
+    price: float
+    released: datetime.date
+
+
+class PydanticBook(pydantic.BaseModel):
+    title: str
+    price: float
+    released: datetime.date
+
+
+BOOKS: list[Any] = [
+    AttrsBook("attrs", 1.5, datetime.date(2020, 1, 2)),
+    PydanticBook(title="pydantic", price=2.5, released=datetime.date(2021, 3, 4)),
+]
+
+
+async def test_csv_sqlite_and_validate_read_attrs_and_pydantic_fields(tmp_path: Path) -> None:
+    validate = ValidatePipeline(required=["title"], types={"price": "float"})
+    csv_path, db_path = tmp_path / "books.csv", tmp_path / "books.sqlite"
+    await export(CsvExporter(csv_path), BOOKS)
+    await export(SqliteExporter(db_path, columns=["title", "released"]), BOOKS)
+    spider = DemoSpider()
+    assert [validate.process_item(book, spider) for book in BOOKS] == BOOKS
+    assert read_csv(csv_path) == [
+        ["title", "price", "released"],
+        ["attrs", "1.5", "2020-01-02"],
+        ["pydantic", "2.5", "2021-03-04"],
+    ]
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT title, released, item FROM items ORDER BY id").fetchall()
+    assert [(t, r, json.loads(i)["price"]) for t, r, i in rows] == [
+        ("attrs", "2020-01-02", 1.5),
+        ("pydantic", "2021-03-04", 2.5),
+    ]
+
+
+async def test_an_object_without_fields_is_refused_naming_the_kinds_of_item(
+    tmp_path: Path,
+) -> None:
+    exporter = CsvExporter(tmp_path / "out.csv")
+    exporter.open(DemoSpider())
+    with pytest.raises(ItemEncodeError, match=r"a Seen item has no named fields: .*attrs"):
+        exporter.process_item(Seen(), DemoSpider())
+    await exporter.close(DemoSpider())
+
+
+class Seen:
+    """No fields of any kind the exporters know."""

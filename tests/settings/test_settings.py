@@ -181,9 +181,8 @@ class ScrapySpider(Spider):
             "",
             ("HTTPCACHE_ENABLED=true",),
             MySpider,
-            "Unknown setting 'HTTPCACHE_ENABLED' from -s: HTTPCACHE_ENABLED is Scrapy's name "
-            "and has no equivalent here: there is no HTTP cache: use --job DIR to resume a "
-            "crawl without fetching its pages again",
+            "Unknown setting 'HTTPCACHE_ENABLED' from -s: HTTPCACHE_ENABLED is Scrapy's name: "
+            "use http_cache",
         ),
         (
             "ITEM_PIPELINES = {a = 300}\n",

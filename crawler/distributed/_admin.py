@@ -1,0 +1,258 @@
+"""Looking after a shared crawl from outside: ``crawl status``, ``crawl stop``, ``crawl export``.
+
+Export is where "exactly once" ends up on disk. Committed pages put their
+items in the crawl's Redis stream, each page's items once; the exporter reads
+the stream in order from the position it recorded, appends the lines to the
+file, fsyncs it, then records the new position (the last stream id and the
+file's size) in a small file beside it, replaced atomically. After a crash
+between the two, the next export cuts the file back to the recorded size and
+reads on from the recorded id: every item is in the file once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..pipelines._file import AppendFile
+from ._frontier import CrawlKeys
+from ._redis import RedisClient, RedisError
+
+__all__ = ["ExportResult", "crawl_status", "export_items", "position_path", "stop_crawl"]
+
+_PAGE = 1000  # stream entries read per call
+_FOLLOW_BLOCK_MS = 500
+
+
+@dataclass
+class CrawlCounts:
+    """One shared crawl as its keys show it now."""
+
+    keys: CrawlKeys
+    workers: list[tuple[str, float]]  # alive, with seconds until their leases expire
+    queued: int
+    leased: int
+    stats: dict[str, int]
+    stream: int
+    stop: bool
+
+
+async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
+    clock = await client.execute("TIME")
+    assert isinstance(clock, list)
+    now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
+    workers, queued, leased, stats, stream, stop = await client.pipeline(
+        [
+            ["ZRANGEBYSCORE", keys.workers, now_ms, "+inf", "WITHSCORES"],
+            ["GET", keys.queued],
+            ["HLEN", keys.owner],
+            ["HGETALL", keys.stats],
+            ["XLEN", keys.items],
+            ["EXISTS", keys.stop],
+        ]
+    )
+    assert isinstance(workers, list) and isinstance(stats, list)
+    alive = [
+        (workers[i].decode(), (float(workers[i + 1]) - now_ms) / 1000)
+        for i in range(0, len(workers), 2)
+    ]
+    counters = {stats[i].decode(): int(stats[i + 1]) for i in range(0, len(stats), 2)}
+    return CrawlCounts(
+        keys,
+        alive,
+        int(queued or 0),  # type: ignore[call-overload]
+        int(leased),  # type: ignore[call-overload]
+        counters,
+        int(stream),  # type: ignore[call-overload]
+        bool(stop),
+    )
+
+
+def _format(counts: CrawlCounts) -> str:
+    stats = counts.stats
+    keys = counts.keys
+    lines = [
+        f"shared crawl:  spider {keys.spider}, crawl id {keys.crawl_id}"
+        + ("  (stop requested)" if counts.stop else ""),
+        f"workers alive: {len(counts.workers)}",
+        f"pages done:    {stats.get('pages', 0)}",
+        f"pending:       {counts.queued}",
+        f"in flight:     {counts.leased} (leased)",
+        f"items:         {stats.get('items', 0)} ({counts.stream} in the stream)",
+        f"errors:        {stats.get('errors', 0)} (pages failed, callback and pipeline errors)",
+        f"refetches:     {stats.get('refetches', 0)} (commits refused after a lease expired; "
+        f"{stats.get('reaped', 0)} leases taken back from dead workers)",
+    ]
+    for worker, left in counts.workers:
+        mine = {
+            k: stats.get(f"w:{worker}:{k}", 0) for k in ("pages", "items", "errors", "refetches")
+        }
+        lines.append(
+            f"  {worker}: {mine['pages']} pages, {mine['items']} items, {mine['errors']} "
+            f"errors, {mine['refetches']} refetches; heartbeat good for {left:.1f} s"
+        )
+    if not counts.workers and not counts.queued and not counts.leased and stats.get("pages"):
+        lines.append("state:         finished")
+    return "\n".join(lines)
+
+
+async def _crawls(client: RedisClient, spider: str | None, crawl_id: str) -> list[CrawlKeys]:
+    if spider is not None:
+        return [CrawlKeys(spider, crawl_id)]
+    found: list[CrawlKeys] = []
+    cursor = b"0"
+    for _ in range(100_000):  # bounded: SCAN ends when the cursor comes back to 0
+        reply = await client.execute("SCAN", cursor, "MATCH", "crawl:{*}:meta", "COUNT", 1000)
+        assert isinstance(reply, list)
+        cursor, names = reply
+        for name in names:
+            tag = name.decode()[len("crawl:{") : -len("}:meta")]
+            spider_name, _, crawl = tag.rpartition("/")
+            found.append(CrawlKeys(spider_name, crawl))
+        if cursor == b"0":
+            break
+    return sorted(found, key=lambda k: k.prefix)
+
+
+def crawl_status(url: str, spider: str | None, crawl_id: str) -> str:
+    """The state of the shared crawl(s) in the Redis at ``url``, as text."""
+
+    async def main() -> str:
+        async with RedisClient(url, pool_size=1) as client:
+            crawls = await _crawls(client, spider, crawl_id)
+            if not crawls:
+                return f"no shared crawl in {client.target}"
+            return "\n\n".join([_format(await _counts(client, keys)) for keys in crawls])
+
+    return trio.run(main)
+
+
+def stop_crawl(url: str, spider: str, crawl_id: str) -> str:
+    """Ask every worker of the crawl to finish its pages in flight and exit."""
+
+    async def main() -> str:
+        keys = CrawlKeys(spider, crawl_id)
+        async with RedisClient(url, pool_size=1) as client:
+            await client.execute("SET", keys.stop, repr(time.time()))
+            counts = await _counts(client, keys)
+        return (
+            f"stop requested for spider {spider}, crawl id {crawl_id}: "
+            f"{len(counts.workers)} worker(s) alive finish their pages in flight and exit"
+        )
+
+    return trio.run(main)
+
+
+def position_path(path: Path) -> Path:
+    """Where the export position of ``path`` is kept: beside it."""
+    return path.with_name(path.name + ".position")
+
+
+@dataclass
+class ExportResult:
+    written: int
+    total: int  # bytes in the file
+
+
+class _Position:
+    def __init__(self, path: Path, stream: str) -> None:
+        self.path = position_path(path)
+        self.stream = stream
+        self.last_id = "0-0"
+        self.offset: int | None = None
+
+    def load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise RedisError(f"{self.path}: unreadable export position ({exc})") from None
+        if data.get("stream") != self.stream:
+            raise RedisError(
+                f"{self.path}: this file was exported from stream {data.get('stream')!r}, "
+                f"not {self.stream!r}; export to another file, or use -O to start it afresh"
+            )
+        self.last_id, self.offset = str(data["last_id"]), int(data["offset"])
+
+    def save(self, last_id: str, offset: int) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        data = json.dumps({"stream": self.stream, "last_id": last_id, "offset": offset})
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(data + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+        self.last_id, self.offset = last_id, offset
+
+
+def export_items(
+    url: str, spider: str, crawl_id: str, path: Path, *, append: bool, follow: bool
+) -> ExportResult:
+    """Append the crawl's items not yet in ``path`` to it, as JSON lines (see the module's
+    text). ``append`` False (``-O``) starts the file and its position afresh. With
+    ``follow``, keep going until no worker of the crawl is left."""
+    keys = CrawlKeys(spider, crawl_id)
+    position = _Position(path, keys.items)
+    if append:
+        position.load()
+    else:
+        position.path.unlink(missing_ok=True)
+    out = AppendFile(path)
+    out.open(_line_end, overwrite=not append, resume_offset=position.offset)
+    try:
+        return trio.run(_export, url, keys, out, position, follow)
+    finally:
+        out.close()
+
+
+async def _export(
+    url: str, keys: CrawlKeys, out: AppendFile, position: _Position, follow: bool
+) -> ExportResult:
+    written = 0
+    async with RedisClient(url, pool_size=1) as client:
+        while True:
+            batch = await client.execute(
+                "XRANGE", keys.items, f"({position.last_id}", "+", "COUNT", _PAGE
+            )
+            assert isinstance(batch, list)
+            if batch:
+                written += _write_batch(out, position, batch)
+                continue
+            if not follow or not await _workers_left(client, keys):
+                return ExportResult(written, out.offset)
+            await client.execute(
+                "XREAD", "BLOCK", _FOLLOW_BLOCK_MS, "COUNT", 1, "STREAMS", keys.items,
+                position.last_id,
+            )  # fmt: skip
+
+
+def _write_batch(out: AppendFile, position: _Position, batch: list[Any]) -> int:
+    lines = [fields[1] for _id, fields in batch]
+    out.write(b"\n".join(lines) + b"\n")
+    os.fsync(out.fd)  # the lines are durable before the position that counts them
+    position.save(batch[-1][0].decode(), out.offset)
+    return len(lines)
+
+
+async def _workers_left(client: RedisClient, keys: CrawlKeys) -> bool:
+    return bool((await _counts(client, keys)).workers)
+
+
+def _line_end(fd: int, size: int) -> int:
+    """The end of the last whole line (a run killed mid-write leaves a partial one)."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0

@@ -1,0 +1,351 @@
+"""SharedCrawl: one worker's link to a crawl shared through Redis.
+
+A background task (``run``) does every Redis call of the worker, batched into
+one pipeline per round: the pushes made outside pages, the commits of pages
+done, and a lease call that reaps dead workers, renews this worker's
+heartbeat (and with it all its leases) and takes more requests when the local
+buffer runs low. Rounds happen when there is something to send, when the
+buffer runs low, and at least every third of the lease time as a heartbeat.
+
+Losing Redis pauses the worker's traffic with Redis, not its work: pages
+already leased are fetched and their outcomes kept, and the task retries with
+a growing backoff. If the outage outlasted the lease time, Redis (on its
+return) has given the leases to other workers: this worker learns it was
+reaped, drops the requests it had not started and registers again; the
+commits of its pages in flight are refused by the lease check, so those pages
+are fetched and exported by whoever holds their leases now: once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._frontier import CrawlKeys, RedisFrontier
+from ._redis import Arg, RedisClient, RedisConnectionError, RedisError
+from ._scripts import COMMIT, LEASE, PUSH, RELEASE, SCRIPTS
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = ["SharedCrawl", "SharedCrawlError"]
+
+log = logging.getLogger("crawler.distributed")
+
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
+_CALL_TIMEOUT = 10.0
+_GATHER = 0.005  # a round waits this long for more pages to finish, to batch their commits
+_MAX_BATCH = 512
+_POLL_FIRST = 0.01  # a starving worker asks again after this, doubling up to
+_POLL_MAX = 0.1
+
+
+class SharedCrawlError(RedisError):
+    """The shared crawl cannot go on: Redis unreachable at the start or for too long."""
+
+
+class SharedCrawl:
+    """The worker's side of a shared crawl: its frontier and the task that syncs it."""
+
+    def __init__(self, settings: Settings, spider: str) -> None:
+        self.keys = CrawlKeys(spider, settings.crawl_id)
+        self.url = settings.frontier_url
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.ttl = settings.lease_ttl
+        self.outage_limit = settings.redis_outage_limit
+        # About what the workers can start soon: a worker that hoards leases starves others.
+        self.batch = min(_MAX_BATCH, max(8, settings.concurrency))
+        self.frontier = RedisFrontier()
+        self.frontier.low_water = self.batch // 2
+        self.frontier.nudge = self._nudge
+        self.client = RedisClient(self.url, scripts=SCRIPTS, pool_size=2)
+        self._wake = trio.Event()
+        self._register = True
+        self._resync = False
+        self._resent: set[bytes] = set()  # pages whose commit is sent again
+        self._heartbeat_at = 0.0
+        self._poll = _POLL_FIRST
+        self._stop_seen = False
+        self.stopping = False
+        self.queued = 0  # the last counts Redis gave: requests waiting, leases held
+        self.leased = 0
+        self.refused = 0
+        self.committed = 0
+        # Set by attach(): the scheduler's wake-up and the crawler's stop.
+        self._refilled: Callable[[Iterable[str]], None] = _ignore
+        self._stop: Callable[[str], None] = _ignore
+        self._fail: Callable[[str], None] = _ignore
+        self._errors: Callable[[], int] = _zero
+        self._errors_sent = 0
+
+    def attach(
+        self,
+        refilled: Callable[[Iterable[str]], None],
+        stop: Callable[[str], None],
+        fail: Callable[[str], None],
+        errors: Callable[[], int],
+    ) -> None:
+        """``errors()``: this worker's error count so far, summed into the crawl's stats."""
+        self._refilled = refilled
+        self._stop = stop
+        self._fail = fail
+        self._errors = errors
+
+    def _nudge(self) -> None:
+        self._wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reach Redis and register this worker; a clear error if Redis is not there."""
+        try:
+            await self.client.pipeline(
+                [
+                    ["HSETNX", self.keys.meta, "spider", self.keys.spider],
+                    ["HSETNX", self.keys.meta, "created", repr(time.time())],
+                ]
+            )
+            await self._round()
+        except RedisError as exc:
+            await self.client.aclose()
+            raise SharedCrawlError(f"shared crawl {self.keys.prefix}: {exc}") from None
+        log.info(
+            "worker %s joined the shared crawl %s on %s (%d queued, %d leased)",
+            self.worker,
+            self.keys.prefix.rstrip(":"),
+            self.client.target,
+            self.queued,
+            self.leased,
+        )
+
+    async def run(self) -> None:
+        """Sync with Redis until cancelled (the crawler cancels it once its workers end)."""
+        outage_since: float | None = None
+        backoff = _BACKOFF_FIRST
+        while True:
+            if outage_since is None:
+                await self._wait()
+            try:
+                with trio.fail_after(_CALL_TIMEOUT):
+                    await self._round()
+            except (RedisConnectionError, trio.TooSlowError) as exc:
+                now = time.monotonic()
+                if outage_since is None:
+                    outage_since = now
+                    log.warning(
+                        "worker %s: lost Redis (%s); pausing leases, keeping the pages in "
+                        "flight, retrying",
+                        self.worker,
+                        exc or "no reply in time",
+                    )
+                self._resync = True
+                if now - outage_since > self.outage_limit:
+                    log.error(
+                        "worker %s: Redis unreachable for %.0f s (redis_outage_limit); stopping",
+                        self.worker,
+                        now - outage_since,
+                    )
+                    self._fail("redis_unreachable")
+                    return
+                log.info("worker %s: retrying Redis in %.1f s", self.worker, backoff)
+                await trio.sleep(backoff)
+                backoff = min(_BACKOFF_MAX, backoff * 2)
+                continue
+            if outage_since is not None:
+                log.warning(
+                    "worker %s: Redis is back after %.1f s; resuming",
+                    self.worker,
+                    time.monotonic() - outage_since,
+                )
+                outage_since = None
+                backoff = _BACKOFF_FIRST
+
+    async def _wait(self) -> None:
+        """Until there is something to send, the buffer is low, or a heartbeat is due."""
+        frontier = self.frontier
+        if self._register or self._resync or (self._want() and self.queued):
+            return
+        if frontier.commits or frontier.loose or frontier.loose_items:
+            await trio.sleep(_GATHER)
+            return
+        now = trio.current_time()
+        timeout = self._heartbeat_at - now
+        if frontier.buffered == 0 and not frontier.finished:
+            # Starving: look again soon, as others' commits queue new requests; less
+            # often the longer nothing comes, so an idle worker costs Redis little.
+            timeout = min(timeout, self._poll)
+            self._poll = min(_POLL_MAX, self._poll * 2)
+        with trio.move_on_after(max(0.0, timeout)):
+            await self._wake.wait()
+        self._wake = trio.Event()
+        if frontier.commits and len(frontier.commits) < self.batch // 4:
+            await trio.sleep(_GATHER)
+
+    def _want(self) -> int:
+        if self.stopping:
+            return 0
+        buffered = self.frontier.buffered
+        return self.batch - buffered if buffered <= self.frontier.low_water else 0
+
+    async def finish(self) -> None:
+        """Commit what is left and give back every lease still held (requests not started,
+        retries waiting): another worker, or the next run, takes them."""
+        try:
+            with trio.fail_after(_CALL_TIMEOUT):
+                self.stopping = True
+                await self._round()  # the last commits and counters
+                await self.client.run(
+                    RELEASE, [self.keys.meta], [self.keys.prefix, self.worker, "leave"]
+                )
+        except (RedisError, trio.TooSlowError) as exc:
+            log.warning(
+                "worker %s: could not give back its leases (%s); they return to the queue "
+                "when its heartbeat expires (%g s)",
+                self.worker,
+                exc or "no reply in time",
+                self.ttl,
+            )
+        finally:
+            await self.client.aclose()
+
+    # -- one round -------------------------------------------------------------------
+
+    async def _round(self) -> None:
+        frontier = self.frontier
+        prefix, meta = self.keys.prefix, self.keys.meta
+        loose, commits, items = frontier.loose, frontier.commits, frontier.loose_items
+        frontier.loose, frontier.commits, frontier.loose_items = [], [], []
+        quiet = not (loose or commits or items)
+        commands: list[list[Arg]] = []
+        if loose:
+            args: list[Arg] = [prefix]
+            for fingerprint, stored in loose:
+                args += (fingerprint, stored)
+            commands.append(PUSH.command([meta], args))
+        if items:
+            commands.extend(["XADD", self.keys.items, "*", "i", line] for line in items)
+        commit_at = len(commands)
+        if commits:
+            args = _commit_args(prefix, self.worker, commits, self._resent)
+            commands.append(COMMIT.command([meta], args))
+        if self._resync and not self._register:
+            # A lease reply lost with a connection: give back what this worker never saw.
+            commands.append(
+                RELEASE.command([meta], [prefix, self.worker, "keep", *frontier.lease_ids()])
+            )
+        errors = self._errors() - self._errors_sent
+        if errors:
+            commands.append(["HINCRBY", self.keys.stats, "errors", errors])
+            commands.append(["HINCRBY", self.keys.stats, f"w:{self.worker}:errors", errors])
+        want = self._want()
+        commands.append(
+            LEASE.command(
+                [meta],
+                [
+                    prefix,
+                    self.worker,
+                    int(self.ttl * 1000),
+                    want,
+                    "1" if self._register else "0",
+                    # No cap per host: shared per-host caps would set it (see LEASE).
+                    max(1, want),
+                ],
+            )
+        )
+        try:
+            replies = await self.client.pipeline(commands)
+        except BaseException:
+            # Unknown whether they were applied: send them again (pushes are deduplicated;
+            # a commit applied already is refused the second time, and only counted).
+            frontier.loose[:0] = loose
+            frontier.commits[:0] = commits
+            self._resent.update(rid for rid, _ in commits)
+            frontier.loose_items[:0] = items
+            raise
+        self._resync = False
+        self._errors_sent += errors
+        if self._resent:
+            self._resent.clear()
+        self._heartbeat_at = trio.current_time() + self.ttl / 3
+        if commits:
+            self._committed(replies[commit_at])
+        self._leased(replies[-1], quiet)
+
+    def _committed(self, reply: Any) -> None:
+        pages, _items, late, *refused = reply
+        self.committed += int(pages)
+        if late:
+            log.info(
+                "worker %s: %d page(s) sent again were committed already (the first "
+                "reply was lost with the connection)",
+                self.worker,
+                late,
+            )
+        if refused:
+            self.refused += len(refused)
+            log.warning(
+                "worker %s: %d page(s) not committed: their leases had expired and went to "
+                "another worker, which fetches them again",
+                self.worker,
+                len(refused),
+            )
+
+    def _leased(self, reply: Any, quiet: bool) -> None:
+        alive, queued, leased, stop, *pairs = reply
+        self.queued, self.leased = int(queued), int(leased)
+        frontier = self.frontier
+        if not alive:
+            dropped = frontier.drop_buffered()
+            log.warning(
+                "worker %s: its leases expired while it could not reach Redis; dropped %d "
+                "requests not started (others fetch them) and joins again",
+                self.worker,
+                dropped,
+            )
+            self._register = True
+            return
+        self._register = False
+        if pairs:
+            self._poll = _POLL_FIRST
+            self._refilled(frontier.add_leased(pairs))
+        if stop and not self._stop_seen:
+            self._stop_seen = True
+            self.stopping = True
+            log.info("worker %s: crawl stop requested; finishing the pages in flight", self.worker)
+            self._stop("stopped")
+        if quiet and not self.queued and not self.leased and frontier.idle():
+            # Nothing waits and no page is leased to anyone: the crawl is over.
+            if not frontier.finished:
+                frontier.finished = True
+                self._refilled(())
+        elif frontier.finished and (self.queued or self.leased):
+            frontier.finished = False
+
+
+def _commit_args(
+    prefix: str, worker: str, commits: list[tuple[bytes, Any]], resent: set[bytes]
+) -> list[Arg]:
+    args: list[Arg] = [prefix, worker, "0" if resent else "1"]
+    for rid, outcome in commits:
+        children, items = outcome.children, outcome.items
+        args += (rid, len(children), len(items), "1" if rid in resent else "0")
+        for fingerprint, stored in children:
+            args += (fingerprint, stored)
+        args.extend(items)
+    return args
+
+
+def _ignore(*_args: Any) -> None:
+    pass
+
+
+def _zero() -> int:
+    return 0
