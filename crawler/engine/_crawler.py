@@ -421,13 +421,7 @@ class Crawler:
                         self.scheduler.hold()
                         workers.start_soon(self._feed_start_requests)
                         workers.start_soon(self.scheduler.run_timer)
-                        # Chosen once: a crawl without middlewares pays nothing for them.
-                        if shared is not None:
-                            worker = self._shared_worker
-                        elif self._extended():
-                            worker = self._worker_extended
-                        else:
-                            worker = self._worker
+                        worker = self._worker if shared is None else self._shared_worker
                         for _ in range(max(1, settings.concurrency)):
                             workers.start_soon(worker)
                 services.cancel_scope.cancel()
@@ -594,27 +588,25 @@ class Crawler:
     # -- the worker loop ---------------------------------------------------------------
 
     async def _worker(self) -> None:
+        """A worker of an in-memory or ``--job`` crawl: takes requests until none is left."""
         get = self.scheduler.get
         done = self.scheduler.task_done
-        release_host = self.scheduler.release_host
-        fetch = self.fetcher.fetch
-        handle = self.policy.handle
+        release_slot = self.scheduler.release_slot
+        fetch, handle = self._steps()
         job = self.job
-        shared = self.shared_delays
         while True:
             request = await get()
             if request is None:
                 return
             keep = False
+            host = host_of(request.url)  # its slot's, whatever a middleware does to it
             try:
                 try:
-                    if shared is not None:
-                        await self._book_shared_slot(shared, request)
                     outcome = await fetch(request)
                 finally:
                     # The host slot is free as soon as the exchange is over, not after
                     # the callback.
-                    release_host(request)
+                    release_slot(host)
                 keep = await handle(request, outcome)
             except Exception:
                 # A bug here must not end a crawl of millions: count it, say where, go on.
@@ -630,45 +622,23 @@ class Crawler:
                     if job is not None:
                         job.page_done(request)
 
+    def _steps(
+        self,
+    ) -> tuple[Callable[[Request], Awaitable[Any]], Callable[[Request, Any], Awaitable[bool]]]:
+        """The fetch and outcome steps of a worker, chosen once when it starts: a crawl
+        without middlewares, response_received handlers or DEBUG lines pays nothing for
+        them (the plain fetch, and the policy straight after it)."""
+        if self._extended():
+            return self.middlewares.fetch, self._outcome_handler()
+        return self.fetcher.fetch, self.policy.handle
+
     def _extended(self) -> bool:
-        """Whether the workers need the extended loop; asked once, when the crawl starts."""
+        """Whether the workers need the middleware chain or the per-response hooks."""
         return (
             bool(self.middlewares)
             or self.signals.connected("response_received")
             or log.isEnabledFor(logging.DEBUG)
         )
-
-    async def _worker_extended(self) -> None:
-        """The worker loop with what the plain one leaves out: the middleware chain around
-        the fetch step (an empty chain is the plain fetch) and response_received."""
-        get = self.scheduler.get
-        done = self.scheduler.task_done
-        release_slot = self.scheduler.release_slot
-        fetch = self.middlewares.fetch
-        handle_outcome = self._outcome_handler()
-        job = self.job
-        while True:
-            request = await get()
-            if request is None:
-                return
-            keep = False
-            host = host_of(request.url)  # its slot's, whatever a middleware does to it
-            try:
-                try:
-                    outcome = await fetch(request)
-                finally:
-                    release_slot(host)
-                keep = await handle_outcome(request, outcome)
-            except Exception:
-                self.stats.errors["internal"] += 1
-                log.exception("spider %s: internal error on %s", self.name, request.url)
-            finally:
-                if keep:
-                    done()
-                else:
-                    done(request)
-                    if job is not None:
-                        job.page_done(request)
 
     def _outcome_handler(self) -> Callable[[Request, Any], Awaitable[bool]]:
         """What the extended loops do with an outcome of the middleware chain: a
@@ -706,11 +676,7 @@ class Crawler:
         get = self.scheduler.get
         done = self.scheduler.task_done
         release_slot = self.scheduler.release_slot
-        extended = self._extended()
-        fetch = self.middlewares.fetch if extended else self.fetcher.fetch
-        handle_outcome: Callable[[Request, Any], Awaitable[bool]] = (
-            self._outcome_handler() if extended else self.policy.handle
-        )
+        fetch, handle_outcome = self._steps()
         shared_delays = self.shared_delays
         while True:
             request = await get()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -14,54 +13,25 @@ import trio
 from crawler import Settings
 from crawler.distributed import RedisClient
 from crawler.distributed._admin import crawl_status, export_items, position_path
-from crawler.distributed._frontier import CrawlKeys
 from crawler.engine._engine import Engine
 from crawler.engine._stats import Stats
 from crawler.settings import SettingsError
-from tests.crawl.helpers import settings
 from tests.distributed.helpers import (
     CuttableRelay,
     TwoHostSite,
     TwoHostSpider,
     serve_two_hosts,
 )
+from tests.distributed.workers import (
+    KEYS,
+    collect,
+    page_hits,
+    run_worker,
+    shared_settings,
+    stream_urls,
+)
 from tests.redis_server import RedisServer, run_redis
 from tests.servers import serve_tcp
-
-KEYS = CrawlKeys("twohosts", "default")
-
-
-def shared_settings(site: TwoHostSite, url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "frontier_url": url,
-        # long enough that no live worker is taken for dead on a loaded machine
-        "lease_ttl": 10.0,
-        "obey_robots": False,
-        "options": {"start": site.url(0)},
-    }
-    values.update(overrides)
-    return settings(site.bases[0], **values)
-
-
-async def run_worker(s: Settings, agent: str) -> Stats:
-    s = Settings(**{**_fields(s), "user_agent": agent})
-    async with Engine(s) as engine:
-        return await engine.crawler(TwoHostSpider, s, pipelines=[]).run()
-
-
-def _fields(s: Settings) -> dict[str, Any]:
-    return {name: getattr(s, name) for name in s.__dataclass_fields__ if name != "sources"}
-
-
-async def stream_urls(url: str) -> list[str]:
-    async with RedisClient(url) as client:
-        entries = await client.execute("XRANGE", KEYS.items, "-", "+")
-    assert isinstance(entries, list)
-    return [json.loads(fields[1])["url"] for _, fields in entries]
-
-
-def page_hits(site: TwoHostSite) -> dict[str, int]:
-    return {url: n for url, n in site.hits.items() if "/p/" in url}
 
 
 async def test_two_workers_fetch_every_page_once_and_export_every_item_once(
@@ -73,7 +43,7 @@ async def test_two_workers_fetch_every_page_once_and_export_every_item_once(
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 for agent in ("w1", "w2"):
-                    nursery.start_soon(_collect, results, s, agent)
+                    nursery.start_soon(collect, results, s, agent)
     assert page_hits(site) == dict.fromkeys(site.all_urls(), 1)
     urls = await stream_urls(redis_server.url)
     assert sorted(urls) == sorted(site.all_urls())
@@ -81,10 +51,6 @@ async def test_two_workers_fetch_every_page_once_and_export_every_item_once(
     status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")
     assert "pages done:    120" in status and "pending:       0" in status
     assert "refetches:     0" in status and "state:         finished" in status
-
-
-async def _collect(results: list[Stats], s: Settings, agent: str) -> None:
-    results.append(await run_worker(s, agent))
 
 
 async def test_a_worker_joining_a_finished_crawl_fetches_nothing(
@@ -183,12 +149,12 @@ async def test_a_worker_cut_off_past_its_lease_has_its_commits_refused_and_pages
         results: list[Stats] = []
         with trio.fail_after(90):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_collect, results, cut_off, "cut")
+                nursery.start_soon(collect, results, cut_off, "cut")
                 # the first worker waits on held pages (12 and on): its pages in flight
                 await site.wait_for(lambda: site.by_agent["cut"] >= 8 and _held(site, 12) >= 1)
                 relay.cut()
                 site.release.set()  # its pages are answered; their commits cannot be sent
-                nursery.start_soon(_collect, results, direct, "direct")
+                nursery.start_soon(collect, results, direct, "direct")
                 await _until_reaped(redis_server.url)
                 relay.restore()
         status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")

@@ -10,7 +10,7 @@ import trio
 from crawler import DropRequest, Request, Spider
 from crawler.engine._stats import Stats
 from tests.distributed.helpers import TwoHostSite, serve_two_hosts
-from tests.distributed.test_shared_crawl import _collect, shared_settings, stream_urls
+from tests.distributed.workers import collect, shared_settings, stream_urls
 from tests.redis_server import RedisServer
 
 KEPT = 10  # pages /p/0 .. /p/9 are crawled; the links to later ones are dropped
@@ -39,7 +39,7 @@ async def test_two_shared_workers_run_the_middlewares_on_every_request(
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 for agent in ("w1", "w2"):
-                    nursery.start_soon(_collect, results, s, agent)
+                    nursery.start_soon(collect, results, s, agent)
     kept = {site.url(i) for i in range(KEPT)}
     assert {url for url, n in site.hits.items() if "/p/" in url} == kept
     assert sorted(await stream_urls(redis_server.url)) == sorted(kept)
