@@ -14,9 +14,9 @@ import gzip
 import io
 import zlib
 from collections.abc import Iterable, Iterator
+from functools import cache
 from typing import Any
 
-from lxml import etree
 from protego import Protego
 
 from ._links import resolve_url
@@ -68,6 +68,14 @@ def _too_large(url: str, max_size: int) -> SitemapError:
     )
 
 
+@cache
+def _etree() -> Any:
+    """lxml's etree, imported with the first sitemap: a crawl without one does not load it."""
+    from lxml import etree
+
+    return etree
+
+
 def _local(tag: Any) -> str | None:
     """``{namespace}name`` -> ``name``; None for comments, entities and the like."""
     if not isinstance(tag, str):
@@ -78,8 +86,9 @@ def _local(tag: Any) -> str | None:
 def _text(el: Any) -> str | None:
     """The element's text, stripped; None if it holds an entity reference, which is
     never expanded: half a URL (what comes before ``&xxe;``) is no URL to fetch."""
+    entity = _etree().Entity
     for child in el:
-        if child.tag is etree.Entity:
+        if child.tag is entity:
             return None
     return (el.text or "").strip()
 
@@ -114,7 +123,7 @@ class SitemapReader:
     def __init__(self, chunks: Iterable[bytes], url: str) -> None:
         self.url = url
         self._chunks = iter(chunks)
-        self._parser = etree.XMLPullParser(
+        self._parser = _etree().XMLPullParser(
             events=("start", "end"),
             resolve_entities=False,
             load_dtd=False,
@@ -136,7 +145,7 @@ class SitemapReader:
             else:
                 self._parser.feed(chunk)
             return list(self._parser.read_events())
-        except etree.XMLSyntaxError as exc:
+        except _etree().XMLSyntaxError as exc:
             raise SitemapError(f"sitemap {self.url} is not well-formed XML: {exc}") from None
 
     def _read_root(self) -> str:

@@ -201,3 +201,23 @@ def test_the_package_ships_its_type_hints() -> None:
     assert (PACKAGE / "py.typed").is_file()
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'crawler = ["py.typed"]' in pyproject
+
+
+# Libraries only some crawls need: importing the package must not load them (each
+# costs megabytes of memory in every crawl, and memory is one of the engine's measures).
+LAZY_LIBRARIES = ("itemadapter", "pydantic", "python_socks", "lxml", "hiredis")
+
+
+@pytest.mark.e2e
+def test_importing_the_package_loads_no_library_only_some_crawls_need() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, crawler, crawler.engine, crawler.cli, crawler.pipelines; "
+        f"print(' '.join(m for m in {LAZY_LIBRARIES!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert loaded == []

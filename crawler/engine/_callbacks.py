@@ -15,9 +15,8 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mappin
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from itemadapter import ItemAdapter
-
 from .._sitemap_xml import SitemapError
+from ..pipelines._encode import item_adapter
 from ..request import Callback, Request
 from ..spider import CloseSpider
 from ._stats import Stats
@@ -58,7 +57,7 @@ def _is_many(value: Any) -> bool:
     return (
         isinstance(value, Iterable)
         and not isinstance(value, str | bytes | Mapping)
-        and not ItemAdapter.is_item(value)
+        and not item_adapter().is_item(value)
     )
 
 

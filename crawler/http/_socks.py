@@ -22,14 +22,13 @@ import socket
 from typing import TYPE_CHECKING
 
 import trio
-from python_socks import ProxyError as SocksError
-from python_socks import ProxyTimeoutError, ProxyType
-from python_socks.async_.trio.v2 import Proxy as TrioSocksProxy
 
 from ._exceptions import ConnectError, ProxyError
 from ._models import Request
 
 if TYPE_CHECKING:
+    from python_socks import ProxyError as SocksError
+
     from ._proxy import Proxy
 
 __all__ = ["open_socks_stream"]
@@ -54,8 +53,13 @@ async def open_socks_stream(
     """A TCP stream to ``host:port`` through the SOCKS5 ``proxy``.
 
     The caller's deadline governs: python-socks is given none of its own.
-    ``target`` is ``host:port`` as messages show it.
+    ``target`` is ``host:port`` as messages show it. python-socks is imported
+    here, on the first SOCKS connection: a crawl without one does not load it.
     """
+    from python_socks import ProxyError as SocksError
+    from python_socks import ProxyTimeoutError, ProxyType
+    from python_socks.async_.trio.v2 import Proxy as TrioSocksProxy
+
     username, password = proxy.socks_auth or (None, None)
     socks = TrioSocksProxy(
         ProxyType.SOCKS5,

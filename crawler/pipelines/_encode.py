@@ -19,10 +19,13 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import cache
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from itemadapter import ItemAdapter
+if TYPE_CHECKING:
+    from itemadapter import ItemAdapter
+
 
 __all__ = [
     "ENCODE_ERRORS",
@@ -90,14 +93,25 @@ def _converter_for(value: Any) -> _Convert | None:
     # Decimal as text keeps every digit; a float would round it.
     if isinstance(value, Decimal | uuid.UUID | PurePath):
         return str
-    if ItemAdapter.is_item(value):  # attrs classes, pydantic models
-        fields = ItemAdapter.get_field_names_from_class(type(value))
+    adapter = item_adapter()
+    if adapter.is_item(value):  # attrs classes, pydantic models
+        fields = adapter.get_field_names_from_class(type(value))
         if fields and all(hasattr(value, name) for name in fields):
             # Their fields are attributes: reading them is cheaper than an adapter per item.
             names = tuple(fields)
             return lambda v: {name: getattr(v, name) for name in names}
-        return lambda v: dict(ItemAdapter(v))
+        return lambda v: dict(adapter(v))
     return None
+
+
+@cache
+def item_adapter() -> type[ItemAdapter]:
+    """itemadapter, imported the first time an item is not a plain dict: importing it
+    imports pydantic and attrs when they are installed (about 15 MB), which a crawl
+    that yields dicts never needs."""
+    from itemadapter import ItemAdapter
+
+    return ItemAdapter
 
 
 def make_encoder() -> Callable[[Any], str]:
@@ -114,8 +128,9 @@ def to_mapping(item: Any) -> Mapping[str, Any]:
     """
     if type(item) is dict or isinstance(item, Mapping):
         return item
-    if not isinstance(item, type) and ItemAdapter.is_item(item):
-        return ItemAdapter(item)
+    adapter = item_adapter()
+    if not isinstance(item, type) and adapter.is_item(item):
+        return adapter(item)
     to_dict = getattr(item, "to_dict", None)
     if callable(to_dict):
         fields = to_dict()
