@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
 
+from ._books import BOOKS
 from ._content import AUTHORS, QUOTES, page_count
 
 __all__ = ["SECTIONS", "Section", "robots_txt", "site_file"]
@@ -56,10 +57,16 @@ def author_paths() -> tuple[str, ...]:
     return tuple(f"/author/{author.slug}" for author in AUTHORS)
 
 
+def book_paths() -> tuple[str, ...]:
+    """The bookshop's product pages (its listings are found by following links)."""
+    return tuple(f"/books/{book.path}" for book in BOOKS)
+
+
 # The content never changes, so neither do the dates.
 SECTIONS: tuple[Section, ...] = (
     Section("quotes", quote_paths(), "2024-05-01", gzipped=True),
     Section("authors", author_paths(), "2024-03-01"),
+    Section("books", book_paths(), "2024-06-01"),
 )
 _BY_FILE = {section.file: section for section in SECTIONS}
 

@@ -15,7 +15,7 @@ import trio
 
 from crawler.demo import DemoApp
 from crawler.demo._content import AUTHORS, QUOTES
-from crawler.demo._sitemap import SECTIONS, author_paths, quote_paths
+from crawler.demo._sitemap import SECTIONS, author_paths, book_paths, quote_paths
 from crawler.jobs._status import job_status
 from tests.cli.helpers import FAST, TIME_LIMIT, crawl, ok, read_jsonl
 from tests.crawl.helpers import make_project
@@ -115,7 +115,13 @@ async def test_a_sitemap_job_stopped_and_resumed_scrapes_each_page_once(tmp_path
         ok(await crawl(root, *args))
     assert "state:            finished" in job_status(root / "job")
     assert scraped(read_jsonl(root / "out.jsonl")) == EXPECTED
-    listed = [*quote_paths(), *author_paths(), "/sitemap.xml", *(f"/{s.file}" for s in SECTIONS)]
+    listed = [
+        *quote_paths(),
+        *author_paths(),
+        *book_paths(),
+        "/sitemap.xml",
+        *(f"/{s.file}" for s in SECTIONS),
+    ]
     # Server-side proof that the resume redid nothing: every listed page fetched once.
     assert {path: site.hits[path] for path in listed} == dict.fromkeys(listed, 1)
 
@@ -129,7 +135,7 @@ async def test_the_sitemap_template_crawls_the_demo_site_and_type_checks(tmp_pat
         ok(await crawl(root, "mapped", "-o", "mapped.jsonl"))
     items = read_jsonl(root / "mapped.jsonl")
     assert sorted(i["url"] for i in items) == sorted(
-        url + path for path in (*quote_paths(), *author_paths())
+        url + path for path in (*quote_paths(), *author_paths(), *book_paths())
     )
     assert "Quotes, page 1 - Demo Quotes" in {i["title"] for i in items}
     with trio.fail_after(TIME_LIMIT * 4):

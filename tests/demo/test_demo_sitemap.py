@@ -33,7 +33,11 @@ async def test_the_index_lists_a_plain_and_a_gzipped_child_of_existing_pages(sit
         assert index.status_code == 200
         assert index.headers["content-type"] == "application/xml; charset=utf-8"
         children = locs(index.content)
-        assert children == [f"{site}/sitemap-quotes.xml.gz", f"{site}/sitemap-authors.xml"]
+        assert children == [
+            f"{site}/sitemap-quotes.xml.gz",
+            f"{site}/sitemap-authors.xml",
+            f"{site}/sitemap-books.xml",
+        ]
         pages: list[str] = []
         for child in children:
             got = await client.get(child)
@@ -44,13 +48,14 @@ async def test_the_index_lists_a_plain_and_a_gzipped_child_of_existing_pages(sit
                 assert "content-encoding" not in got.headers  # a .gz file, not a coding
                 body = gzip.decompress(body)
             pages.extend(locs(body))
-        assert len(pages) == 30 == len(set(pages))  # 10 quote pages, 20 authors
+        assert len(pages) == 80 == len(set(pages))  # 10 quote pages, 20 authors, 50 books
         assert f"{site}/" in pages and f"{site}/page/10/" in pages
+        assert sum("/books/catalogue/" in page for page in pages) == 50
         for page in pages:
             assert (await client.get(page)).status_code == 200, page
         assert (await client.head(f"{site}/sitemap.xml")).content == b""
         assert (await client.post(f"{site}/sitemap.xml")).status_code == 405
-        assert (await client.get(f"{site}/sitemap-books.xml")).status_code == 404
+        assert (await client.get(f"{site}/sitemap-shop.xml")).status_code == 404
 
 
 def test_an_odd_host_header_never_reaches_the_xml() -> None:
