@@ -153,7 +153,8 @@ class URL:
         out = []
         if self.scheme:
             out.append(self.scheme + ":")
-        if self.host:
+        # A file URL keeps its empty authority: file:///tmp/x, never file:/tmp/x.
+        if self.host or self.scheme == "file":
             out.append("//")
             if self.userinfo:
                 out.append(self.userinfo + "@")

@@ -393,3 +393,10 @@ def test_every_small_combination_agrees() -> None:
         text = f"{scheme}://{host}" + ("" if port is None else f":{port}") + ending
         took += compare(text)
     assert took > 0
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///tmp/x.html", "file:///C:/pages/a%20b.html", "file://server/share/x.html"]
+)
+def test_a_file_url_keeps_its_authority(url: str) -> None:
+    assert str(URL(url)) == url
