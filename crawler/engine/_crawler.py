@@ -29,7 +29,7 @@ from .._links import host_of, make_host_filter
 from .._redact import is_secret_key
 from ..frontier import Frontier
 from ..frontier.memory import MemoryFrontier
-from ..http import PROXY, Client, ConnectionPermits, ConnectionPool, Cookies
+from ..http import PROXY, Client, ConnectionPermits, ConnectionPool, Cookies, Transport
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..pipelines._encode import ENCODE_ERRORS, make_encoder
@@ -42,12 +42,12 @@ from ..pipelines._runner import (
 )
 from ..request import Request
 from ..sessions._logins import Logins
-from ..sessions._session import Session
+from ..sessions._session import SESSION_OWN, Session
 from ..spider import Spider
 from ._callbacks import Callbacks
 from ._components import build_components
 from ._fetch import Failed, Fetcher, Skipped
-from ._http_cache import HttpCache
+from ._http_cache import CACHE_EXTENSION, HttpCache, SessionCacheTransport
 from ._middlewares import Dropped, MiddlewareChain, Replaced
 from ._policy import OutcomePolicy
 from ._politeness import Politeness, RobotsCache
@@ -353,9 +353,15 @@ class Crawler:
         key = name or "default"
         found = self.sessions.get(key)
         if found is None:
+            transport: Transport = SharedTransport(self.pool, self._proxies)
+            cache = self.http_cache
+            if cache is not None and not cache.rfc:
+                # dev mode replays the session's own exchanges (its login) too; RFC 9111
+                # stores no answer to a POST, so there the login goes to the site.
+                transport = SessionCacheTransport(transport, cache, SESSION_OWN)
             found = self.sessions[key] = Session(
                 key,
-                SharedTransport(self.pool, self._proxies),
+                transport,
                 headers={"User-Agent": self.settings.user_agent},
                 timeout=self._timeout,
                 max_response_size=self._max_size,
@@ -367,6 +373,13 @@ class Crawler:
     def _count_session_exchange(self, response: HTTPResponse) -> None:
         """Requests a spider sends itself through a session count like the crawl's."""
         stats = self.stats
+        if self.http_cache is not None:
+            # Hops replayed from the HTTP cache reached no site: not requests.
+            hops = (*response.history, response)
+            stats.requests += sum(CACHE_EXTENSION not in hop.extensions for hop in hops)
+            if CACHE_EXTENSION not in response.extensions:
+                stats.bytes += len(response.content)
+            return
         stats.requests += 1 + len(response.history)
         stats.bytes += len(response.content)
 

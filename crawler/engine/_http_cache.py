@@ -22,6 +22,14 @@ Two policies:
 The key is the request fingerprint (method, canonical URL, body). Cookies and
 other headers are not part of it: in ``dev`` mode a page fetched while logged
 in is replayed to a run that is not, which is what a development loop wants.
+Requests a spider's session sends itself (its login: the form, the POST of
+the credentials, the redirect after it) do not pass the engine's exchange;
+in ``dev`` mode ``SessionCacheTransport``, under the session's client, keeps
+and replays them too, as they came over the wire (Set-Cookie included, so the
+session's jar ends up with the same cookies). They are keyed apart from the
+crawl's pages, by method, URL and a hash of the body: the credentials a login
+POST carries never reach the cache file, only their digest does. ``rfc9111``
+mode leaves them alone, as RFC 9111 stores no answer to a POST.
 See docs/http-cache.md.
 """
 
@@ -37,8 +45,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._paths import for_spider
+from .._redact import redact_url
 from ..frontier._fingerprint import request_fingerprint
-from ..http import URL
+from ..http import URL, ByteStream, Transport
 from ..http import Request as HTTPRequest
 from ..http import Response as HTTPResponse
 from ..request import Request
@@ -47,7 +56,13 @@ from ._cache_store import CacheEntry, CacheStore, HttpCacheError
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["CACHE_POLICIES", "CACHE_STATS", "HttpCache", "HttpCacheError"]
+__all__ = [
+    "CACHE_POLICIES",
+    "CACHE_STATS",
+    "HttpCache",
+    "HttpCacheError",
+    "SessionCacheTransport",
+]
 
 log = logging.getLogger("crawler.engine")
 
@@ -57,6 +72,11 @@ CACHE_STATS = ("hit", "miss", "store", "revalidate", "uncacheable")
 #: Where a replayed response says it came from: ``response.extensions[CACHE_EXTENSION]``.
 CACHE_EXTENSION = "http_cache"
 
+# Keys of the exchanges a session sends itself start with this: stored as they came
+# over the wire (still encoded), they must never answer a crawl request of the same URL.
+_SESSION_KEY = b"session:"
+# Hop-by-hop headers: not part of a response replayed as it came over the wire.
+_HOP_HEADERS = frozenset({"transfer-encoding", "connection", "keep-alive"})
 # Headers that describe the bytes on the wire, not the stored (decoded) body.
 _WIRE_HEADERS = frozenset(
     {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"}
@@ -307,6 +327,50 @@ class HttpCache:
             or "expires" in response.headers
         )
 
+    async def exchange_session(self, request: HTTPRequest, inner: Transport) -> HTTPResponse:
+        """A request a session sends itself (``dev`` mode): the stored wire response, or
+        ``inner``'s, stored before it goes up to the session's cookies and redirects."""
+        key = _session_key(request)
+        counters = self.counters
+        if self._usable(key, self._clock()) is not None:
+            entry = await self._get(key)
+            if entry is not None:
+                counters["hit"] += 1
+                return HTTPResponse(
+                    entry.status,
+                    headers=entry.headers,
+                    stream=ByteStream(entry.body),
+                    request=request,
+                    extensions={CACHE_EXTENSION: True},
+                )
+        response = await inner.handle_request(request)
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _HOP_HEADERS
+        ]
+        status = response.status_code
+        counters["miss"] += 1
+        if status in self.ignore_http_codes or status == 304 or status == 206:
+            counters["uncacheable"] += 1
+        else:
+            now = self._clock()
+            entry = CacheEntry(request.method, str(request.url), status, headers, body, now, now)
+            await self._put(key, entry)
+            counters["store"] += 1
+        return HTTPResponse(
+            status,
+            headers=headers,
+            stream=ByteStream(body),
+            request=request,
+            http_version=response.http_version,
+            extensions=response.extensions,
+        )
+
     async def _get(self, key: bytes) -> CacheEntry | None:
         try:
             return await self.store.get(key)
@@ -319,11 +383,40 @@ class HttpCache:
             await self.store.put(key, entry)
         except sqlite3.Error as exc:  # a full disk must not stop the crawl
             self.store.index.pop(key, None)
-            log.warning("HTTP cache %s: cannot store %s: %s", self.store.path, entry.url, exc)
+            log.warning(
+                "HTTP cache %s: cannot store %s: %s", self.store.path, redact_url(entry.url), exc
+            )
+
+
+class SessionCacheTransport:
+    """Put under a session's client in ``dev`` mode: the requests the session sends
+    itself (marked ``SESSION_OWN``) go through the cache; the crawl's own requests,
+    which the engine's exchange has already looked up, and robots.txt pass as they are.
+    """
+
+    __slots__ = ("_cache", "_inner", "_mark")
+
+    def __init__(self, inner: Transport, cache: HttpCache, mark: str) -> None:
+        self._inner = inner
+        self._cache = cache
+        self._mark = mark
+
+    async def handle_request(self, request: HTTPRequest) -> HTTPResponse:
+        if request.extensions.get(self._mark):
+            return await self._cache.exchange_session(request, self._inner)
+        return await self._inner.handle_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def _key(request: Request) -> bytes:
     return request_fingerprint(request.method, request.url, request.body)
+
+
+def _session_key(request: HTTPRequest) -> bytes:
+    """Method, canonical URL and body, hashed: a login's credentials are not stored."""
+    return _SESSION_KEY + request_fingerprint(request.method, str(request.url), request.content)
 
 
 def _drop_headers(request: Request, names: list[str]) -> None:

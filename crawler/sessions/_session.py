@@ -38,7 +38,12 @@ from ..request import Request
 from ..response import Response
 from ._forms import FormError, fill_form
 
-__all__ = ["LoginFailed", "Session"]
+__all__ = ["SESSION_OWN", "LoginFailed", "Session"]
+
+#: HTTP request extension set on the requests a session sends itself (``request``,
+#: ``get``, ``post``, ``submit_form``: a login, typically), redirect hops included,
+#: so that a transport under the session's client can tell them from the crawl's.
+SESSION_OWN = "session_own"
 
 
 class LoginFailed(Exception):
@@ -203,6 +208,7 @@ class Session:
         if done is not None and not self._inside_login():
             await done.wait()
         options.setdefault("follow_redirects", True)
+        options["extensions"] = {**(options.get("extensions") or {}), SESSION_OWN: True}
         response = await self.client.request(method, url, **options)
         if self._on_exchange is not None:
             self._on_exchange(response)

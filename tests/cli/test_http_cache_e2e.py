@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import trio
 
+from crawler.demo import DemoApp
 from tests.cli.helpers import CRAWL, FAST, TIME_LIMIT, crawl, ok, read_jsonl
 from tests.crawl import helpers
-from tests.servers import Reply, Seen, serve_h11
+from tests.servers import Reply, Seen, serve_asgi, serve_h11
 
 pytestmark = pytest.mark.e2e
 
@@ -202,8 +203,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def test_myspider_reruns_from_the_cache_on_the_demo_site(tmp_path: Path) -> None:
     """The demo site the command starts has the same address from run to run when the
-    cache is on, so the second run takes every page from the cache (its login, which
-    a spider's session sends itself, still goes to the site)."""
+    cache is on, so the second run takes every page from the cache, its login (which
+    a spider's session sends itself) included."""
     args = ["myspider", "-s", "http_cache=true", "-s", f'http_cache_dir="{tmp_path}/cache"']
     ok(
         await crawl(
@@ -224,3 +225,64 @@ async def test_myspider_reruns_from_the_cache_on_the_demo_site(tmp_path: Path) -
         return sorted(json.dumps(item, sort_keys=True) for item in read_jsonl(tmp_path / name))
 
     assert items("2.jsonl") == items("1.jsonl")
+
+
+class CountingDemo:
+    """The demo site, counting the requests it is sent (method and path) since ``reset``."""
+
+    def __init__(self) -> None:
+        self.app = DemoApp()
+        self.seen: list[tuple[str, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.append((scope["method"], scope["path"]))
+        await self.app(scope, receive, send)
+
+
+async def run_myspider_twice(tmp_path: Path, policy: str) -> tuple[list[tuple[str, str]], Path]:
+    """Crawl the demo site with myspider twice with the cache on; what the second run
+    sent to the site, counted by the site."""
+    site = CountingDemo()
+    async with serve_asgi(site) as url:
+        args = [
+            "myspider",
+            *("-s", f'site_url="{url}"', "-s", "serve_demo_site=false"),
+            *("-s", "http_cache=true", "-s", f'http_cache_policy="{policy}"'),
+            *("-s", f'http_cache_dir="{tmp_path}/cache"'),
+        ]
+        ok(await crawl(REPO, *args, "-O", str(tmp_path / "1.jsonl")))
+        assert ("POST", "/login") in site.seen  # the first run logged in for real
+        site.seen.clear()
+        ok(await crawl(REPO, *args, "-O", str(tmp_path / "2.jsonl")))
+    return site.seen, tmp_path
+
+
+def same_items(tmp_path: Path) -> bool:
+    def items(name: str) -> list[str]:
+        return sorted(json.dumps(item, sort_keys=True) for item in read_jsonl(tmp_path / name))
+
+    first = items("1.jsonl")
+    return len(first) > 10 and items("2.jsonl") == first
+
+
+async def test_a_rerun_of_a_logging_in_spider_sends_nothing_in_dev_mode(tmp_path: Path) -> None:
+    """The login a session sends itself (the form, the POST of the credentials, the
+    redirect after it) is replayed with the pages: the site sees no request at all,
+    and the replayed Set-Cookie logs the session in, so the logged-in pages' items
+    come back the same."""
+    seen, root = await run_myspider_twice(tmp_path, "dev")
+    assert seen == []
+    assert same_items(root)
+    with sqlite3.connect(root / "cache" / "cache.db") as db:
+        rows = db.execute("SELECT url, headers, body FROM responses").fetchall()
+    stored = "\n".join(f"{url} {headers}" for url, headers, _ in rows).encode()
+    stored += b"".join(bytes(body) for _, _, body in rows)
+    assert b"password=demo" not in stored  # the login form's body is not kept, only its hash
+
+
+async def test_with_rfc9111_a_rerun_still_logs_in_over_the_network(tmp_path: Path) -> None:
+    """RFC 9111 keeps no answer to a POST: the login goes to the site again."""
+    seen, root = await run_myspider_twice(tmp_path, "rfc9111")
+    assert ("POST", "/login") in seen
+    assert same_items(root)
