@@ -141,8 +141,7 @@ class Fetcher:
                 session.relogins = 0
                 return response
             if self._cache is not None:
-                # A logged-out page is no answer to keep: the resend must reach the site.
-                await self._cache.discard(request)
+                await self._forget_logged_out(request, response, session)
             if not await logins.recover(session, response):
                 break
         self._stats.dropped["logged_out"] += 1
@@ -154,6 +153,20 @@ class Fetcher:
             session.name,
         )
         return Skipped.NOT_LOGGED_IN
+
+    async def _forget_logged_out(
+        self, request: Request, response: HTTPResponse, session: Session
+    ) -> None:
+        """A logged-out page is no answer to keep: the resend must reach the site. Sent
+        under the session's current login (or replayed), it also shows that login to be
+        stale, so the re-login must reach the site too."""
+        cache = self._cache
+        assert cache is not None
+        await cache.discard(request)
+        sent = response.request
+        sent_under = sent.extensions.get(SESSION_GENERATION) if sent is not None else None
+        if sent_under is None or sent_under == session.generation:
+            await cache.forget_logins()
 
     async def _send(self, request: Request, session: Session) -> HTTPResponse:
         headers = session.client.headers

@@ -121,6 +121,8 @@ class HttpCache:
         self._clock = clock
         # id(request) -> (key, header names added) of conditional requests in flight.
         self._revalidating: dict[int, tuple[bytes, list[str]]] = {}
+        # Keys of the session exchanges (logins) replayed or stored in this run.
+        self._session_keys: set[bytes] = set()
 
     @classmethod
     def from_settings(
@@ -331,6 +333,7 @@ class HttpCache:
         """A request a session sends itself (``dev`` mode): the stored wire response, or
         ``inner``'s, stored before it goes up to the session's cookies and redirects."""
         key = _session_key(request)
+        self._session_keys.add(key)
         counters = self.counters
         if self._usable(key, self._clock()) is not None:
             entry = await self._get(key)
@@ -370,6 +373,18 @@ class HttpCache:
             http_version=response.http_version,
             extensions=response.extensions,
         )
+
+    async def forget_logins(self) -> None:
+        """A page came back logged out under the login this run replayed or stored: that
+        login is stale (its cookie expired, say), so it is deleted, and the re-login that
+        follows reaches the site (and is stored in its place)."""
+        keys, self._session_keys = self._session_keys, set()
+        for key in keys:
+            if key in self.store.index:
+                try:
+                    await self.store.delete(key)
+                except sqlite3.Error as exc:
+                    log.warning("HTTP cache %s: cannot delete a login: %s", self.store.path, exc)
 
     async def _get(self, key: bytes) -> CacheEntry | None:
         try:

@@ -287,8 +287,61 @@ async def test_a_logged_out_page_is_not_replayed_to_the_resend_nor_to_the_next_r
     assert sorted(item["page"] for item in items) == expected
     assert first.stats.finish_reason == "finished"
     assert sorted(item["page"] for item in again) == expected
-    assert asked == ["/login"]  # the login only: every page from the cache
-    assert second.stats.http_cache["hit"] == 22  # robots.txt, /items/ and 20 pages
+    assert asked == []  # every page from the cache, and the second login too
+    # robots.txt, /items/, 20 pages and the login (the first was stale: deleted).
+    assert second.stats.http_cache["hit"] == 23
+
+
+class PostLogin(Spider):
+    """Logs in with a POST of its password, which answers with a cookie and a redirect."""
+
+    name = "postlogin"
+    password = "s3cret"
+
+    async def login(self, session: Session) -> None:
+        body = f"user=me&password={self.password}".encode()
+        await session.post(self.settings["base"] + "/login", content=body)
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["base"] + "/a")
+
+    def parse(self, response: Response) -> Iterator[Any]:
+        yield {"page": response.css_first("title").text()}
+
+
+class OtherPassword(PostLogin):
+    password = "other"
+
+
+def post_login_site(seen: Seen) -> Reply | None:
+    if seen.target == "/login" and seen.method == "POST":
+        sid = "good" if seen.body.endswith(b"password=s3cret") else "bad"
+        return Reply(302, [("Set-Cookie", f"sid={sid}; Path=/"), ("Location", "/home")])
+    if seen.target == "/home":
+        return Reply(200, HTML, _html("Home", []))
+    return None
+
+
+async def test_a_post_login_is_replayed_with_its_cookie_and_keyed_by_its_body(
+    tmp_path: Path,
+) -> None:
+    async with serve_h11(site(post_login_site)) as server:
+        s = cached(server.url, tmp_path / "cache")
+        await run_with(s, spider=PostLogin)
+        assert [r.target for r in server.requests if r.method == "POST"] == ["/login"]
+        before = len(server.requests)
+        second, items = await run_with(s, spider=PostLogin)
+        replayed = server.requests[before:]
+        # Another password is another body, so another key: that login is sent.
+        await run_with(s, spider=OtherPassword)
+        other = [r.target for r in server.requests[before + len(replayed) :]]
+    assert replayed == []
+    assert items == [{"page": "Page /a"}]
+    assert second.sessions["default"].cookies.get("sid") == "good"  # from the replayed Set-Cookie
+    assert second.stats.requests == 0
+    assert other == ["/login"]  # the redirect's /home is the same page: replayed
+    stored = (tmp_path / "cache" / CACHE_FILE).read_bytes()
+    assert b"s3cret" not in stored
 
 
 # -- rfc9111 policy ----------------------------------------------------------------------
