@@ -277,7 +277,7 @@ async def test_a_logged_out_page_is_not_replayed_to_the_resend_nor_to_the_next_r
 ) -> None:
     site = LoginSite(items=20, expire_after=5)
     async with serve_h11(site) as server:
-        s = cached(server.url, tmp_path / "cache", concurrency=2)
+        s = cached(server.url, tmp_path / "cache", concurrency=1)
         first, items = await run_with(s, spider=Member)
         assert site.logins == 2  # the session did end, and was logged in again
         before = len(server.requests)
