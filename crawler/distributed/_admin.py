@@ -28,6 +28,7 @@ __all__ = ["ExportResult", "crawl_status", "export_items", "position_path", "sto
 
 _PAGE = 1000  # stream entries read per call
 _FOLLOW_BLOCK_MS = 500
+_LIMITS = ("max_pages", "max_items")  # what the lease script sets ``stop`` to
 
 
 @dataclass
@@ -40,7 +41,7 @@ class CrawlCounts:
     leased: int
     stats: dict[str, int]
     stream: int
-    stop: bool
+    stop: str  # '' if unset; else "max_pages"/"max_items" (a limit reached) or a stop time
 
 
 async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
@@ -54,7 +55,7 @@ async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
             ["HLEN", keys.owner],
             ["HGETALL", keys.stats],
             ["XLEN", keys.items],
-            ["EXISTS", keys.stop],
+            ["GET", keys.stop],
         ]
     )
     assert isinstance(workers, list) and isinstance(stats, list)
@@ -70,7 +71,7 @@ async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
         int(leased),  # type: ignore[call-overload]
         counters,
         int(stream),  # type: ignore[call-overload]
-        bool(stop),
+        stop.decode() if isinstance(stop, bytes) else "",
     )
 
 
@@ -79,7 +80,7 @@ def _format(counts: CrawlCounts) -> str:
     keys = counts.keys
     lines = [
         f"shared crawl:  spider {keys.spider}, crawl id {keys.crawl_id}"
-        + ("  (stop requested)" if counts.stop else ""),
+        + ("  (stop requested)" if counts.stop and counts.stop not in _LIMITS else ""),
         f"workers alive: {len(counts.workers)}",
         f"pages done:    {stats.get('pages', 0)}",
         f"pending:       {counts.queued}",
@@ -97,7 +98,11 @@ def _format(counts: CrawlCounts) -> str:
             f"  {worker}: {mine['pages']} pages, {mine['items']} items, {mine['errors']} "
             f"errors, {mine['refetches']} refetches; heartbeat good for {left:.1f} s"
         )
-    if not counts.workers and not counts.queued and not counts.leased and stats.get("pages"):
+    if counts.stop in _LIMITS:
+        # The crawl-wide limit stops the crawl even though requests wait.
+        state = "stopping" if counts.workers else "stopped"
+        lines.append(f"state:         {state}: {counts.stop} reached")
+    elif not counts.workers and not counts.queued and not counts.leased and stats.get("pages"):
         lines.append("state:         finished")
     return "\n".join(lines)
 

@@ -27,7 +27,8 @@ prefix, which Redis Cluster serves because they share that slot.
     workers       sorted set worker -> time (ms, server clock) its leases expire
     items         the stream of exported items
     stats         counters: pages, items, refetches, reaped, w:WORKER:pages ...
-    stop          set by ``crawl stop``
+    stop          set by ``crawl stop`` (a time), or by the lease script to the limit
+                  reached (``max_pages``, ``max_items``)
 
 A lease lasts as long as its worker's heartbeat: one ``ZADD`` renews them all.
 Any worker's lease call first reaps workers whose heartbeat is over, putting
@@ -90,7 +91,7 @@ local function counts()
   return {
     tonumber(redis.call('GET', P .. 'queued') or '0'),
     redis.call('HLEN', P .. 'owner'),
-    redis.call('EXISTS', P .. 'stop'),
+    redis.call('GET', P .. 'stop') or '',
   }
 end
 """
@@ -110,11 +111,18 @@ return n
 )
 
 #: ARGV: prefix, worker, ttl (ms), how many to lease, register ("1": a worker
-#: starting, or coming back after it was reaped), per-host cap.
+#: starting, or coming back after it was reaped), per-host cap, and the crawl's
+#: max_pages and max_items (0: none).
 #: Reaps dead workers, renews the caller's heartbeat (and so all its leases),
 #: then leases up to N requests round-robin over the hosts, an even share of N
 #: from each per pass, and at most the cap from any one host per call.
-#: Returns {alive, queued, leased, stop, id, request, ...};
+#: The limits count the whole crawl (the commits' counters): once one is reached
+#: ``stop`` is set to its name and nothing more is leased; before that, no more
+#: is leased than max_pages leaves after the pages done and the leases held, so
+#: the crawl does not fetch more than max_pages pages (refetches aside).
+#: Returns {alive, queued, leased, stop, id, request, ...}; queued is 0 while
+#: max_pages lets nothing more be leased (the pages leased decide it), and stop
+#: is what ``stop`` holds ('' if unset);
 #: alive is 0 (and nothing is leased) when the caller had been reaped.
 #: Per-host politeness across workers (connection caps, delays) is not decided
 #: here: a shared host cap would filter the hosts this loop visits.
@@ -136,14 +144,32 @@ if not redis.call('ZSCORE', P .. 'workers', me) then
   end
 end
 redis.call('ZADD', P .. 'workers', now + ttl, me)
+local max_pages, max_items = tonumber(ARGV[7] or '0'), tonumber(ARGV[8] or '0')
+local budget = nil  -- how many more requests max_pages lets the crawl lease
+if max_pages > 0 or max_items > 0 then
+  local done = redis.call('HMGET', P .. 'stats', 'pages', 'items')
+  local pages, items = tonumber(done[1] or '0'), tonumber(done[2] or '0')
+  if redis.call('EXISTS', P .. 'stop') == 0 then
+    if max_pages > 0 and pages >= max_pages then
+      redis.call('SET', P .. 'stop', 'max_pages')
+    elseif max_items > 0 and items >= max_items then
+      redis.call('SET', P .. 'stop', 'max_items')
+    end
+  end
+  if max_pages > 0 then
+    budget = max_pages - pages - redis.call('HLEN', P .. 'owner')
+    n = math.max(0, math.min(n, budget))
+  end
+end
 local out = {1, 0, 0, 0}
+local got = 0
 if n > 0 and redis.call('EXISTS', P .. 'stop') == 0 then
   local ring = P .. 'ring'
   local hosts = redis.call('LLEN', ring)
   -- an even share from each host, so that the batch spreads over hosts; hosts with
   -- less than their share leave theirs to the others on the next pass
   local per = math.min(cap, math.ceil(n / math.max(1, math.min(hosts, n))))
-  local taken, got, idle = {}, 0, 0
+  local taken, idle = {}, 0
   while got < n and hosts > 0 and idle < hosts do
     local host = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
     local queue = P .. 'q:' .. host
@@ -178,6 +204,9 @@ if n > 0 and redis.call('EXISTS', P .. 'stop') == 0 then
 end
 local c = counts()
 out[2], out[3], out[4] = c[1], c[2], c[3]
+if budget and budget - got <= 0 then
+  out[2] = 0
+end
 return out
 """,
     "lease",

@@ -46,6 +46,8 @@ _GATHER = 0.005  # a round waits this long for more pages to finish, to batch th
 _MAX_BATCH = 512
 _POLL_FIRST = 0.01  # a starving worker asks again after this, doubling up to
 _POLL_MAX = 0.1
+# What the lease script writes in ``stop`` when a crawl-wide limit is reached.
+_LIMITS = {b"max_pages": "max_pages", b"max_items": "max_items"}
 
 
 class SharedCrawlError(RedisError):
@@ -63,6 +65,10 @@ class SharedCrawl:
         self.outage_limit = settings.redis_outage_limit
         # About what the workers can start soon: a worker that hoards leases starves others.
         self.batch = min(_MAX_BATCH, max(8, settings.concurrency))
+        # The crawl's limits, counted over every worker by the lease script (max_seconds
+        # stays this worker's own).
+        self.max_pages = settings.max_pages
+        self.max_items = settings.max_items
         self.frontier = RedisFrontier()
         self.frontier.low_water = self.batch // 2
         self.frontier.nudge = self._nudge
@@ -257,6 +263,8 @@ class SharedCrawl:
                     "1" if self._register else "0",
                     # No cap per host: shared per-host caps would set it (see LEASE).
                     max(1, want),
+                    self.max_pages,
+                    self.max_items,
                 ],
             )
         )
@@ -319,8 +327,13 @@ class SharedCrawl:
         if stop and not self._stop_seen:
             self._stop_seen = True
             self.stopping = True
-            log.info("worker %s: crawl stop requested; finishing the pages in flight", self.worker)
-            self._stop("stopped")
+            reason = _LIMITS.get(stop, "stopped")
+            log.info(
+                "worker %s: %s; finishing the pages in flight",
+                self.worker,
+                "crawl stop requested" if reason == "stopped" else f"the crawl reached {reason}",
+            )
+            self._stop(reason)
         if quiet and not self.queued and not self.leased and frontier.idle():
             # Nothing waits and no page is leased to anyone: the crawl is over.
             if not frontier.finished:

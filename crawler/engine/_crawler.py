@@ -207,7 +207,8 @@ class Crawler:
             host_cap=self._host_cap,
             stats=self.stats,
             depth_limit=settings.depth_limit,
-            max_pages=settings.max_pages,
+            # A shared crawl counts max_pages over every worker, in Redis.
+            max_pages=settings.max_pages if self.shared is None else 0,
             max_url_length=settings.max_url_length,
             host_filter=make_host_filter(list(spider.allowed_domains))
             if spider.allowed_domains
@@ -245,7 +246,8 @@ class Crawler:
             stop=self.stop,
         )
         self._max_size = settings.max_response_size or None
-        self._max_items = settings.max_items
+        # A shared crawl counts max_items over every worker, in Redis.
+        self._max_items = settings.max_items if self.shared is None else 0
         # Items a resumed job had exported before this run: max_items counts per run.
         self._items_before = 0
         self.fetcher = Fetcher(

@@ -31,9 +31,18 @@ async def push(client: RedisClient, *urls: str, priority: int = 0) -> Any:
 
 
 async def lease(
-    client: RedisClient, worker: str, n: int, *, ttl_ms: int = 60_000, register: bool = True
-) -> tuple[int, int, int, int, list[tuple[bytes, str]]]:
-    reply = await client.run(LEASE, [KEYS.meta], [P, worker, ttl_ms, n, int(register), n])
+    client: RedisClient,
+    worker: str,
+    n: int,
+    *,
+    ttl_ms: int = 60_000,
+    register: bool = True,
+    max_pages: int = 0,
+    max_items: int = 0,
+) -> tuple[int, int, int, bytes, list[tuple[bytes, str]]]:
+    reply = await client.run(
+        LEASE, [KEYS.meta], [P, worker, ttl_ms, n, int(register), n, max_pages, max_items]
+    )
     assert isinstance(reply, list)
     alive, queued, leased, stop, *pairs = reply
     got = [(pairs[i], decode_stored(pairs[i + 1])[1].url) for i in range(0, len(pairs), 2)]
@@ -189,12 +198,46 @@ async def test_stop_flag_stops_leasing_and_a_new_run_clears_it(redis_server: Red
         await lease(client, "w0", 0)
         await client.execute("SET", KEYS.stop, "1")
         _, _, _, stop, got = await lease(client, "w1", 5)
-        assert (stop, got) == (1, [])
+        assert (stop, got) == (b"1", [])
         for worker in ("w0", "w1"):
             await client.run(RELEASE, [KEYS.meta], [P, worker, "leave"])
         # no worker is left: the next one to join starts a new run, without the stop
         _, _, _, stop, got = await lease(client, "w2", 5)
-    assert stop == 0 and len(got) == 1
+    assert stop == b"" and len(got) == 1
+
+
+async def test_max_pages_leases_no_more_than_the_pages_left_then_stops_the_crawl(
+    redis_server: RedisServer,
+) -> None:
+    async with client_for(redis_server) as client:
+        await push(client, *(f"http://a.test/{i}" for i in range(10)))
+        _, _, _, _, first = await lease(client, "w1", 3, max_pages=4)
+        # three leased: one page is left to the crawl, whoever asks
+        _, queued, _, _, second = await lease(client, "w2", 3, max_pages=4)
+        _, queued_after, _, stop, third = await lease(client, "w2", 3, max_pages=4)
+        assert (len(first), len(second), third, stop) == (3, 1, [], b"")
+        assert (queued, queued_after) == (0, 0)  # nothing more to lease until pages end
+        for rid, _ in first:
+            await commit(client, "w1", rid, [], [])
+        _, _, _, stop, fourth = await lease(client, "w1", 3, max_pages=4)
+        assert (stop, fourth) == (b"", [])
+        await commit(client, "w2", second[0][0], [], [])
+        _, _, _, stop, fifth = await lease(client, "w1", 3, max_pages=4)
+    assert (stop, fifth) == (b"max_pages", [])
+
+
+async def test_max_items_stops_the_crawl_once_commits_added_that_many(
+    redis_server: RedisServer,
+) -> None:
+    async with client_for(redis_server) as client:
+        await push(client, *(f"http://a.test/{i}" for i in range(10)))
+        _, _, _, _, got = await lease(client, "w1", 2, max_items=3)
+        await commit(client, "w1", got[0][0], [], ['{"a": 1}', '{"a": 2}'])
+        _, _, _, stop, more = await lease(client, "w1", 1, max_items=3)
+        assert (stop, len(more)) == (b"", 1)
+        await commit(client, "w1", got[1][0], [], ['{"a": 3}'])
+        _, _, _, stop, last = await lease(client, "w1", 1, max_items=3)
+    assert (stop, last) == (b"max_items", [])
 
 
 async def test_a_lease_spreads_over_the_hosts_that_have_work(redis_server: RedisServer) -> None:

@@ -1,0 +1,81 @@
+"""max_pages and max_items of a shared crawl count the whole crawl, not each worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from crawler.distributed import RedisClient
+from crawler.distributed._admin import crawl_status
+from crawler.engine._stats import Stats
+from tests.distributed.helpers import TwoHostSite, serve_two_hosts
+from tests.distributed.workers import KEYS, collect, page_hits, shared_settings, stream_urls
+from tests.redis_server import RedisServer
+
+CONCURRENCY = 4
+# Past max_items, each worker finishes at most what it holds leased: its pages in flight
+# and its local buffer (max(8, concurrency) requests).
+HELD = 2 * (max(8, CONCURRENCY) + CONCURRENCY)
+
+
+async def _two_workers(site: TwoHostSite, url: str, **limits: Any) -> list[Stats]:
+    s = shared_settings(site, url, concurrency=CONCURRENCY, **limits)
+    results: list[Stats] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for agent in ("w1", "w2"):
+                nursery.start_soon(collect, results, s, agent)
+    return results
+
+
+async def _counters(url: str) -> dict[str, int]:
+    async with RedisClient(url) as client:
+        stats = await client.execute("HGETALL", KEYS.stats)
+    assert isinstance(stats, list)
+    return {stats[i].decode(): int(stats[i + 1]) for i in range(0, len(stats), 2)}
+
+
+async def test_max_pages_counts_the_pages_of_every_worker(redis_server: RedisServer) -> None:
+    async with serve_two_hosts(TwoHostSite(200)) as site:
+        results = await _two_workers(site, redis_server.url, max_pages=20)
+        fetched = sum(page_hits(site).values())
+    # No more is leased than max_pages leaves: exactly the limit, with no refetch.
+    assert fetched == 20
+    assert [stats.finish_reason for stats in results] == ["max_pages", "max_pages"]
+    counters = await _counters(redis_server.url)
+    assert counters["pages"] == fetched
+    urls = await stream_urls(redis_server.url)
+    assert len(urls) == len(set(urls)) == counters["items"]
+    status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")
+    assert "state:         stopped: max_pages reached" in status
+    assert "stop requested" not in status
+
+
+async def test_max_items_counts_the_items_of_every_worker(redis_server: RedisServer) -> None:
+    async with serve_two_hosts(TwoHostSite(200)) as site:
+        results = await _two_workers(site, redis_server.url, max_items=30)
+        fetched = sum(page_hits(site).values())
+    counters = await _counters(redis_server.url)
+    assert 30 <= counters["items"] <= 30 + HELD  # one item a page
+    assert fetched == counters["pages"] == counters["items"]
+    assert [stats.finish_reason for stats in results] == ["max_items", "max_items"]
+    urls = await stream_urls(redis_server.url)
+    assert len(urls) == len(set(urls)) == counters["items"]
+    status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")
+    assert "state:         stopped: max_items reached" in status
+
+
+async def test_a_new_run_of_a_crawl_past_its_limit_fetches_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with serve_two_hosts(TwoHostSite(200)) as site:
+        await _two_workers(site, redis_server.url, max_pages=10)
+        hits = dict(site.hits)
+        results = await _two_workers(site, redis_server.url, max_pages=10)
+        assert dict(site.hits) == hits
+        assert [stats.finish_reason for stats in results] == ["max_pages", "max_pages"]
+        # A higher limit carries the same crawl on.
+        await _two_workers(site, redis_server.url, max_pages=16)
+        fetched = sum(page_hits(site).values())
+    assert fetched == 16
