@@ -192,10 +192,16 @@ class Settings:
     max_pages: int = setting(
         0,
         "Stop the crawl after this many pages (first attempts; the retries of those pages "
-        "still go out after the limit, until they succeed or run out); 0 = unlimited.",
+        "still go out after the limit, until they succeed or run out); 0 = unlimited. "
+        "A crawl shared through Redis counts the pages of every worker.",
         minimum=0,
     )
-    max_items: int = setting(0, "Stop the crawl after this many items; 0 = unlimited.", minimum=0)
+    max_items: int = setting(
+        0,
+        "Stop the crawl after this many items; 0 = unlimited. A crawl shared through Redis "
+        "counts the items of every worker.",
+        minimum=0,
+    )
     max_seconds: float = setting(
         0.0, "Stop the crawl after this many seconds; 0 = unlimited.", minimum=0
     )
