@@ -23,7 +23,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -46,6 +46,9 @@ _GATHER = 0.005  # a round waits this long for more pages to finish, to batch th
 _MAX_BATCH = 512
 _POLL_FIRST = 0.01  # a starving worker asks again after this, doubling up to
 _POLL_MAX = 0.1
+# How long a robots.txt stored for the crawl is trusted: a day, as RobotsCache does.
+_ROBOTS_TTL = 86_400
+RobotsFetch = Callable[[str], Awaitable[tuple[int, bytes]]]
 # What the lease script writes in ``stop`` when a crawl-wide limit is reached.
 _LIMITS = {b"max_pages": "max_pages", b"max_items": "max_items"}
 
@@ -107,6 +110,36 @@ class SharedCrawl:
 
     def _nudge(self) -> None:
         self._wake.set()
+
+    def robots_fetch(self, fetch: RobotsFetch) -> RobotsFetch:
+        """``fetch`` for robots.txt, fetched once for the whole crawl: a worker first
+        looks for the file in the crawl's keys, and stores what it fetched for the others,
+        so that a site sees one robots.txt request however many workers crawl it.
+        Failures (429, 5xx, network errors) are not stored: each worker waits out its own
+        and asks again. Without Redis the worker fetches the file itself."""
+
+        async def fetch_shared(url: str) -> tuple[int, bytes]:
+            key = f"{self.keys.prefix}robots:{url}"
+            stored = await self._robots_call("GET", key)
+            if isinstance(stored, bytes):
+                code, _, text = stored.partition(b"\n")
+                if code.isdigit():
+                    return int(code), text
+            status, body = await fetch(url)
+            if status < 500 and status != 429:
+                record = b"%d\n" % status + body
+                await self._robots_call("SET", key, record, "EX", _ROBOTS_TTL, "NX")
+            return status, body
+
+        return fetch_shared
+
+    async def _robots_call(self, *args: Arg) -> Any:
+        try:
+            with trio.fail_after(_CALL_TIMEOUT):
+                return await self.client.execute(*args)
+        except (RedisError, trio.TooSlowError) as exc:
+            log.info("worker %s: robots.txt not shared (%s)", self.worker, exc or "no reply")
+            return None
 
     # -- lifecycle -------------------------------------------------------------------
 

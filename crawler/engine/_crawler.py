@@ -264,7 +264,9 @@ class Crawler:
         )
         self.robots: RobotsCache | None = (
             RobotsCache(
-                self.fetcher.fetch_robots,
+                self.fetcher.fetch_robots
+                if self.shared is None
+                else self.shared.robots_fetch(self.fetcher.fetch_robots),
                 user_agent=settings.user_agent,
                 politeness=self.politeness,
             )

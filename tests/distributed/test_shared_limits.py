@@ -79,3 +79,35 @@ async def test_a_new_run_of_a_crawl_past_its_limit_fetches_nothing(
         await _two_workers(site, redis_server.url, max_pages=16)
         fetched = sum(page_hits(site).values())
     assert fetched == 16
+
+
+class RobotsSite(TwoHostSite):
+    """TwoHostSite whose hosts forbid page 7 in their robots.txt."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] != "/robots.txt":
+            await super().__call__(scope, receive, send)
+            return
+        host, port = scope["server"]
+        self.hits[f"http://{host}:{port}/robots.txt"] += 1
+        body = b"User-agent: *\nDisallow: /p/7\n"
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_robots_txt_is_fetched_once_per_host_for_every_worker(
+    redis_server: RedisServer,
+) -> None:
+    async with serve_two_hosts(RobotsSite(40)) as site:
+        robots = [f"{base}/robots.txt" for base in site.bases]
+        first = shared_settings(site, redis_server.url, obey_robots=True, max_pages=3)
+        with trio.fail_after(60):
+            await collect([], first, "w1")  # pages 0 to 2: both hosts
+        assert [site.hits[url] for url in robots] == [1, 1]
+        await _two_workers(site, redis_server.url, obey_robots=True)
+    # the other workers read the file the first one stored, and obeyed it
+    assert [site.hits[url] for url in robots] == [1, 1]
+    assert site.url(7) not in site.hits
+    # 7 and what only it links to (15, 16, 31 to 34) are not crawled; the rest once
+    assert sum(page_hits(site).values()) == 40 - 7
