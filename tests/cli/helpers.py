@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,24 @@ def crawl_sync(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def type_check(root: Path, target: str, cache: Path, limit: float = TIME_LIMIT) -> None:
+    """``mypy --strict`` on ``target`` (a path under ``root``) against this repository's
+    package: what a scaffolded spider must pass as written."""
+    with trio.fail_after(limit):
+        checked = await trio.run_process(
+            [
+                *(sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent"),
+                *("--cache-dir", str(cache), target),
+            ],
+            cwd=root,
+            env={**os.environ, "MYPYPATH": str(REPO)},
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert checked.returncode == 0, checked.stdout.decode()

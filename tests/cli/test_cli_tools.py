@@ -8,7 +8,6 @@ so what is checked is what a user at a terminal would see.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from crawler import Client
 from crawler.demo import DemoApp
 from crawler.demo._content import AUTHORS, PAGE_SIZE, QUOTES
 from crawler.settings._docs import toml_template
+from tests.cli.helpers import type_check
 from tests.servers import serve_asgi, serve_h11
 
 # Every test here runs the crawl command as a subprocess.
@@ -232,25 +232,7 @@ async def test_new_spiders_import_list_type_check_and_crawl_the_demo_site(
     assert "logging in" in logged_in.stderr.decode()
     assert len(read_jsonl(root / "members.jsonl")) >= 10
     assert refused.returncode == 1  # the login really ran: a wrong password fails it
-    with trio.fail_after(TIME_LIMIT):
-        checked = await trio.run_process(
-            [
-                sys.executable,
-                "-m",
-                "mypy",
-                "--strict",
-                "--follow-imports=silent",
-                "--cache-dir",
-                str(tmp_path / "mypy-cache"),
-                "spiders",
-            ],
-            cwd=root,
-            env={**os.environ, "MYPYPATH": str(REPO)},
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert checked.returncode == 0, checked.stdout.decode()
+    await type_check(root, "spiders", tmp_path / "mypy-cache", TIME_LIMIT)
 
 
 async def test_the_rules_template_crawls_the_demo_site_to_every_book(tmp_path: Path) -> None:
@@ -276,25 +258,7 @@ async def test_the_rules_template_crawls_the_demo_site_to_every_book(tmp_path: P
         f"/books/{b.path}" for b in BOOKS
     )
     assert "/books/" in paths and not any(p.endswith(".jpg") for p in paths)
-    with trio.fail_after(TIME_LIMIT):
-        checked = await trio.run_process(
-            [
-                sys.executable,
-                "-m",
-                "mypy",
-                "--strict",
-                "--follow-imports=silent",
-                "--cache-dir",
-                str(tmp_path / "mypy-cache"),
-                "spiders",
-            ],
-            cwd=tmp_path,
-            env={**os.environ, "MYPYPATH": str(REPO)},
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert checked.returncode == 0, checked.stdout.decode()
+    await type_check(tmp_path, "spiders", tmp_path / "mypy-cache", TIME_LIMIT)
 
 
 async def test_new_refuses_to_overwrite_or_to_take_a_bad_or_taken_name(tmp_path: Path) -> None:

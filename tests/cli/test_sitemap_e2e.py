@@ -3,27 +3,23 @@ the exact items, a ``--job`` crawl stopped and resumed, and the sitemap template
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import trio
 
 from crawler.demo import DemoApp
 from crawler.demo._content import AUTHORS, QUOTES
 from crawler.demo._sitemap import SECTIONS, author_paths, book_paths, quote_paths
 from crawler.jobs._status import job_status
-from tests.cli.helpers import FAST, TIME_LIMIT, crawl, ok, read_jsonl
+from tests.cli.helpers import FAST, TIME_LIMIT, crawl, ok, read_jsonl, type_check
 from tests.crawl.helpers import make_project
 from tests.servers import serve_asgi
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 
 SPIDER = """\
 from crawler import SitemapSpider
@@ -138,22 +134,4 @@ async def test_the_sitemap_template_crawls_the_demo_site_and_type_checks(tmp_pat
         url + path for path in (*quote_paths(), *author_paths(), *book_paths())
     )
     assert "Quotes, page 1 - Demo Quotes" in {i["title"] for i in items}
-    with trio.fail_after(TIME_LIMIT * 4):
-        checked = await trio.run_process(
-            [
-                sys.executable,
-                "-m",
-                "mypy",
-                "--strict",
-                "--follow-imports=silent",
-                "--cache-dir",
-                str(tmp_path / "mypy-cache"),
-                "spiders/mapped.py",
-            ],
-            cwd=root,
-            env={**os.environ, "MYPYPATH": str(REPO)},
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert checked.returncode == 0, checked.stdout.decode()
+    await type_check(root, "spiders/mapped.py", tmp_path / "mypy-cache", TIME_LIMIT * 4)
