@@ -305,6 +305,13 @@ class RawServer:
                                 self._answer(conn, stream_id, held_path)
                             self.unprocessed.append(path)
                             await sock.send_all(conn.data_to_send())
+                            # Close gracefully: closing with requests of the client still
+                            # unread makes the kernel send a reset, which can destroy the
+                            # answers above before the client reads them (under load).
+                            await sock.send_eof()
+                            with trio.move_on_after(GUARD):
+                                while await sock.receive_some(65536):
+                                    pass
                             return
                         elif action == "gate":
                             await sock.send_all(conn.data_to_send())
