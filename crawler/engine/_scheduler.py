@@ -454,13 +454,11 @@ class Scheduler:
 
     # -- finishing ----------------------------------------------------------------
 
-    def release_host(self, request: Request) -> None:
-        """The HTTP exchange for ``request`` is over: its host slot is free again."""
-        self.release_slot(host_of(request.url))
-
     def release_slot(self, host: str) -> None:
-        """Like ``release_host``, by the host the request had when it was handed out (a
-        middleware may have changed its URL since)."""
+        """The HTTP exchange of a request to ``host`` is over: its slot is free again.
+
+        By host, the one the request had when it was handed out: a middleware may
+        have changed its URL since."""
         slot = self._slots[host]
         slot.in_flight -= 1
         if slot.state == _IDLE:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import trio
 import trio.testing
 
-from crawler._links import make_host_filter
+from crawler._links import host_of, make_host_filter
 from crawler.engine._politeness import Politeness
 from crawler.engine._scheduler import Scheduler
 from crawler.engine._stats import Stats
@@ -91,7 +91,7 @@ async def test_parked_workers_get_delayed_requests_in_turn(
         s.enqueue(Request(f"http://polite.test/{i}"))
     first = await s.get()
     assert first is not None
-    s.release_host(first)
+    s.release_slot(host_of(first.url))
     got: list[Request | None] = []
 
     async def worker() -> None:
@@ -140,7 +140,7 @@ async def test_capped_host_does_not_block_others() -> None:
         nursery.start_soon(worker)
         await trio.testing.wait_all_tasks_blocked()
         assert got == []
-        s.release_host(slow)
+        s.release_slot(host_of(slow.url))
     assert got[0] is not None and got[0].url == "http://slow.test/1"
 
 
@@ -170,7 +170,7 @@ async def test_delayed_host_does_not_block_others(autojump_clock: trio.testing.M
     ]
     assert trio.current_time() == start
     for r in (a, b, c):
-        s.release_host(r)
+        s.release_slot(host_of(r.url))
         s.task_done()
     async with timekeeper(s):
         d = await s.get()
@@ -183,7 +183,7 @@ async def test_retry_later_waits_without_a_worker(autojump_clock: trio.testing.M
     s.enqueue(Request("http://a.test/x"))
     r = await s.get()
     assert r is not None
-    s.release_host(r)
+    s.release_slot(host_of(r.url))
     t0 = trio.current_time()
     r.retries = 1
     s.retry_later(r, 5.0)
@@ -192,7 +192,7 @@ async def test_retry_later_waits_without_a_worker(autojump_clock: trio.testing.M
         again = await s.get()
     assert again is r
     assert trio.current_time() - t0 >= 5.0
-    s.release_host(again)
+    s.release_slot(host_of(again.url))
     s.task_done()
     assert await s.get() is None
     assert s.closed
@@ -212,7 +212,7 @@ async def test_get_returns_none_when_exhausted_and_wakes_all() -> None:
         for _ in range(3):
             nursery.start_soon(waiter)
         await trio.testing.wait_all_tasks_blocked()
-        s.release_host(r)
+        s.release_slot(host_of(r.url))
         s.task_done()
     assert results == [None, None, None]
 
@@ -239,7 +239,7 @@ async def test_max_pages_stops_handing_out() -> None:
     first, second = await s.get(), await s.get()
     assert first is not None and second is not None
     for request in (first, second):  # done without a retry: nothing more to send
-        s.release_host(request)
+        s.release_slot(host_of(request.url))
         s.task_done(request)
     assert await s.get() is None
     assert s.stopping and s.stop_reason == "max_pages"
@@ -255,15 +255,15 @@ async def test_after_max_pages_a_retry_is_found_ahead_of_new_pages(
     first, second = await s.get(), await s.get()
     assert first is not None and second is not None
     first.retries = 1
-    s.release_host(first)
+    s.release_slot(host_of(first.url))
     s.retry_later(first, 1.0)
     s.task_done()  # the retry keeps first in the frontier's hands
-    s.release_host(second)
+    s.release_slot(host_of(second.url))
     s.task_done(second)
     async with timekeeper(s):
         again = await s.get()
         assert again is first and again.priority == 10  # its own priority back
-        s.release_host(again)
+        s.release_slot(host_of(again.url))
         s.task_done(again)
         assert await s.get() is None
     assert s.stop_reason == "max_pages"
@@ -320,5 +320,5 @@ async def test_a_high_priority_request_waits_for_its_hosts_cap() -> None:
     # busy.test is at its cap: its second high-priority request does not hold up idle.test.
     assert paths([first, second]) == ["busy.test/0", "idle.test/0"]
     assert first is not None
-    s.release_host(first)
+    s.release_slot(host_of(first.url))
     assert paths([await s.get()]) == ["busy.test/1"]
