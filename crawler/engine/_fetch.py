@@ -93,18 +93,15 @@ class Fetcher:
         self.robots: RobotsCache | None = None
 
     async def fetch(self, request: Request) -> Outcome:
-        try:
-            robots = self.robots
-            if robots is not None and not await robots.allowed(request.url):
-                return Skipped.DISALLOWED
-            session = self._sessions.get(request.session or "default") or self._session(
-                request.session
-            )
-            if not session.login_required:
-                return await self._exchange(request, session)
-            return await self._send_logged_in(request, session)
-        except HTTPError as exc:
-            return Failed(exc)
+        """robots.txt, then ``send``: the whole step when no middleware runs between."""
+        robots = self.robots
+        if robots is not None:
+            try:
+                if not await robots.allowed(request.url):
+                    return Skipped.DISALLOWED
+            except HTTPError as exc:
+                return Failed(exc)
+        return await self.send(request)
 
     async def disallowed(self, request: Request) -> Outcome | None:
         """Why robots.txt keeps ``request`` from being sent (``Skipped.DISALLOWED``, or
@@ -127,7 +124,7 @@ class Fetcher:
                 request.session
             )
             if not session.login_required:
-                return await self._send(request, session)
+                return await self._exchange(request, session)
             return await self._send_logged_in(request, session)
         except HTTPError as exc:
             return Failed(exc)

@@ -95,6 +95,14 @@ class Clock:
         return self.now
 
 
+class Tagging:
+    """A crawl middleware that only marks what it saw: its presence makes the workers
+    run the middleware chain around the fetch step."""
+
+    def process_request(self, request: Request, spider: Spider) -> None:
+        request.meta["tagged"] = True
+
+
 # -- dev policy ------------------------------------------------------------------------
 
 
@@ -458,3 +466,16 @@ def test_freshness_follows_rfc9111() -> None:
     assert fresh_until(302, [("Last-Modified", modified)], now) == 0.0
     assert fresh_until(200, [("Cache-Control", "no-cache, max-age=100")], now) == 0.0
     assert fresh_until(200, [], now) == 0.0
+
+
+async def test_with_a_middleware_configured_the_cache_still_answers(tmp_path: Path) -> None:
+    """The middleware chain sends through the same exchange as the plain fetch step."""
+    middleware = ("tests.engine.test_http_cache:Tagging",)
+    async with serve_h11(site()) as server:
+        s = cached(server.url, tmp_path / "cache", middlewares=middleware)
+        _, items = await run_with(s)
+        sent = len(server.requests)
+        second, again = await run_with(s)
+    assert by_url(again) == by_url(items)
+    assert len(server.requests) == sent  # nothing asked the second time
+    assert second.stats.http_cache["hit"] >= 4
