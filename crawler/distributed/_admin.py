@@ -28,7 +28,7 @@ __all__ = ["ExportResult", "crawl_status", "export_items", "position_path", "sto
 
 _PAGE = 1000  # stream entries read per call
 _FOLLOW_BLOCK_MS = 500
-_LIMITS = ("max_pages", "max_items")  # what the lease script sets ``stop`` to
+_LIMITS = ("max_pages", "max_items", "max_seconds")  # what the lease script sets ``stop`` to
 
 
 @dataclass
@@ -41,14 +41,15 @@ class CrawlCounts:
     leased: int
     stats: dict[str, int]
     stream: int
-    stop: str  # '' if unset; else "max_pages"/"max_items" (a limit reached) or a stop time
+    stop: str  # '' if unset; else a limit reached ("max_pages"...) or a stop time
+    left: float | None  # seconds until the run's max_seconds deadline (None: no deadline)
 
 
 async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
     clock = await client.execute("TIME")
     assert isinstance(clock, list)
     now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
-    workers, queued, leased, stats, stream, stop = await client.pipeline(
+    workers, queued, leased, stats, stream, stop, deadline = await client.pipeline(
         [
             ["ZRANGEBYSCORE", keys.workers, now_ms, "+inf", "WITHSCORES"],
             ["GET", keys.queued],
@@ -56,6 +57,7 @@ async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
             ["HGETALL", keys.stats],
             ["XLEN", keys.items],
             ["GET", keys.stop],
+            ["GET", keys.deadline],
         ]
     )
     assert isinstance(workers, list) and isinstance(stats, list)
@@ -72,6 +74,7 @@ async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
         counters,
         int(stream),  # type: ignore[call-overload]
         stop.decode() if isinstance(stop, bytes) else "",
+        (int(deadline) - now_ms) / 1000 if isinstance(deadline, bytes) else None,
     )
 
 
@@ -90,6 +93,8 @@ def _format(counts: CrawlCounts) -> str:
         f"refetches:     {stats.get('refetches', 0)} (commits refused after a lease expired; "
         f"{stats.get('reaped', 0)} leases taken back from dead workers)",
     ]
+    if counts.left is not None and counts.workers and not counts.stop:
+        lines.append(f"time left:     {max(0.0, counts.left):.1f} s (max_seconds of this run)")
     for worker, left in counts.workers:
         mine = {
             k: stats.get(f"w:{worker}:{k}", 0) for k in ("pages", "items", "errors", "refetches")

@@ -28,7 +28,9 @@ prefix, which Redis Cluster serves because they share that slot.
     items         the stream of exported items
     stats         counters: pages, items, refetches, reaped, w:WORKER:pages ...
     stop          set by ``crawl stop`` (a time), or by the lease script to the limit
-                  reached (``max_pages``, ``max_items``)
+                  reached (``max_pages``, ``max_items``, ``max_seconds``)
+    deadline      when the run's max_seconds is over (ms, server clock): set by the
+                  worker that starts the run, the first to join with no live worker
 
 A lease lasts as long as its worker's heartbeat: one ``ZADD`` renews them all.
 Any worker's lease call first reaps workers whose heartbeat is over, putting
@@ -112,7 +114,7 @@ return n
 
 #: ARGV: prefix, worker, ttl (ms), how many to lease, register ("1": a worker
 #: starting, or coming back after it was reaped), per-host cap, and the crawl's
-#: max_pages and max_items (0: none).
+#: max_pages, max_items and max_seconds (in ms) (0: none).
 #: Reaps dead workers, renews the caller's heartbeat (and so all its leases),
 #: then leases up to N requests round-robin over the hosts, an even share of N
 #: from each per pass, and at most the cap from any one host per call.
@@ -120,6 +122,10 @@ return n
 #: ``stop`` is set to its name and nothing more is leased; before that, no more
 #: is leased than max_pages leaves after the pages done and the leases held, so
 #: the crawl does not fetch more than max_pages pages (refetches aside).
+#: max_seconds counts per run of the crawl: the worker that starts a run (the first
+#: to register with no live worker) sets ``deadline`` afresh (or deletes it, without
+#: max_seconds); one joining a run sets it only if none is set. Past it, any lease
+#: call sets ``stop`` to ``max_seconds``, whatever the caller's own max_seconds.
 #: Returns {alive, queued, leased, stop, id, request, ...}; queued is 0 while
 #: max_pages lets nothing more be leased (the pages leased decide it), and stop
 #: is what ``stop`` holds ('' if unset);
@@ -138,12 +144,21 @@ if not redis.call('ZSCORE', P .. 'workers', me) then
     local c = counts()
     return {0, c[1], c[2], c[3]}
   end
+  local max_ms = tonumber(ARGV[9] or '0')
   if redis.call('ZCARD', P .. 'workers') == 0 then
-    -- the first worker of a new run: an earlier crawl stop no longer applies
-    redis.call('DEL', P .. 'stop')
+    -- the first worker of a new run: an earlier crawl stop no longer applies, and
+    -- max_seconds counts from now
+    redis.call('DEL', P .. 'stop', P .. 'deadline')
+  end
+  if max_ms > 0 then
+    redis.call('SET', P .. 'deadline', now + max_ms, 'NX')
   end
 end
 redis.call('ZADD', P .. 'workers', now + ttl, me)
+local deadline = tonumber(redis.call('GET', P .. 'deadline') or '0')
+if deadline > 0 and now >= deadline and redis.call('EXISTS', P .. 'stop') == 0 then
+  redis.call('SET', P .. 'stop', 'max_seconds')
+end
 local max_pages, max_items = tonumber(ARGV[7] or '0'), tonumber(ARGV[8] or '0')
 local budget = nil  -- how many more requests max_pages lets the crawl lease
 if max_pages > 0 or max_items > 0 then

@@ -50,7 +50,7 @@ _POLL_MAX = 0.1
 _ROBOTS_TTL = 86_400
 RobotsFetch = Callable[[str], Awaitable[tuple[int, bytes]]]
 # What the lease script writes in ``stop`` when a crawl-wide limit is reached.
-_LIMITS = {b"max_pages": "max_pages", b"max_items": "max_items"}
+_LIMITS = {b"max_pages": "max_pages", b"max_items": "max_items", b"max_seconds": "max_seconds"}
 
 
 class SharedCrawlError(RedisError):
@@ -68,10 +68,14 @@ class SharedCrawl:
         self.outage_limit = settings.redis_outage_limit
         # About what the workers can start soon: a worker that hoards leases starves others.
         self.batch = min(_MAX_BATCH, max(8, settings.concurrency))
-        # The crawl's limits, counted over every worker by the lease script (max_seconds
-        # stays this worker's own).
+        # The crawl's limits, counted over every worker by the lease script; max_seconds
+        # from the start of the run (see LEASE), on Redis's clock.
         self.max_pages = settings.max_pages
         self.max_items = settings.max_items
+        self.max_seconds = settings.max_seconds
+        # When the run's deadline is due on this worker's clock (trio time), learnt when
+        # it registers: a round then, so that the stop is not left to the next heartbeat.
+        self._deadline_at: float | None = None
         self.frontier = RedisFrontier()
         self.frontier.low_water = self.batch // 2
         self.frontier.nudge = self._nudge
@@ -217,6 +221,12 @@ class SharedCrawl:
             return
         now = trio.current_time()
         timeout = self._heartbeat_at - now
+        if self._deadline_at is not None:
+            if self._deadline_at <= now:
+                # Due: ask now, and while Redis's clock is not there yet, every 0.1 s.
+                self._deadline_at = now + _POLL_MAX
+                return
+            timeout = min(timeout, self._deadline_at - now)
         if frontier.buffered == 0 and not frontier.finished:
             # Starving: look again soon, as others' commits queue new requests; less
             # often the longer nothing comes, so an idle worker costs Redis little.
@@ -285,6 +295,7 @@ class SharedCrawl:
             commands.append(["HINCRBY", self.keys.stats, "errors", errors])
             commands.append(["HINCRBY", self.keys.stats, f"w:{self.worker}:errors", errors])
         want = self._want()
+        registering = self._register
         commands.append(
             LEASE.command(
                 [meta],
@@ -298,9 +309,15 @@ class SharedCrawl:
                     max(1, want),
                     self.max_pages,
                     self.max_items,
+                    int(self.max_seconds * 1000),
                 ],
             )
         )
+        lease_at = len(commands) - 1
+        if registering:
+            # The run's deadline, which this very lease call may have set, and Redis's
+            # clock to tell how far it is: only when joining, so no cost per page.
+            commands += (["GET", self.keys.deadline], ["TIME"])
         try:
             replies = await self.client.pipeline(commands)
         except BaseException:
@@ -318,7 +335,16 @@ class SharedCrawl:
         self._heartbeat_at = trio.current_time() + self.ttl / 3
         if commits:
             self._committed(replies[commit_at])
-        self._leased(replies[-1], quiet)
+        if registering:
+            self._deadline(replies[-2], replies[-1])
+        self._leased(replies[lease_at], quiet)
+
+    def _deadline(self, deadline: Any, clock: Any) -> None:
+        if not isinstance(deadline, bytes):
+            self._deadline_at = None
+            return
+        now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
+        self._deadline_at = trio.current_time() + max(0, int(deadline) - now_ms) / 1000
 
     def _committed(self, reply: Any) -> None:
         pages, _items, late, *refused = reply
@@ -359,6 +385,7 @@ class SharedCrawl:
             self._refilled(frontier.add_leased(pairs))
         if stop and not self._stop_seen:
             self._stop_seen = True
+            self._deadline_at = None
             self.stopping = True
             reason = _LIMITS.get(stop, "stopped")
             log.info(

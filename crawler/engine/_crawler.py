@@ -433,7 +433,8 @@ class Crawler:
                     services.start_soon(shared.run)
                 with self._workers_scope:
                     async with trio.open_nursery() as workers:
-                        if settings.max_seconds:
+                        if settings.max_seconds and shared is None:
+                            # A shared crawl's deadline is the run's, kept in Redis.
                             services.start_soon(self._deadline, settings.max_seconds)
                         self.scheduler.hold()
                         workers.start_soon(self._feed_start_requests)

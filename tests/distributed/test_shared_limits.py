@@ -111,3 +111,69 @@ async def test_robots_txt_is_fetched_once_per_host_for_every_worker(
     assert site.url(7) not in site.hits
     # 7 and what only it links to (15, 16, 31 to 34) are not crawled; the rest once
     assert sum(page_hits(site).values()) == 40 - 7
+
+
+async def _redis_ms(client: RedisClient) -> int:
+    clock = await client.execute("TIME")
+    assert isinstance(clock, list)
+    return int(clock[0]) * 1000 + int(clock[1]) // 1000
+
+
+async def _deadline(client: RedisClient) -> int:
+    value = await client.execute("GET", KEYS.deadline)
+    assert isinstance(value, bytes), "no max_seconds deadline in Redis"
+    return int(value)
+
+
+async def _fast_forward(client: RedisClient) -> None:
+    """Make the run's deadline due now: the effect of max_seconds passing, without waiting."""
+    await client.execute("SET", KEYS.deadline, await _redis_ms(client))
+
+
+async def test_max_seconds_counts_from_the_start_of_the_run_for_every_worker(
+    redis_server: RedisServer,
+) -> None:
+    hour = 3600.0
+    async with (
+        serve_two_hosts(TwoHostSite(100_000, delay=0.01)) as site,
+        RedisClient(redis_server.url) as client,
+    ):
+        s = shared_settings(site, redis_server.url, concurrency=CONCURRENCY, max_seconds=hour)
+        results: list[Stats] = []
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(collect, results, s, "w1")
+                await site.wait_for(lambda: site.by_agent["w1"])
+                # The first worker fixed the deadline on Redis's clock...
+                deadline = await _deadline(client)
+                assert 0 < deadline - await _redis_ms(client) <= hour * 1000
+                nursery.start_soon(collect, results, s, "w2")
+                await site.wait_for(lambda: site.by_agent["w2"])
+                # ...and the second, joining later, keeps it rather than starting its own.
+                assert await _deadline(client) == deadline
+                status = await trio.to_thread.run_sync(
+                    crawl_status, redis_server.url, "twohosts", "default"
+                )
+                assert "time left:" in status
+                await _fast_forward(client)
+        # Both stopped at the crawl's deadline, long before their own hour, and committed
+        # every page they had in flight.
+        assert [stats.finish_reason for stats in results] == ["max_seconds", "max_seconds"]
+        counters = await _counters(redis_server.url)
+        assert counters["pages"] == sum(page_hits(site).values())
+        assert counters.get("refetches", 0) == 0
+        status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")
+        assert "state:         stopped: max_seconds reached" in status
+
+        # A new run of the crawl gets a fresh max_seconds: it crawls on, then stops at its
+        # own deadline.
+        before = sum(page_hits(site).values())
+        results.clear()
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(collect, results, s, "w3")
+                await site.wait_for(lambda: site.by_agent["w3"])
+                assert await _deadline(client) - await _redis_ms(client) > (hour - 60) * 1000
+                await _fast_forward(client)
+        assert [stats.finish_reason for stats in results] == ["max_seconds"]
+        assert sum(page_hits(site).values()) > before
