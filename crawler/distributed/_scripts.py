@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from ._redis import Script
 
-__all__ = ["COMMIT", "LEASE", "PUSH", "RELEASE", "SCRIPTS"]
+__all__ = ["COMMIT", "LEASE", "PUSH", "RELEASE", "ROBOTS_CLAIM", "ROBOTS_DONE", "SCRIPTS"]
 
 _COMMON = r"""
 local P = ARGV[1]
@@ -326,4 +326,38 @@ return n
     "release",
 )
 
-SCRIPTS = (PUSH, LEASE, COMMIT, RELEASE)
+#: KEYS: a robots.txt's stored answer, its fetch lock; ARGV: the caller's token, the
+#: lock's lifetime (ms). Returns {1, answer} when the answer is stored; else takes the
+#: lock if it is free, returning {2}: the caller fetches the file; {0}: another worker
+#: holds the lock, so the caller waits and asks again.
+ROBOTS_CLAIM = Script(
+    r"""
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  return {1, stored}
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {2}
+end
+return {0}
+""",
+    "robots_claim",
+)
+
+#: KEYS: as ROBOTS_CLAIM's; ARGV: token, answer ('' for one not to store: a failure),
+#: seconds the answer is kept. Stores the answer (unless one is stored already) and
+#: releases the lock if the caller still holds it, so waiters ask again at once.
+ROBOTS_DONE = Script(
+    r"""
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3], 'NX')
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+""",
+    "robots_done",
+)
+
+SCRIPTS = (PUSH, LEASE, COMMIT, RELEASE, ROBOTS_CLAIM, ROBOTS_DONE)

@@ -30,7 +30,7 @@ import trio
 
 from ._frontier import CrawlKeys, RedisFrontier
 from ._redis import Arg, RedisClient, RedisConnectionError, RedisError
-from ._scripts import COMMIT, LEASE, PUSH, RELEASE, SCRIPTS
+from ._scripts import COMMIT, LEASE, PUSH, RELEASE, ROBOTS_CLAIM, ROBOTS_DONE, SCRIPTS
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -48,6 +48,11 @@ _POLL_FIRST = 0.01  # a starving worker asks again after this, doubling up to
 _POLL_MAX = 0.1
 # How long a robots.txt stored for the crawl is trusted: a day, as RobotsCache does.
 _ROBOTS_TTL = 86_400
+# A worker waiting for a robots.txt that another one fetches asks again after this,
+# doubling up to the most; it gives up waiting and fetches the file itself after the
+# fetch lock's lifetime, when a holder that died would have lost the lock anyway.
+_ROBOTS_POLL_FIRST = 0.01
+_ROBOTS_POLL_MAX = 0.25
 RobotsFetch = Callable[[str], Awaitable[tuple[int, bytes]]]
 # What the lease script writes in ``stop`` when a crawl-wide limit is reached.
 _LIMITS = {b"max_pages": "max_pages", b"max_items": "max_items", b"max_seconds": "max_seconds"}
@@ -73,6 +78,11 @@ class SharedCrawl:
         self.max_pages = settings.max_pages
         self.max_items = settings.max_items
         self.max_seconds = settings.max_seconds
+        # A robots.txt fetch lock outlives neither the fetch (download_timeout) nor, if the
+        # holder dies, the time after which a silent worker is taken for dead.
+        self.robots_lock = settings.lease_ttl
+        if settings.download_timeout:
+            self.robots_lock = min(self.robots_lock, settings.download_timeout)
         # When the run's deadline is due on this worker's clock (trio time), learnt when
         # it registers: a round then, so that the stop is not left to the next heartbeat.
         self._deadline_at: float | None = None
@@ -119,28 +129,64 @@ class SharedCrawl:
         """``fetch`` for robots.txt, fetched once for the whole crawl: a worker first
         looks for the file in the crawl's keys, and stores what it fetched for the others,
         so that a site sees one robots.txt request however many workers crawl it.
-        Failures (429, 5xx, network errors) are not stored: each worker waits out its own
-        and asks again. Without Redis the worker fetches the file itself."""
+        A short lock (see ROBOTS_CLAIM) makes one worker the fetcher when several need
+        the file at once; the others wait for its answer. Failures (429, 5xx, network
+        errors) are not stored: each worker waits out its own and asks again. Without
+        Redis the worker fetches the file itself, and so it does when the lock's holder
+        seems gone."""
 
         async def fetch_shared(url: str) -> tuple[int, bytes]:
-            key = f"{self.keys.prefix}robots:{url}"
-            stored = await self._robots_call("GET", key)
-            if isinstance(stored, bytes):
-                code, _, text = stored.partition(b"\n")
-                if code.isdigit():
-                    return int(code), text
-            status, body = await fetch(url)
-            if status < 500 and status != 429:
-                record = b"%d\n" % status + body
-                await self._robots_call("SET", key, record, "EX", _ROBOTS_TTL, "NX")
+            keys: list[Arg] = [
+                f"{self.keys.prefix}robots:{url}",
+                f"{self.keys.prefix}robots-lock:{url}",
+            ]
+            token = secrets.token_hex(8)
+            stored = await self._robots_claim(url, keys, token)
+            if stored is not None:
+                return stored
+            try:
+                status, body = await fetch(url)
+            except Exception:
+                await self._robots_call(ROBOTS_DONE.command(keys, [token, "", 0]))
+                raise
+            record = b"%d\n" % status + body if status < 500 and status != 429 else b""
+            await self._robots_call(ROBOTS_DONE.command(keys, [token, record, _ROBOTS_TTL]))
             return status, body
 
         return fetch_shared
 
-    async def _robots_call(self, *args: Arg) -> Any:
+    async def _robots_claim(
+        self, url: str, keys: list[Arg], token: str
+    ) -> tuple[int, bytes] | None:
+        """The stored answer; None when this worker is to fetch the file: it took the
+        lock, or Redis cannot say, or the holder took longer than the lock's lifetime."""
+        lock_ms = max(1, int(self.robots_lock * 1000))
+        delay = _ROBOTS_POLL_FIRST
+        # Bounded: the waits add up to more than the lock's lifetime, so a holder that
+        # died has lost the lock (and another worker took it) by the last ask.
+        for ask in range(int(self.robots_lock / _ROBOTS_POLL_MAX) + 16):
+            reply = await self._robots_call(ROBOTS_CLAIM.command(keys, [token, lock_ms]))
+            if not isinstance(reply, list) or reply[0] == 2:
+                return None
+            if reply[0] == 1:
+                code, _, text = bytes(reply[1]).partition(b"\n")
+                if code.isdigit():
+                    return int(code), text
+                return None
+            if ask == 0:
+                log.debug(
+                    "worker %s: waiting for %s, which another worker is fetching",
+                    self.worker,
+                    url,
+                )
+            await trio.sleep(delay)
+            delay = min(_ROBOTS_POLL_MAX, delay * 2)
+        return None
+
+    async def _robots_call(self, command: list[Arg]) -> Any:
         try:
             with trio.fail_after(_CALL_TIMEOUT):
-                return await self.client.execute(*args)
+                return (await self.client.pipeline([command]))[0]
         except (RedisError, trio.TooSlowError) as exc:
             log.info("worker %s: robots.txt not shared (%s)", self.worker, exc or "no reply")
             return None

@@ -1,16 +1,26 @@
-"""max_pages and max_items of a shared crawl count the whole crawl, not each worker."""
+"""Limits and shared work of a shared crawl count the whole crawl, not each worker."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
 
+from crawler import Request
 from crawler.distributed import RedisClient
 from crawler.distributed._admin import crawl_status
 from crawler.engine._stats import Stats
-from tests.distributed.helpers import TwoHostSite, serve_two_hosts
-from tests.distributed.workers import KEYS, collect, page_hits, shared_settings, stream_urls
+from tests.distributed.helpers import TwoHostSite, TwoHostSpider, serve_two_hosts
+from tests.distributed.workers import (
+    KEYS,
+    collect,
+    page_hits,
+    run_worker,
+    shared_settings,
+    stream_urls,
+)
 from tests.redis_server import RedisServer
 
 CONCURRENCY = 4
@@ -177,3 +187,105 @@ async def test_max_seconds_counts_from_the_start_of_the_run_for_every_worker(
                 await _fast_forward(client)
         assert [stats.finish_reason for stats in results] == ["max_seconds"]
         assert sum(page_hits(site).values()) > before
+
+
+class ManyStartsSpider(TwoHostSpider):
+    """TwoHostSpider starting from every URL in its ``start`` option: every worker gets
+    some of them, so several need the same robots.txt at once."""
+
+    def start_requests(self) -> Iterator[Request]:
+        for url in self.settings["start"].split():
+            yield Request(url)
+
+
+class GatedRobotsSite(TwoHostSite):
+    """TwoHostSite whose first host forbids /p/98 in a robots.txt it answers only once
+    ``gate`` is set; ``asked()`` counts the requests for that file."""
+
+    def __init__(self, pages: int) -> None:
+        super().__init__(pages)
+        self.gate = trio.Event()
+        self.asked: Callable[[], None] = lambda: None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] != "/robots.txt":
+            await super().__call__(scope, receive, send)
+            return
+        host, port = scope["server"]
+        url = f"http://{host}:{port}/robots.txt"
+        self.hits[url] += 1
+        if url == f"{self.bases[0]}/robots.txt":
+            self.asked()
+            await self.gate.wait()
+        body = b"User-agent: *\nDisallow: /p/98\n"
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _Waits(logging.Handler):
+    """Calls ``seen`` for each worker's log line saying it waits for another's fetch."""
+
+    def __init__(self, seen: Callable[[], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen = seen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "which another worker is fetching" in record.getMessage():
+            self.seen()
+
+
+async def test_robots_txt_needed_by_several_workers_at_once_is_fetched_once(
+    redis_server: RedisServer,
+) -> None:
+    workers = ("w1", "w2", "w3")
+    site = GatedRobotsSite(100)
+    async with serve_two_hosts(site):
+        # The robots.txt answer is held until every worker needs it: each has either
+        # asked the site for it or said that it waits for another worker's fetch.
+        needing = 0
+
+        def needs() -> None:
+            nonlocal needing
+            needing += 1
+            if needing == len(workers):
+                site.gate.set()
+
+        site.asked = needs
+        handler = _Waits(needs)
+        logger = logging.getLogger("crawler.distributed")
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        starts = " ".join(site.url(i) for i in range(0, 100, 2))  # all on the first host
+        s = shared_settings(
+            site, redis_server.url, concurrency=2, obey_robots=True, options={"start": starts}
+        )
+        try:
+            with trio.fail_after(60):
+                async with trio.open_nursery() as nursery:
+                    for agent in workers:
+                        nursery.start_soon(run_worker, s, agent, ManyStartsSpider)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    assert [site.hits[f"{base}/robots.txt"] for base in site.bases] == [1, 1]
+    # Every worker obeyed the one answer.
+    assert set(page_hits(site)) == site.all_urls() - {site.url(98)}
+    assert all(site.by_agent[agent] for agent in workers)
+
+
+async def test_a_robots_lock_left_by_a_dead_worker_expires_and_another_fetches(
+    redis_server: RedisServer,
+) -> None:
+    async with serve_two_hosts(RobotsSite(20)) as site:
+        robots = f"{site.bases[0]}/robots.txt"
+        async with RedisClient(redis_server.url) as client:
+            # A worker killed while fetching the file: its lock outlives it a little.
+            await client.execute("SET", f"{KEYS.prefix}robots-lock:{robots}", "dead", "PX", 300)
+        s = shared_settings(site, redis_server.url, obey_robots=True)
+        with trio.fail_after(60):
+            await collect([], s, "w1")
+    assert site.hits[robots] == 1
+    assert site.url(7) not in site.hits  # the rules were fetched and obeyed
+    assert sum(page_hits(site).values()) == 20 - 3  # 7, and 15 and 16 it alone links to

@@ -29,10 +29,10 @@ def shared_settings(site: TwoHostSite, url: str, **overrides: Any) -> Settings:
     return settings(site.bases[0], **values)
 
 
-async def run_worker(s: Settings, agent: str) -> Stats:
+async def run_worker(s: Settings, agent: str, spider: type[TwoHostSpider] = TwoHostSpider) -> Stats:
     s = Settings(**{**_fields(s), "user_agent": agent})
     async with Engine(s) as engine:
-        return await engine.crawler(TwoHostSpider, s, pipelines=[]).run()
+        return await engine.crawler(spider, s, pipelines=[]).run()
 
 
 def _fields(s: Settings) -> dict[str, Any]:
