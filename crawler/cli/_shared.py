@@ -28,6 +28,7 @@ def run_shared_tool(args: argparse.Namespace) -> int:
                 path,
                 append=args.append is not None,
                 follow=args.follow,
+                trim=args.trim,
             )
             print(f"{result.written} items exported to {path} ({result.total} bytes)")
     except (RedisError, ValueError, OSError) as exc:

@@ -146,6 +146,11 @@ def _export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--follow", action="store_true", help="keep exporting until no worker is left"
     )
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="delete from the crawl's stream the items FILE holds (one exporter per crawl)",
+    )
 
 
 _OPTIONS = {

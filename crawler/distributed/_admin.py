@@ -7,6 +7,13 @@ file, fsyncs it, then records the new position (the last stream id and the
 file's size) in a small file beside it, replaced atomically. After a crash
 between the two, the next export cuts the file back to the recorded size and
 reads on from the recorded id: every item is in the file once.
+
+``--trim`` deletes from the stream what the file holds, only once the
+position that counts it is on disk: so a crash between the two leaves items
+in the stream that the file holds too, which the next export skips (and
+trims) by its position. Nothing is lost and nothing is written twice. The
+last id trimmed is recorded in the crawl's meta hash: an export whose file has
+not reached it (another file, or ``-O``) would miss items, and refuses to run.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import trio
 from ..pipelines._file import AppendFile
 from ._frontier import CrawlKeys
 from ._redis import RedisClient, RedisError
+from ._scripts import TRIM
 
 __all__ = ["ExportResult", "crawl_status", "export_items", "position_path", "stop_crawl"]
 
@@ -88,7 +96,8 @@ def _format(counts: CrawlCounts) -> str:
         f"pages done:    {stats.get('pages', 0)}",
         f"pending:       {counts.queued}",
         f"in flight:     {counts.leased} (leased)",
-        f"items:         {stats.get('items', 0)} ({counts.stream} in the stream)",
+        f"items:         {stats.get('items', 0)} ({counts.stream} in the stream"
+        + (f", {stats['trimmed']} exported and trimmed)" if stats.get("trimmed") else ")"),
         f"errors:        {stats.get('errors', 0)} (pages failed, callback and pipeline errors)",
         f"refetches:     {stats.get('refetches', 0)} (commits refused after a lease expired; "
         f"{stats.get('reaped', 0)} leases taken back from dead workers)",
@@ -203,44 +212,93 @@ class _Position:
 
 
 def export_items(
-    url: str, spider: str, crawl_id: str, path: Path, *, append: bool, follow: bool
+    url: str,
+    spider: str,
+    crawl_id: str,
+    path: Path,
+    *,
+    append: bool,
+    follow: bool,
+    trim: bool = False,
 ) -> ExportResult:
     """Append the crawl's items not yet in ``path`` to it, as JSON lines (see the module's
     text). ``append`` False (``-O``) starts the file and its position afresh. With
-    ``follow``, keep going until no worker of the crawl is left."""
+    ``follow``, keep going until no worker of the crawl is left; with ``trim``, delete
+    from the stream the items the file holds."""
     keys = CrawlKeys(spider, crawl_id)
     position = _Position(path, keys.items)
     if append:
         position.load()
-    else:
-        position.path.unlink(missing_ok=True)
-    out = AppendFile(path)
-    out.open(_line_end, overwrite=not append, resume_offset=position.offset)
-    try:
-        return trio.run(_export, url, keys, out, position, follow)
-    finally:
-        out.close()
+    return trio.run(_export, url, keys, path, position, append, follow, trim)
 
 
 async def _export(
-    url: str, keys: CrawlKeys, out: AppendFile, position: _Position, follow: bool
+    url: str,
+    keys: CrawlKeys,
+    path: Path,
+    position: _Position,
+    append: bool,
+    follow: bool,
+    trim: bool,
 ) -> ExportResult:
     written = 0
-    async with RedisClient(url, pool_size=1) as client:
-        while True:
-            batch = await client.execute(
-                "XRANGE", keys.items, f"({position.last_id}", "+", "COUNT", _PAGE
-            )
-            assert isinstance(batch, list)
-            if batch:
-                written += _write_batch(out, position, batch)
-                continue
-            if not follow or not await _workers_left(client, keys):
-                return ExportResult(written, out.offset)
-            await client.execute(
-                "XREAD", "BLOCK", _FOLLOW_BLOCK_MS, "COUNT", 1, "STREAMS", keys.items,
-                position.last_id,
-            )  # fmt: skip
+    async with RedisClient(url, pool_size=1, scripts=(TRIM,)) as client:
+        # Before the file is touched: -O on a file whose items were trimmed would lose them.
+        _check_trimmed(await client.execute("HGET", keys.meta, "trimmed"), position)
+        if not append:
+            position.path.unlink(missing_ok=True)
+        out = AppendFile(path)
+        out.open(_line_end, overwrite=not append, resume_offset=position.offset)
+        try:
+            if trim and position.last_id != "0-0":
+                # What the last export wrote, in case it stopped before trimming it.
+                await _trim(client, keys, position.last_id)
+            while True:
+                batch, trimmed = await client.pipeline(
+                    [
+                        ["XRANGE", keys.items, f"({position.last_id}", "+", "COUNT", _PAGE],
+                        ["HGET", keys.meta, "trimmed"],
+                    ]
+                )
+                assert isinstance(batch, list)
+                _check_trimmed(trimmed, position)
+                if batch:
+                    written += _write_batch(out, position, batch)
+                    if trim:
+                        await _trim(client, keys, position.last_id)
+                    continue
+                if not follow or not await _workers_left(client, keys):
+                    return ExportResult(written, out.offset)
+                await client.execute(
+                    "XREAD", "BLOCK", _FOLLOW_BLOCK_MS, "COUNT", 1, "STREAMS", keys.items,
+                    position.last_id,
+                )  # fmt: skip
+        finally:
+            out.close()
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _check_trimmed(trimmed: object, position: _Position) -> None:
+    """Refuse to export past items another export trimmed before this file had them."""
+    if not isinstance(trimmed, bytes):
+        return
+    last = trimmed.decode()
+    if _stream_id(last) > _stream_id(position.last_id):
+        raise RedisError(
+            f"{position.path.with_suffix('')}: the crawl's items up to {last} were trimmed "
+            f"from the stream by `crawl export --trim` to another file, and this file "
+            f"(exported up to {position.last_id}) does not hold them all; export with -o "
+            "to the file that was trimmed from"
+        )
+
+
+async def _trim(client: RedisClient, keys: CrawlKeys, last_id: str) -> None:
+    ms, seq = _stream_id(last_id)
+    await client.run(TRIM, [keys.items, keys.meta, keys.stats], [last_id, f"{ms}-{seq + 1}"])
 
 
 def _write_batch(out: AppendFile, position: _Position, batch: list[Any]) -> int:

@@ -25,7 +25,8 @@ prefix, which Redis Cluster serves because they share that slot.
     wc:WORKER     ids its commits applied since it last saw a reply, so that a
                   commit sent again after a lost reply is known as already applied
     workers       sorted set worker -> time (ms, server clock) its leases expire
-    items         the stream of exported items
+    items         the stream of exported items; ``crawl export --trim`` deletes those
+                  it has written, and records the last one in meta's ``trimmed``
     stats         counters: pages, items, refetches, reaped, w:WORKER:pages ...
     stop          set by ``crawl stop`` (a time), or by the lease script to the limit
                   reached (``max_pages``, ``max_items``, ``max_seconds``)
@@ -41,7 +42,16 @@ from __future__ import annotations
 
 from ._redis import Script
 
-__all__ = ["COMMIT", "LEASE", "PUSH", "RELEASE", "ROBOTS_CLAIM", "ROBOTS_DONE", "SCRIPTS"]
+__all__ = [
+    "COMMIT",
+    "LEASE",
+    "PUSH",
+    "RELEASE",
+    "ROBOTS_CLAIM",
+    "ROBOTS_DONE",
+    "SCRIPTS",
+    "TRIM",
+]
 
 _COMMON = r"""
 local P = ARGV[1]
@@ -358,6 +368,35 @@ end
 return 1
 """,
     "robots_done",
+)
+
+#: KEYS: the crawl's items stream, meta, stats; ARGV: the last id exported (and so
+#: durable in the export file), the id just after it (XTRIM MINID keeps that one on).
+#: Deletes the items up to the last exported, records it in meta's ``trimmed`` (the
+#: highest so recorded: exports that had not reached it would miss items, and refuse
+#: to go on) and counts what went in stats' ``trimmed``. Returns how many went.
+TRIM = Script(
+    r"""
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local n = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
+local old = redis.call('HGET', KEYS[2], 'trimmed')
+local ms, seq = parse(ARGV[1])
+local old_ms, old_seq = -1, -1
+if old then
+  old_ms, old_seq = parse(old)
+end
+if ms > old_ms or (ms == old_ms and seq > old_seq) then
+  redis.call('HSET', KEYS[2], 'trimmed', ARGV[1])
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[3], 'trimmed', n)
+end
+return n
+""",
+    "trim",
 )
 
 SCRIPTS = (PUSH, LEASE, COMMIT, RELEASE, ROBOTS_CLAIM, ROBOTS_DONE)

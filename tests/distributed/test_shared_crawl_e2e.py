@@ -156,3 +156,17 @@ async def test_a_worker_refuses_feeds_and_an_unreachable_redis(tmp_path: Path) -
     assert "redis://127.0.0.1:1/0: cannot connect" in message
     assert "s3cret" not in message
     assert "Traceback" not in message
+
+
+async def test_export_trim_from_the_command_line(redis_server: RedisServer, tmp_path: Path) -> None:
+    cwd = project(tmp_path)
+    out = cwd / "items.jsonl"
+    async with serve_two_hosts(TwoHostSite(12)) as site:
+        await finish(await start_worker(cwd, site, redis_server.url, "w1"))
+    trim = ("export", redis_server.url, "--spider", "twohosts", "-o", str(out), "--trim")
+    result = await crawl(cwd, *trim)
+    ok(result)
+    assert b"12 items exported" in result.stdout
+    status = (await crawl(cwd, "status", redis_server.url)).stdout.decode()
+    assert "items:         12 (0 in the stream, 12 exported and trimmed)" in status
+    assert sorted(item["url"] for item in read_jsonl(out)) == sorted(site.all_urls())

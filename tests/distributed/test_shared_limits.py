@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from crawler import Request
-from crawler.distributed import RedisClient
-from crawler.distributed._admin import crawl_status
+from crawler.distributed import RedisClient, RedisError
+from crawler.distributed._admin import crawl_status, export_items
 from crawler.engine._stats import Stats
 from tests.distributed.helpers import TwoHostSite, TwoHostSpider, serve_two_hosts
 from tests.distributed.workers import (
@@ -289,3 +293,69 @@ async def test_a_robots_lock_left_by_a_dead_worker_expires_and_another_fetches(
     assert site.hits[robots] == 1
     assert site.url(7) not in site.hits  # the rules were fetched and obeyed
     assert sum(page_hits(site).values()) == 20 - 3  # 7, and 15 and 16 it alone links to
+
+
+def _export(redis: RedisServer, out: Path, *, append: bool = True, trim: bool = True) -> int:
+    result = export_items(
+        redis.url, "twohosts", "default", out, append=append, follow=False, trim=trim
+    )
+    return result.written
+
+
+async def _stream_length(url: str) -> int:
+    async with RedisClient(url) as client:
+        length = await client.execute("XLEN", KEYS.items)
+    assert isinstance(length, int)
+    return length
+
+
+async def test_export_with_trim_shrinks_the_stream_and_keeps_every_item_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "items.jsonl"
+    async with serve_two_hosts(TwoHostSite(40)) as site:
+        with trio.fail_after(60):
+            await collect([], shared_settings(site, redis_server.url, max_pages=15), "w1")
+        assert await trio.to_thread.run_sync(lambda: _export(redis_server, out)) == 15
+        assert await _stream_length(redis_server.url) == 0
+        # More items committed after the trim: the next export writes just those.
+        with trio.fail_after(60):
+            await collect([], shared_settings(site, redis_server.url, max_pages=30), "w1")
+        assert await _stream_length(redis_server.url) == 15
+        # An export stopped after its position was on disk, before it trimmed: the next
+        # export with --trim trims it, and writes nothing twice.
+        assert await trio.to_thread.run_sync(lambda: _export(redis_server, out, trim=False)) == 15
+        assert await _stream_length(redis_server.url) == 15
+        assert await trio.to_thread.run_sync(lambda: _export(redis_server, out)) == 0
+        assert await _stream_length(redis_server.url) == 0
+        with trio.fail_after(60):
+            await collect([], shared_settings(site, redis_server.url), "w1")
+        assert await trio.to_thread.run_sync(lambda: _export(redis_server, out)) == 10
+    urls = [json.loads(line)["url"] for line in out.read_text().splitlines()]
+    assert sorted(urls) == sorted(site.all_urls())  # each once
+    assert await _stream_length(redis_server.url) == 0
+    status = await trio.to_thread.run_sync(crawl_status, redis_server.url, None, "default")
+    assert "items:         40 (0 in the stream, 40 exported and trimmed)" in status
+
+
+async def test_an_export_that_would_miss_trimmed_items_refuses_and_keeps_its_file(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    trimmed, other = tmp_path / "trimmed.jsonl", tmp_path / "other.jsonl"
+    async with serve_two_hosts(TwoHostSite(20)) as site:
+        with trio.fail_after(60):
+            await collect([], shared_settings(site, redis_server.url, max_pages=5), "w1")
+        await trio.to_thread.run_sync(lambda: _export(redis_server, other, trim=False))
+        with trio.fail_after(60):
+            await collect([], shared_settings(site, redis_server.url, max_pages=10), "w1")
+        # Trims the 5 items the other file has not exported yet.
+        await trio.to_thread.run_sync(lambda: _export(redis_server, trimmed))
+        with trio.fail_after(60):
+            await collect([], shared_settings(site, redis_server.url), "w1")
+    kept = other.read_bytes()
+    for out, append in ((other, True), (other, False), (tmp_path / "new.jsonl", False)):
+        with pytest.raises(RedisError, match="were trimmed from the stream by `crawl export"):
+            await trio.to_thread.run_sync(partial(_export, redis_server, out, append=append))
+    assert other.read_bytes() == kept  # -O refused before it emptied the file
+    # The file trimmed from goes on.
+    assert await trio.to_thread.run_sync(lambda: _export(redis_server, trimmed)) == 10
