@@ -656,6 +656,7 @@ class Crawler:
             bool(self.middlewares)
             or self.signals.connected("response_received")
             or log.isEnabledFor(logging.DEBUG)
+            or self.signals.connected("request_dropped")
         )
 
     def _outcome_handler(self) -> Callable[[Request, Any], Awaitable[bool]]:
@@ -663,6 +664,7 @@ class Crawler:
         replacement request, a drop, or a response handled as the plain loop does
         (after its DEBUG line and response_received, when asked for)."""
         received = self.signals.connected("response_received")
+        robots_dropped = self.signals.connected("request_dropped")
         debug = log.isEnabledFor(logging.DEBUG)
         handle = self.policy.handle
 
@@ -681,6 +683,10 @@ class Crawler:
                     await self.signals.send(
                         "response_received", response=outcome, request=request, spider=self.spider
                     )
+            elif robots_dropped and outcome is Skipped.DISALLOWED:
+                await self.signals.send(
+                    "request_dropped", request=request, reason="robots", spider=self.spider
+                )
             return await handle(request, outcome)
 
         return handle_outcome
@@ -758,6 +764,10 @@ class Crawler:
             self._schedule = self._enqueue_signalled
             self.callbacks._enqueue = self._enqueue_signalled
             self.policy._enqueue = self._enqueue_signalled
+        if signals.connected("request_dropped"):
+            # Links seen before are then built into Requests and dropped by the scheduler,
+            # each with its signal, instead of being skipped unseen by follow_all().
+            self.fetcher._unseen = self.policy._unseen = self.middlewares._unseen = _keep_all
         if signals.connected("item_scraped") or item_log.isEnabledFor(logging.DEBUG):
             self.callbacks._item = self._item_extended
         if signals.connected("item_dropped"):
@@ -895,3 +905,8 @@ def _log_crawled(request: Request, response: HTTPResponse) -> None:
     referer = next((v for k, v in headers.items() if k.lower() == "referer"), None)
     log.debug("Crawled (%d) <%s %s> (referer: %s)", status, request.method, request.url, referer)
     _PAGE.set(f"{status} {request.url}")
+
+
+def _keep_all(urls: list[str]) -> list[str]:
+    """The link prefilter of a crawl whose request_dropped handlers see every duplicate."""
+    return urls

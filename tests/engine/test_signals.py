@@ -48,8 +48,7 @@ class Pages(Spider):
         yield {"path": response.url.path}
         yield from response.follow_all(callback=self.parse)
         if response.url.path == "/":
-            # follow_all skips links queued before without making a Request; this one
-            # the scheduler drops as a duplicate.
+            # Dropped by the scheduler as a duplicate, like the links to /a.
             yield Request(self.settings["base"] + "/a", callback=self.parse)
 
 
@@ -128,7 +127,10 @@ async def test_signals_fire_with_their_arguments_and_counts() -> None:
     assert scheduled == ["/", "/a", "/b", "/c"]
     assert all(args["spider"] is crawler.spider for args in _of("request_scheduled"))
     dropped = [(a["request"].url.removeprefix(base), a["reason"]) for a in _of("request_dropped")]
-    assert dropped == [("/a", "duplicate")]
+    # As a link of / (follow_all builds its Request once a handler listens) and as a
+    # yielded request: each is dropped by the scheduler as a duplicate of the start one.
+    assert dropped == [("/a", "duplicate")] * 2
+    assert crawler.stats.dropped["duplicate"] == 2
     received = _of("response_received")
     assert len(received) == 4
     assert {a["response"].status_code for a in received} == {200}
@@ -246,3 +248,46 @@ async def test_nothing_connected_leaves_the_direct_paths() -> None:
     assert crawler.scheduler.on_idle is None
     assert crawler.pipelines.on_drop is None and crawler.pipelines.on_error is None
     assert not crawler._extended()
+
+
+async def robots_site(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """robots.txt disallows /private; ``/`` links to /open and /private."""
+    path = scope["path"]
+    if path == "/robots.txt":
+        body, kind = b"User-agent: *\nDisallow: /private\n", b"text/plain"
+    elif path == "/":
+        body, kind = b'<a href="/open">o</a><a href="/private">p</a>', b"text/html"
+    else:
+        body, kind = f"<title>{path}</title>".encode(), b"text/html"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", kind), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Followers(Spider):
+    name = "followers"
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.settings["base"] + "/", callback=self.parse)
+
+    def parse(self, response: Response) -> Iterator[Any]:
+        yield {"path": response.url.path}
+        yield from response.follow_all(callback=self.parse)
+
+
+async def test_a_request_robots_txt_forbids_is_dropped_with_the_reason_robots() -> None:
+    Recorder.seen = []
+    async with serve_asgi(robots_site) as base:
+        crawler, items = await _run(
+            Followers,
+            settings(base, extensions=(f"{HERE}:Recorder",), obey_robots=True, concurrency=1),
+        )
+    assert sorted(item["path"] for item in items) == ["/", "/open"]
+    dropped = [(a["request"].url.removeprefix(base), a["reason"]) for a in _of("request_dropped")]
+    assert dropped == [("/private", "robots")]
+    assert crawler.stats.dropped["robots"] == 1
