@@ -226,6 +226,17 @@ class CrawlSpider(Spider):
         kwargs = {**rule.cb_kwargs, **cb_kwargs} if rule.cb_kwargs else cb_kwargs
         return self._rules_output(response, rule.callback, kwargs, follow=rule.follow)
 
+    def _callback_names(self, called: list[str]) -> list[str]:
+        """``called`` as a user reads it: the rules' callbacks in place of the one method
+        every rule's request goes through (for the crawl's no-items warning)."""
+        names = [name for name in called if name != _RULE_CALLBACK]
+        if len(names) != len(called):
+            for rule in self._bound_rules:
+                name = getattr(rule.callback, "__name__", None)
+                if name is not None and name not in names:
+                    names.append(name)
+        return names
+
     def _rule_failure(self, request: Request, failure: Exception) -> AsyncIterator[Any]:
         """The errback of requests whose rule has one."""
         errback = self._rule_of(request.meta, request.url).errback

@@ -541,6 +541,9 @@ class Crawler:
         if pipelines.errors:  # items came, and failed: logged where they failed
             return
         names = self.callbacks.names()
+        describe = getattr(self.spider, "_callback_names", None)  # a CrawlSpider's rules
+        if describe is not None:
+            names = describe(names)
         log.warning(
             "spider %s: %d pages reached callback%s %s, which yielded no items; check that "
             "their selectors match the pages (crawl parse URL --spider %s shows what a "

@@ -303,3 +303,24 @@ class _ByFunction(CrawlSpider):
 async def test_functions_of_the_class_body_are_bound_to_the_spider() -> None:
     _, items, _ = await _crawl(_ByFunction)
     assert [(i["path"], i["spider"]) for i in items] == [(f"/books/{BOOKS[0].path}", "byfunction")]
+
+
+class _Empty(_Books):
+    name = "empty_books"
+
+    def parse_book(self, response: Response) -> None:
+        return None  # a selector that matched nothing, say
+
+
+async def test_the_no_items_warning_names_the_rules_callbacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    site = _Recording()
+    async with serve_asgi(site) as url:
+        _, items, crawler = await helpers.run_crawler(_Empty, helpers.settings(url))
+    assert items == []
+    with caplog.at_level("WARNING", "crawler.engine"):
+        crawler.warn_if_no_items()
+    [warning] = [r.getMessage() for r in caplog.records if "yielded no items" in r.getMessage()]
+    assert "callbacks parse, parse_book, which" in warning
+    assert "_rule_response" not in warning
