@@ -20,6 +20,7 @@ from ._redis import RedisConnectionError as RedisConnectionError
 from ._redis import RedisError as RedisError
 from ._redis import RedisTarget as RedisTarget
 from ._redis import Script as Script
+from ._redis import Subscription as Subscription
 from ._shared import SharedCrawl as SharedCrawl
 from ._shared import SharedCrawlError as SharedCrawlError
 
@@ -36,4 +37,5 @@ __all__ = [
     "SharedCrawl",
     "SharedCrawlError",
     "SharedPoliteness",
+    "Subscription",
 ]

@@ -158,7 +158,10 @@ def stop_crawl(url: str, spider: str, crawl_id: str) -> str:
     async def main() -> str:
         keys = CrawlKeys(spider, crawl_id)
         async with RedisClient(url, pool_size=1) as client:
-            await client.execute("SET", keys.stop, repr(time.time()))
+            # Busy workers see the flag at their next round; waiting ones are woken.
+            await client.pipeline(
+                [["SET", keys.stop, repr(time.time())], ["PUBLISH", keys.wake, ""]]
+            )
             counts = await _counts(client, keys)
         return (
             f"stop requested for spider {spider}, crawl id {crawl_id}: "

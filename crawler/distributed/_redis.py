@@ -1,4 +1,4 @@
-"""A small Redis client on trio: pipelined commands and Lua scripts, nothing else.
+"""A small Redis client on trio: pipelined commands, Lua scripts and subscriptions.
 
 A shared crawl talks to Redis on every batch of pages, so the per-call cost
 matters. Measured on loopback, one GET took about 50 µs over a trio socket
@@ -6,9 +6,10 @@ with hiredis parsing the replies, against 600-850 µs through a general
 anyio-based client under trio. The crawl needs only three things from Redis,
 which is what this module offers: a batch of commands sent in one write
 (``pipeline``), Lua scripts run by SHA with a fallback to loading them
-(``Script``), and a clear error naming the server and the command when
-something fails. Replies are parsed by hiredis, the C parser Redis itself
-ships.
+(``Script``), messages published on a few channels (``Subscription``, so
+that a waiting worker is woken rather than polling), and a clear error naming
+the server and the command when something fails. Replies are parsed by
+hiredis, the C parser Redis itself ships.
 
 Cancellation: a call cancelled after its request was written may still run on
 the server, and its reply would be read by the next call. So a connection
@@ -19,9 +20,10 @@ leave a half-known state (leases, commits) shield their calls.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
@@ -36,13 +38,18 @@ __all__ = [
     "RedisError",
     "RedisTarget",
     "Script",
+    "Subscription",
 ]
+
+log = logging.getLogger("crawler.distributed")
 
 Arg = bytes | str | int | float
 Reply = object
 
 _READ_SIZE = 65536
 _DEFAULT_POOL = 4
+_RESUBSCRIBE_FIRST = 0.1  # a lost subscription is made again after this, doubling up to
+_RESUBSCRIBE_MAX = 5.0
 
 
 class RedisError(Exception):
@@ -142,6 +149,28 @@ class _Connection:
             replies = [await self._read_reply() for _ in commands]
             done = True
             return replies
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise RedisConnectionError(f"{self._target}: connection lost ({exc})") from None
+        except hiredis.ProtocolError as exc:
+            raise RedisConnectionError(f"{self._target}: not a Redis reply ({exc})") from None
+        finally:
+            if not done:
+                self.broken = True
+
+    async def send_all(self, payload: bytes) -> None:
+        try:
+            await self._stream.send_all(payload)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.broken = True
+            raise RedisConnectionError(f"{self._target}: connection lost ({exc})") from None
+
+    async def receive(self) -> Reply:
+        """The next message the server pushes (on a subscribed connection)."""
+        done = False
+        try:
+            reply = await self._read_reply()
+            done = True
+            return reply
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise RedisConnectionError(f"{self._target}: connection lost ({exc})") from None
         except hiredis.ProtocolError as exc:
@@ -284,11 +313,13 @@ class RedisClient:
                     self._idle.append(connection)
             return replies
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, *, scripts: bool = True) -> _Connection:
         target = self.target
         try:
             with trio.fail_after(self._connect_timeout):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+                socket_stream = await trio.open_tcp_stream(target.host, target.port)
+                _refuse_self_connection(socket_stream, target)
+                stream: trio.abc.Stream = socket_stream
                 if target.tls:
                     context = ssl.create_default_context()
                     stream = trio.SSLStream(stream, context, server_hostname=target.host)
@@ -299,6 +330,9 @@ class RedisClient:
             ) from None
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
             raise RedisConnectionError(f"{target}: cannot connect ({exc})") from None
+        except RedisConnectionError:
+            await socket_stream.aclose()
+            raise
         connection = _Connection(stream, target)
         hello: list[list[Arg]] = []
         if target.password is not None:
@@ -308,7 +342,8 @@ class RedisClient:
             hello.append(auth)
         if target.db:
             hello.append(["SELECT", target.db])
-        hello.extend(["SCRIPT", "LOAD", s.source] for s in self._scripts.values())
+        if scripts:
+            hello.extend(["SCRIPT", "LOAD", s.source] for s in self._scripts.values())
         if hello:
             try:
                 replies = await connection.call(hello)
@@ -321,6 +356,102 @@ class RedisClient:
                     await connection.aclose()
                     raise RedisConnectionError(f"{target}: {command[0]!s} refused: {reply}")
         return connection
+
+
+class Subscription:
+    """Messages published on ``channels``, each passed to ``on_message(channel, data)``.
+
+    A subscribed connection carries nothing but messages, so it is one of its own,
+    outside the client's pool, and it is closed (never reused) when ``run`` ends,
+    cancelled or not. Messages are hints, not a log: one published while the
+    connection was down is lost. So ``ready`` says whether messages come now (a
+    waiter that sees it false polls instead), and ``on_ready`` is called each time
+    the subscription is made, for the owner to look again at what it may have
+    missed meanwhile.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        channels: Sequence[str],
+        on_message: Callable[[bytes, bytes], None],
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = client
+        self.channels = list(channels)
+        self._on_message = on_message
+        self._on_ready = on_ready
+        self.ready = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Stay subscribed until cancelled, subscribing again after a loss.
+
+        ``started`` once the first attempt succeeded or failed: from then on,
+        when ``ready``, every message published reaches ``on_message``."""
+        backoff = _RESUBSCRIBE_FIRST
+        started = False
+        failed = False
+        while True:
+            try:
+                connection = await self._client._connect(scripts=False)
+                try:
+                    await self._subscribe(connection)
+                    self.ready = True
+                    backoff = _RESUBSCRIBE_FIRST
+                    if failed:
+                        failed = False
+                        log.info("%s: subscribed again to %s", self._client.target, self.channels)
+                    if self._on_ready is not None:
+                        self._on_ready()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await self._listen(connection)
+                finally:
+                    self.ready = False
+                    await connection.aclose()
+            except RedisError as exc:
+                if not failed:
+                    failed = True
+                    log.info(
+                        "%s: no subscription to %s (%s); polling until there is one",
+                        self._client.target,
+                        self.channels,
+                        exc,
+                    )
+            if not started:
+                started = True
+                task_status.started()
+            await trio.sleep(backoff)
+            backoff = min(_RESUBSCRIBE_MAX, backoff * 2)
+
+    async def _subscribe(self, connection: _Connection) -> None:
+        await connection.send_all(encode_command(["SUBSCRIBE", *self.channels]))
+        for channel in self.channels:
+            reply = await connection.receive()
+            if not (
+                isinstance(reply, list)
+                and len(reply) == 3
+                and reply[:2] == [b"subscribe", channel.encode()]
+            ):
+                raise RedisCommandError(f"{self._client.target}: SUBSCRIBE refused: {reply!r}")
+
+    async def _listen(self, connection: _Connection) -> None:
+        while True:
+            reply = await connection.receive()
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                channel, data = reply[1], reply[2]
+                if isinstance(channel, bytes) and isinstance(data, bytes):
+                    self._on_message(channel, data)
+
+
+def _refuse_self_connection(stream: trio.SocketStream, target: RedisTarget) -> None:
+    """A TCP connection to a loopback port nobody listens on can connect to itself
+    (the kernel picks that very port as its source); it would then hold the port
+    against the server coming back, and read its own commands as replies."""
+    sock = stream.socket
+    if sock.getsockname() == sock.getpeername():
+        raise RedisConnectionError(f"{target}: cannot connect (connected to itself: no server)")
 
 
 def _is_noscript(reply: Reply) -> bool:

@@ -32,10 +32,22 @@ prefix, which Redis Cluster serves because they share that slot.
                   reached (``max_pages``, ``max_items``, ``max_seconds``)
     deadline      when the run's max_seconds is over (ms, server clock): set by the
                   worker that starts the run, the first to join with no live worker
+    waiting       set by a lease call that found nothing for a worker whose buffer is
+                  empty; the first lease (or release) call after which requests wait,
+                  no lease is held (the end) or the crawl is stopped deletes it and
+                  publishes on ``wake``
+    wake          (a pub/sub channel) "look again": starving workers listen to it
+                  rather than polling
 
 A lease lasts as long as its worker's heartbeat: one ``ZADD`` renews them all.
 Any worker's lease call first reaps workers whose heartbeat is over, putting
 their leased requests back in their queues.
+
+Waking is for the workers that wait, and only for them: a script publishes on
+``wake`` only when ``waiting`` is set and a starving worker has something to do
+(requests waiting, the crawl over or stopped). Commits and pushes are always
+followed by a lease call in the same round, which decides after taking its own
+share: requests its caller leased at once wake nobody.
 """
 
 from __future__ import annotations
@@ -106,6 +118,12 @@ local function counts()
     redis.call('GET', P .. 'stop') or '',
   }
 end
+-- A starving worker marked the crawl as waited on: tell it once it has something to do.
+local function wake(queued, leased, stop)
+  if (queued > 0 or leased == 0 or stop ~= '') and redis.call('DEL', P .. 'waiting') == 1 then
+    redis.call('PUBLISH', P .. 'wake', '')
+  end
+end
 """
 
 #: ARGV: prefix, then (fingerprint, stored request) pairs; an empty fingerprint is
@@ -123,8 +141,10 @@ return n
 )
 
 #: ARGV: prefix, worker, ttl (ms), how many to lease, register ("1": a worker
-#: starting, or coming back after it was reaped), per-host cap, and the crawl's
-#: max_pages, max_items and max_seconds (in ms) (0: none).
+#: starting, or coming back after it was reaped), per-host cap, the crawl's
+#: max_pages, max_items and max_seconds (in ms) (0: none), and starving ("1": the
+#: worker's buffer is empty; if nothing is leased, ``waiting`` is set so that it is
+#: woken).
 #: Reaps dead workers, renews the caller's heartbeat (and so all its leases),
 #: then leases up to N requests round-robin over the hosts, an even share of N
 #: from each per pass, and at most the cap from any one host per call.
@@ -186,9 +206,10 @@ if max_pages > 0 or max_items > 0 then
     n = math.max(0, math.min(n, budget))
   end
 end
+local stopped = redis.call('EXISTS', P .. 'stop') == 1
 local out = {1, 0, 0, 0}
 local got = 0
-if n > 0 and redis.call('EXISTS', P .. 'stop') == 0 then
+if n > 0 and not stopped then
   local ring = P .. 'ring'
   local hosts = redis.call('LLEN', ring)
   -- an even share from each host, so that the batch spreads over hosts; hosts with
@@ -231,6 +252,10 @@ local c = counts()
 out[2], out[3], out[4] = c[1], c[2], c[3]
 if budget and budget - got <= 0 then
   out[2] = 0
+end
+wake(out[2], c[2], c[3])
+if ARGV[10] == '1' and got == 0 and not stopped then
+  redis.call('SET', P .. 'waiting', '1')
 end
 return out
 """,
@@ -330,6 +355,10 @@ end
 if mode == 'leave' then
   redis.call('DEL', P .. 'wl:' .. me, P .. 'wc:' .. me)
   redis.call('ZREM', P .. 'workers', me)
+end
+if n > 0 or mode == 'leave' then
+  local c = counts()
+  wake(c[1], c[2], c[3])
 end
 return n
 """,

@@ -7,6 +7,14 @@ heartbeat (and with it all its leases) and takes more requests when the local
 buffer runs low. Rounds happen when there is something to send, when the
 buffer runs low, and at least every third of the lease time as a heartbeat.
 
+A worker with nothing to do while others hold leases (starving) does not poll:
+its lease call marks the crawl as waited on, and the next script that gives it
+something to do (requests queued into an empty crawl, the last lease done)
+publishes on the crawl's ``wake`` channel, which a connection of its own listens
+to. A notification lost (Redis restarted, the listening connection down) costs a
+delay, never a hang: the worker still looks every ``_SLOW_POLL`` seconds, and
+polls as before while it has no subscription.
+
 Losing Redis pauses the worker's traffic with Redis, not its work: pages
 already leased are fetched and their outcomes kept, and the task retries with
 a growing backoff. If the outage outlasted the lease time, Redis (on its
@@ -29,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._frontier import CrawlKeys, RedisFrontier
-from ._redis import Arg, RedisClient, RedisConnectionError, RedisError
+from ._redis import Arg, RedisClient, RedisConnectionError, RedisError, Subscription
 from ._scripts import COMMIT, LEASE, PUSH, RELEASE, ROBOTS_CLAIM, ROBOTS_DONE, SCRIPTS
 
 if TYPE_CHECKING:
@@ -44,8 +52,9 @@ _BACKOFF_MAX = 5.0
 _CALL_TIMEOUT = 10.0
 _GATHER = 0.005  # a round waits this long for more pages to finish, to batch their commits
 _MAX_BATCH = 512
-_POLL_FIRST = 0.01  # a starving worker asks again after this, doubling up to
-_POLL_MAX = 0.1
+_POLL_FIRST = 0.01  # without a subscription, a starving worker asks again after this,
+_POLL_MAX = 0.1  # doubling up to this
+_SLOW_POLL = 1.0  # with one, it still looks this often, in case a notification was lost
 # How long a robots.txt stored for the crawl is trusted: a day, as RobotsCache does.
 _ROBOTS_TTL = 86_400
 # A worker waiting for a robots.txt that another one fetches asks again after this,
@@ -91,6 +100,9 @@ class SharedCrawl:
         self.frontier.nudge = self._nudge
         self.client = RedisClient(self.url, scripts=SCRIPTS, pool_size=2)
         self._wake = trio.Event()
+        self.subscription = Subscription(
+            self.client, [self.keys.wake], self._notified, on_ready=self._nudge
+        )
         self._register = True
         self._resync = False
         self._resent: set[bytes] = set()  # pages whose commit is sent again
@@ -124,6 +136,11 @@ class SharedCrawl:
 
     def _nudge(self) -> None:
         self._wake.set()
+
+    def _notified(self, _channel: bytes, _data: bytes) -> None:
+        # Every worker listening hears it; only a starving one has a use for a round.
+        if not self.frontier.buffered:
+            self._wake.set()
 
     def robots_fetch(self, fetch: RobotsFetch) -> RobotsFetch:
         """``fetch`` for robots.txt, fetched once for the whole crawl: a worker first
@@ -216,7 +233,14 @@ class SharedCrawl:
         )
 
     async def run(self) -> None:
-        """Sync with Redis until cancelled (the crawler cancels it once its workers end)."""
+        """Sync with Redis until cancelled (the crawler cancels it once its workers end),
+        listening for the crawl's wake-ups meanwhile."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.subscription.run)
+            await self._sync()
+            nursery.cancel_scope.cancel()
+
+    async def _sync(self) -> None:
         outage_since: float | None = None
         backoff = _BACKOFF_FIRST
         while True:
@@ -274,10 +298,14 @@ class SharedCrawl:
                 return
             timeout = min(timeout, self._deadline_at - now)
         if frontier.buffered == 0 and not frontier.finished:
-            # Starving: look again soon, as others' commits queue new requests; less
-            # often the longer nothing comes, so an idle worker costs Redis little.
-            timeout = min(timeout, self._poll)
-            self._poll = min(_POLL_MAX, self._poll * 2)
+            if self.subscription.ready:
+                # Starving, woken by a notification when there is something to lease.
+                timeout = min(timeout, _SLOW_POLL)
+            else:
+                # Starving and deaf: look again soon, as others' commits queue new
+                # requests; less often the longer nothing comes.
+                timeout = min(timeout, self._poll)
+                self._poll = min(_POLL_MAX, self._poll * 2)
         with trio.move_on_after(max(0.0, timeout)):
             await self._wake.wait()
         self._wake = trio.Event()
@@ -356,6 +384,7 @@ class SharedCrawl:
                     self.max_pages,
                     self.max_items,
                     int(self.max_seconds * 1000),
+                    "1" if want and not frontier.buffered else "0",
                 ],
             )
         )

@@ -15,7 +15,9 @@ from crawler.distributed import (
     RedisError,
     RedisTarget,
     Script,
+    Subscription,
 )
+from crawler.distributed._redis import _refuse_self_connection
 from tests.redis_server import RedisServer, free_port, run_redis
 from tests.servers import serve_tcp
 
@@ -80,6 +82,44 @@ async def test_a_cancelled_call_does_not_leave_its_reply_for_the_next_one(
             await client.execute("LPOP", "q")
         # whatever the cancelled call did on the server, this reply is this call's own
         assert await client.execute("ECHO", "mine") == b"mine"
+
+
+async def _subscribers(client: RedisClient, channel: str) -> int:
+    reply = await client.execute("PUBSUB", "NUMSUB", channel)
+    assert isinstance(reply, list)
+    return int(reply[1])
+
+
+async def test_a_subscription_hears_every_message_and_subscribes_again_after_a_loss(
+    redis_server: RedisServer,
+) -> None:
+    heard, messages = trio.open_memory_channel[tuple[bytes, bytes]](10)
+    ready = trio.Event()
+
+    def on_ready() -> None:
+        ready.set()
+
+    async with RedisClient(redis_server.url) as client:
+        subscription = Subscription(client, ["a", "b"], lambda *m: heard.send_nowait(m), on_ready)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(subscription.run)
+                assert subscription.ready and ready.is_set()
+                await client.execute("PUBLISH", "b", "hello")
+                assert await messages.receive() == (b"b", b"hello")
+                # The server drops the subscribed connection: it is made again, said so.
+                ready = trio.Event()
+                assert await client.execute("CLIENT", "KILL", "TYPE", "pubsub") == 1
+                await ready.wait()
+                assert await client.execute("PUBLISH", "a", "again") == 1
+                assert await messages.receive() == (b"a", b"again")
+                nursery.cancel_scope.cancel()
+        assert not subscription.ready
+        # Cancelled, its connection is closed: no subscriber is left.
+        for _ in range(50):  # bounded: the server sees the close within a few calls
+            if await _subscribers(client, "a") == 0:
+                break
+        assert await _subscribers(client, "a") == 0
 
 
 async def test_no_server_is_a_clear_connection_error() -> None:
@@ -157,3 +197,17 @@ async def test_a_connection_that_breaks_while_logging_in_is_closed() -> None:
                 await client.execute("PING")
         await client.aclose()
     gc.collect()
+
+
+async def test_a_connection_to_itself_is_refused_not_taken_for_a_server() -> None:
+    # What a reconnecting client can get from a loopback port nobody listens on when
+    # the kernel picks that very port as the source: made here on purpose.
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+    await sock.bind(("127.0.0.1", 0))
+    await sock.connect(sock.getsockname())
+    stream = trio.SocketStream(sock)
+    target = RedisTarget.from_url(f"redis://127.0.0.1:{sock.getsockname()[1]}/0")
+    with pytest.raises(RedisConnectionError, match="connected to itself"):
+        _refuse_self_connection(stream, target)
+    await stream.aclose()
