@@ -4,11 +4,21 @@ Each open connection of any worker is one lease in a sorted set per host,
 ``crawl:{<spider>/<crawl-id>}:host:<host>:conns``, scored by the time (Redis's
 clock, in ms) at which it expires. Taking a permit is one Lua call that drops
 the expired leases, compares the count with the cap the worker passes (its
-own configuration for that host) and adds the lease if there is room; a full
-host is asked again after a short jittered wait, the pool bounding the whole
-wait by its pool timeout. A task of the worker renews every lease it holds
-every TTL/3 in one call, and gives leases back in batches, so the cost is one
-call per connection opened plus one per batch of closes, never per request.
+own configuration for that host) and adds the lease if there is room. A task
+of the worker renews every lease it holds every TTL/3 in one call, and gives
+leases back in batches, so the cost is one call per connection opened plus one
+per batch of closes, never per request.
+
+A full host is not polled. The refused call marks the host as wanted
+(``host:<host>:wanted``), and the call that gives leases of that host back
+clears the mark and publishes the host's name on the crawl's ``freed``
+channel, which every worker listens to on a connection of its own. Within a
+worker, one task per full host asks again, the others queue behind it: one
+freed permit costs one call, not one per waiting task. A lost message (or a
+lease that merely expired) costs a delay: a waiter looks again every
+``_SLOW_POLL`` seconds, and polls as before (2 ms doubling to 100 ms) while
+the worker has no subscription. The pool bounds the whole wait by its pool
+timeout.
 
 A worker that dies keeps its leases until they expire: for at most the TTL,
 the cap counts connections that no longer exist (the safe side: the servers
@@ -27,13 +37,14 @@ import socket
 
 import trio
 
-from ._redis import RedisClient, RedisError, Script
+from ._redis import Arg, RedisClient, RedisError, Script, Subscription
 
-__all__ = ["ACQUIRE", "RENEW", "RedisPermits", "key_prefix", "worker_id"]
+__all__ = ["ACQUIRE", "RELEASE", "RENEW", "RedisPermits", "key_prefix", "worker_id"]
 
 log = logging.getLogger("crawler.distributed")
 
-#: KEYS[1] the host's lease set; ARGV lease id, cap, TTL in ms. 1 if taken, 0 if full.
+#: KEYS[1] the host's lease set, KEYS[2] its wanted mark; ARGV lease id, cap, TTL in ms.
+#: 1 if taken, 0 if full (and the host is then marked wanted, for RELEASE to tell).
 ACQUIRE = Script(
     """
 local t = redis.call('TIME')
@@ -41,6 +52,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ttl)
   return 0
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
@@ -69,8 +81,33 @@ return lost
     "renew_connection_permits",
 )
 
-_FIRST_BACKOFF = 0.002  # seconds; doubled per refusal up to _MAX_BACKOFF
+#: KEYS (lease set, wanted mark) per host; ARGV the channel, then per host: its name,
+#: how many lease ids, the ids. Deletes the leases; publishes the names of the hosts
+#: that were wanted.
+RELEASE = Script(
+    """
+local channel = ARGV[1]
+local a = 2
+for i = 1, #KEYS, 2 do
+  local host, last = ARGV[a], a + 1 + tonumber(ARGV[a + 1])
+  for j = a + 2, last, 500 do
+    redis.call('ZREM', KEYS[i], unpack(ARGV, j, math.min(j + 499, last)))
+  end
+  a = last + 1
+  if redis.call('DEL', KEYS[i + 1]) == 1 then
+    redis.call('PUBLISH', channel, host)
+  end
+end
+return 0
+""",
+    "release_connection_permits",
+)
+
+# Without a subscription, a full host is asked again after this, doubled per refusal
+# up to _MAX_BACKOFF (seconds); with one, after a message, or _SLOW_POLL at most.
+_FIRST_BACKOFF = 0.002
 _MAX_BACKOFF = 0.1
+_SLOW_POLL = 1.0
 
 
 def key_prefix(spider: str, crawl_id: str) -> str:
@@ -86,14 +123,28 @@ def worker_id() -> str:
 class _Lease:
     """A permit: which host set holds it under which id."""
 
-    __slots__ = ("key", "lease")
+    __slots__ = ("host", "key", "lease")
 
-    def __init__(self, key: str, lease: str) -> None:
+    def __init__(self, host: str, key: str, lease: str) -> None:
+        self.host = host
         self.key = key
         self.lease = lease
 
     def __repr__(self) -> str:
         return f"<lease {self.lease} in {self.key}>"
+
+
+class _Waiters:
+    """The tasks of this worker after a permit of one host: ``freed`` counts the
+    messages saying permits of the host were given back; ``line`` lets one of the
+    tasks that were refused ask again at a time."""
+
+    __slots__ = ("freed", "line", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks = 0
+        self.freed = 0
+        self.line = trio.Lock()
 
 
 class RedisPermits:
@@ -127,7 +178,14 @@ class RedisPermits:
         self._to_release: list[_Lease] = []
         self._wake = trio.Event()
         self._unreachable = False
+        self._waiters: dict[str, _Waiters] = {}
+        self._freed = trio.Event()  # set, and replaced, at each message
+        self.channel = f"{prefix}freed"
+        self.subscription = Subscription(
+            client, [self.channel], self._on_freed, on_ready=self._on_subscribed
+        )
         client.register(ACQUIRE)
+        client.register(RELEASE)
         client.register(RENEW)
 
     def __repr__(self) -> str:
@@ -139,31 +197,84 @@ class RedisPermits:
     # -- ConnectionPermits ---------------------------------------------------------
 
     async def acquire(self, host: str, cap: int) -> object:
-        """Take a lease on one of ``host``'s ``cap`` connections, asking again while full.
+        """Take a lease on one of ``host``'s ``cap`` connections, waiting while it is full.
 
         A lease whose call was cut short (cancellation, a lost connection) may
         or may not have been added; it is given back either way, so it never
         outlives its TTL unrenewed and uncounted.
         """
+        waiters = self._waiters.get(host)
+        if waiters is None:
+            waiters = self._waiters[host] = _Waiters()
+        waiters.tasks += 1
+        try:
+            # Read before asking: a message that comes between the refusal and the
+            # wait is not missed.
+            seen = waiters.freed
+            lease, full = await self._try(host, cap)
+            if lease is not None:
+                return lease
+            async with waiters.line:
+                backoff = _FIRST_BACKOFF
+                while True:
+                    backoff = await self._until_freed(waiters, seen, full, backoff)
+                    seen = waiters.freed
+                    lease, full = await self._try(host, cap)
+                    if lease is not None:
+                        return lease
+        finally:
+            waiters.tasks -= 1
+            if not waiters.tasks:
+                del self._waiters[host]
+
+    async def _try(self, host: str, cap: int) -> tuple[_Lease | None, bool]:
+        """One ACQUIRE call: the lease if taken; else whether Redis said "full"."""
         key = self.host_key(host)
-        backoff = _FIRST_BACKOFF
-        while True:
-            self._next_id += 1
-            lease = _Lease(key, f"{self.worker}:{self._next_id}")
-            try:
-                taken = await self._client.run(ACQUIRE, [key], [lease.lease, cap, self._ttl_ms])
-            except BaseException as exc:
-                self._give_back(lease)
-                if not isinstance(exc, RedisError):
-                    raise
-                self._report_unreachable(exc, host)
-            else:
-                self._report_reachable()
-                if taken == 1:
-                    self.held[lease.lease] = lease
-                    return lease
-            await trio.sleep(backoff * self._uniform(0.5, 1.5))
-            backoff = min(_MAX_BACKOFF, backoff * 2)
+        self._next_id += 1
+        lease = _Lease(host, key, f"{self.worker}:{self._next_id}")
+        try:
+            taken = await self._client.run(
+                ACQUIRE, [key, self._wanted_key(host)], [lease.lease, cap, self._ttl_ms]
+            )
+        except BaseException as exc:
+            self._give_back(lease)
+            if not isinstance(exc, RedisError):
+                raise
+            self._report_unreachable(exc, host)
+            return None, False
+        self._report_reachable()
+        if taken == 1:
+            self.held[lease.lease] = lease
+            return lease, False
+        return None, True
+
+    async def _until_freed(self, waiters: _Waiters, seen: int, full: bool, backoff: float) -> float:
+        """Until permits of the host were given back since ``seen`` (or a slow poll's
+        time), when a message will say so; else a backoff (returned, doubled)."""
+        if full and self.subscription.ready:
+            with trio.move_on_after(_SLOW_POLL):
+                while waiters.freed == seen:
+                    await self._freed.wait()
+            return backoff
+        await trio.sleep(backoff * self._uniform(0.5, 1.5))
+        return min(_MAX_BACKOFF, backoff * 2)
+
+    def _on_freed(self, _channel: bytes, data: bytes) -> None:
+        waiters = self._waiters.get(data.decode(errors="replace"))
+        if waiters is not None:
+            waiters.freed += 1
+            self._freed.set()
+            self._freed = trio.Event()
+
+    def _on_subscribed(self) -> None:
+        # Messages may have been missed while there was no subscription: look again.
+        for waiters in self._waiters.values():
+            waiters.freed += 1
+        self._freed.set()
+        self._freed = trio.Event()
+
+    def _wanted_key(self, host: str) -> str:
+        return f"{self._prefix}host:{host}:wanted"
 
     def release(self, permit: object) -> None:
         """Forget the lease now (no more renewals) and delete it in the next batch."""
@@ -174,8 +285,14 @@ class RedisPermits:
     # -- the background task ---------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Renew the held leases every TTL/3 and delete given-back ones as they come."""
-        task_status.started()
+        """Renew the held leases every TTL/3 and delete given-back ones as they come,
+        listening meanwhile for permits the other workers give back."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.subscription.run)
+            task_status.started()
+            await self._maintain()
+
+    async def _maintain(self) -> None:
         period = self.ttl / 3
         renew_at = trio.current_time() + period
         while True:
@@ -200,11 +317,16 @@ class RedisPermits:
         batch, self._to_release = self._to_release, []
         if not batch:
             return
-        per_key: dict[str, list[str]] = {}
+        per_host: dict[str, list[str]] = {}
         for lease in batch:
-            per_key.setdefault(lease.key, []).append(lease.lease)
+            per_host.setdefault(lease.host, []).append(lease.lease)
+        keys: list[Arg] = []
+        args: list[Arg] = [self.channel]
+        for host, ids in per_host.items():
+            keys += (self.host_key(host), self._wanted_key(host))
+            args += (host, len(ids), *ids)
         try:
-            await self._client.pipeline([["ZREM", key, *ids] for key, ids in per_key.items()])
+            await self._client.run(RELEASE, keys, args)
         except BaseException as exc:
             # Cut short (even by cancellation): sent again later, deleting twice is harmless.
             self._to_release.extend(batch)

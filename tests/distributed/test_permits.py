@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from crawler.distributed import RedisClient, RedisDelays, RedisPermits, SharedPoliteness
+from crawler.distributed import RedisClient, RedisDelays, RedisPermits, SharedPoliteness, _permits
 from crawler.http import ConnectionPermits, PoolTimeout, Request, Timeout
 from tests.redis_server import RedisServer, free_port
 from tests.servers import serve_h11
@@ -92,6 +92,56 @@ async def test_concurrent_acquirers_of_two_workers_never_exceed_the_cap(
             await b.aclose()
             assert done == 30 and peak == 3
             assert await client.execute("ZCARD", KEY) == 0
+
+
+async def _acquire_calls(client: RedisClient) -> int:
+    """ACQUIRE calls so far: the only script that runs ZREMRANGEBYSCORE."""
+    info = await client.execute("INFO", "commandstats")
+    assert isinstance(info, bytes)
+    for line in info.decode().splitlines():
+        if line.startswith("cmdstat_zremrangebyscore:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+async def test_a_full_host_waits_for_a_message_not_polling_and_one_task_asks_at_a_time(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The look a waiter takes in case a message was lost, out of the way: only the
+    # message that a permit was given back can let a waiter ask again.
+    monkeypatch.setattr(_permits, "_SLOW_POLL", 600.0)
+    hold = 0.2  # how long each connection is in use: a poller would ask several times
+    got = 0
+
+    async def open_one(permits: RedisPermits) -> None:
+        nonlocal got
+        lease = await permits.acquire("example.com", 1)
+        got += 1
+        await trio.sleep(hold)
+        permits.release(lease)
+
+    with trio.fail_after(GUARD):
+        async with RedisClient(redis_server.url, pool_size=8) as client:
+            a = RedisPermits(client, PREFIX, worker="a")
+            b = RedisPermits(client, PREFIX, worker="b")
+            async with trio.open_nursery() as nursery:
+                await nursery.start(a.run)
+                await nursery.start(b.run)
+                first = await a.acquire("example.com", 1)
+                before = await _acquire_calls(client)
+                async with trio.open_nursery() as users:
+                    for _ in range(3):
+                        users.start_soon(open_one, b)
+                    await trio.sleep(hold)
+                    a.release(first)
+                calls = await _acquire_calls(client) - before
+                nursery.cancel_scope.cancel()
+            await a.aclose()
+            await b.aclose()
+    assert got == 3
+    # 3 refused at first; then per permit given back one call that takes it, and one
+    # refused call of the next task in line (which missed nothing): 3 + 2 + 2 + 1.
+    assert calls <= 10, f"{calls} acquire calls"
 
 
 async def test_renewal_pushes_expiry_out_and_counts_a_lost_lease_again(
