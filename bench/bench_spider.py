@@ -10,6 +10,11 @@ is the engine's own, as it would be for any user spider.
         .venv/bin/crawl bench -s 'spider_modules=["bench"]' -o out.jsonl
 
 Running this file directly does the same without the command line.
+
+``BENCH_HOSTS=N`` (1 to 4) crawls the site on N hosts at once: the benchmark's
+nginx serves the same files on 127.0.0.1 to 127.0.0.4 (same port), so the
+spider starts on each and follows links on all of them; relative links stay
+on their host, absolute ones lead to the first.
 """
 
 from __future__ import annotations
@@ -25,6 +30,20 @@ from crawler import Request, Response, Settings, Spider
 from crawler.engine._engine import run_crawl
 
 START_URL = os.environ.get("BENCH_START_URL", "http://127.0.0.1:8081/index.html")
+HOSTS = int(os.environ.get("BENCH_HOSTS", "1"))
+
+
+def start_urls(first: str, hosts: int) -> list[str]:
+    """``first``, then the same URL on 127.0.0.2 ... 127.0.0.<hosts> (same port)."""
+    if not 1 <= hosts <= 4:
+        raise ValueError(f"BENCH_HOSTS={hosts}: the benchmark site has 1 to 4 hosts")
+    parts = urlsplit(first)
+    port = f":{parts.port}" if parts.port else ""
+    others = [parts._replace(netloc=f"127.0.0.{i}{port}").geturl() for i in range(2, hosts + 1)]
+    return [first, *others]
+
+
+START_URLS = start_urls(START_URL, HOSTS)
 
 
 def _text(node: Any) -> str | None:
@@ -33,15 +52,16 @@ def _text(node: Any) -> str | None:
 
 class BenchSpider(Spider):
     name = "bench"
-    # The netloc (host:port) so that 127.0.0.1:8081 is allowed and the trap
-    # hosts 127.0.0.9/10:8081 and localhost:8081 are not.
-    allowed_domains = [urlsplit(START_URL).netloc]
+    # The netlocs (host:port) so that 127.0.0.1:8081 (and the other hosts crawled)
+    # are allowed and the trap hosts 127.0.0.9/10:8081 and localhost:8081 are not.
+    allowed_domains = [urlsplit(url).netloc for url in START_URLS]
     # One benchmark server of our own on loopback: as many connections to it as
     # requests in flight (Scrapy's peer uses CONCURRENT_REQUESTS_PER_DOMAIN=64).
     custom_settings = {"max_connections_per_host": 64, "download_delay": 0.0}
 
     def start_requests(self) -> Iterator[Request]:
-        yield Request(START_URL, callback=self.parse)
+        for url in START_URLS:
+            yield Request(url, callback=self.parse)
 
     def parse(self, response: Response) -> Iterator[Any]:
         tree = response.tree

@@ -1,6 +1,7 @@
 """Shared-crawl benchmark (not a test): 1, 2, 3... workers on one Redis beside one in-memory crawl.
 
     .venv/bin/python bench/shared_bench.py [--workers 1,2,3] [--timeout 900]
+        [--hosts 1] [--per-host-cap 64] [--concurrency 64] [--max-pages 0]
 
 Crawls the shared benchmark site (``../shared/bench``: nginx on 127.0.0.1:8081,
 started here with its ``serve.sh`` if it is not running, and stopped at the end
@@ -9,6 +10,13 @@ worker processes sharing one crawl through a redis-server of this script's own
 (a free loopback port, no persistence, stopped by its PID at the end). Each
 shared crawl has its own crawl id; its items are then exported with ``crawl
 export`` and checked: every page of the site exactly once.
+
+``--hosts N`` (1 to 4) crawls the site on N hosts at once (nginx serves it on
+127.0.0.1 to 127.0.0.4), with start URLs on each, so that scaling over hosts
+shows: each host has its own per-host cap (``--per-host-cap``, the
+``max_connections_per_host`` of every worker, shared by all of them through
+Redis). ``--max-pages`` stops each crawl after that many pages (a quick
+check that everything runs, on the full site).
 
 Prints, per run: pages, wall seconds, pages/s, the workers' CPU seconds, and for
 shared runs the Redis commands per page (``INFO commandstats``: commands sent by
@@ -37,19 +45,25 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(os.environ.get("BENCH_DIR", ROOT.parent / "shared" / "bench"))
 START_URL = "http://127.0.0.1:8081/index.html"
 CRAWL = str(ROOT / ".venv" / "bin" / "crawl")
-SPIDER_ARGS = [
-    "bench",
-    "-s",
-    'spider_modules=["bench"]',
-    "-s",
-    "concurrency=64",
-    "-s",
-    "max_connections_per_host=64",
-    "-s",
-    "obey_robots=false",
-    "--log-level",
-    "WARNING",
-]
+
+
+def spider_args(concurrency: int, per_host_cap: int, max_pages: int) -> list[str]:
+    """The ``crawl`` arguments of every run, in memory or shared."""
+    settings = {
+        "spider_modules": '["bench"]',
+        "concurrency": concurrency,
+        "max_connections_per_host": per_host_cap,
+        "max_connections": max(concurrency, per_host_cap),
+        "obey_robots": "false",
+        "max_pages": max_pages,
+    }
+    args = ["bench"]
+    for name, value in settings.items():
+        args += ["-s", f"{name}={value}"]
+    return [*args, "--log-level", "WARNING"]
+
+
+SPIDER_ARGS = spider_args(64, 64, 0)
 
 
 def _site_up() -> bool:
@@ -171,11 +185,39 @@ def shared(workers: int, port: int, work: Path, timeout: float) -> dict[str, obj
 
 
 def main() -> None:
+    global SPIDER_ARGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2,3", help="comma-separated worker counts")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
+    parser.add_argument(
+        "--hosts", type=int, default=1, choices=range(1, 5), help="hosts crawled at once (1-4)"
+    )
+    parser.add_argument(
+        "--per-host-cap",
+        type=int,
+        default=64,
+        help="max_connections_per_host: connections to each host, all workers together",
+    )
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight per worker")
+    parser.add_argument("--max-pages", type=int, default=0, help="stop each crawl after this many")
     args = parser.parse_args()
+    if args.per_host_cap < 1 or args.concurrency < 1 or args.max_pages < 0:
+        parser.error("--per-host-cap and --concurrency must be >= 1, --max-pages >= 0")
     counts = [int(n) for n in args.workers.split(",") if n]
+    SPIDER_ARGS = spider_args(args.concurrency, args.per_host_cap, args.max_pages)
+    # The spider reads it in each crawl process: start URLs and allowed hosts.
+    os.environ["BENCH_HOSTS"] = str(args.hosts)
+    print(
+        json.dumps(
+            {
+                "hosts": args.hosts,
+                "per_host_cap": args.per_host_cap,
+                "concurrency": args.concurrency,
+                "max_pages": args.max_pages,
+            }
+        ),
+        flush=True,
+    )
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         raise SystemExit("needs redis-server and redis-cli: apt-get install -y redis-server")
     started_site = False
