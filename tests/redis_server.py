@@ -1,7 +1,8 @@
 """A real Redis for tests: redis-server, run as our own process on a loopback port.
 
 The server runs in the foreground with its own pid file, data directory and
-port, and is stopped by PID. Readiness is read from its log ("Ready to accept
+port, and is stopped by PID. With ``tls`` it serves TLS only, on that port,
+with certificates from a test CA (trustme). Readiness is read from its log ("Ready to accept
 connections"), not guessed with sleeps. Without redis-server installed the
 tests fail (they never skip): ``scripts/test`` installs it when run as root.
 """
@@ -19,9 +20,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 _READY = "Ready to accept connections"
 _START_LINES = 400  # a starting server logs a few dozen lines before it is ready
+
+
+@dataclass
+class TlsFiles:
+    """A test CA and the server certificate it issued (for 127.0.0.1 and localhost)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    ca_obj: trustme.CA
+
+    @classmethod
+    def make(cls, where: Path, *names: str) -> TlsFiles:
+        where.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        issued = ca.issue_cert(*(names or ("127.0.0.1", "localhost")))
+        files = cls(where / "ca.pem", where / "server.pem", where / "server.key", ca)
+        ca.cert_pem.write_to_path(str(files.ca))
+        issued.cert_chain_pems[0].write_to_path(str(files.cert))
+        issued.private_key_pem.write_to_path(str(files.key))
+        return files
+
+    def client_cert(self, where: Path) -> tuple[Path, Path]:
+        """A client certificate this CA signed: (certificate, key) files."""
+        issued = self.ca_obj.issue_cert("test-client@example.org")
+        cert, key = where / "client.pem", where / "client.key"
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        return cert, key
 
 
 @dataclass
@@ -30,10 +61,13 @@ class RedisServer:
     pid: int
     data_dir: Path
     password: str | None = None
+    tls: TlsFiles | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls is not None:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls.ca}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
 
@@ -57,12 +91,21 @@ def free_port() -> int:
 
 @contextmanager
 def run_redis(
-    where: Path, *, port: int | None = None, appendonly: bool = False, password: str | None = None
+    where: Path,
+    *,
+    port: int | None = None,
+    appendonly: bool = False,
+    password: str | None = None,
+    tls: TlsFiles | None = None,
+    client_certs: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[RedisServer]:
     """Start redis-server on a loopback port (free, or ``port`` for a restart); stop it by PID.
 
     ``appendonly`` turns on AOF with fsync on every write, so a restarted
-    server comes back with everything it had acknowledged.
+    server comes back with everything it had acknowledged. With ``tls`` the
+    port serves TLS only (no plain port); ``client_certs`` makes it ask clients
+    for a certificate signed by the same CA. ``extra``: more server options.
     """
     binary = redis_binary()
     port = port or free_port()
@@ -70,7 +113,7 @@ def run_redis(
     args = [
         binary,
         "--bind", "127.0.0.1",
-        "--port", str(port),
+        *(("--port", "0", "--tls-port", str(port)) if tls else ("--port", str(port))),
         "--dir", str(where),
         "--pidfile", str(where / "redis.pid"),
         "--save", "",
@@ -81,13 +124,21 @@ def run_redis(
     ]  # fmt: skip
     if password is not None:
         args += ["--requirepass", password]
+    if tls is not None:
+        args += [
+            "--tls-cert-file", str(tls.cert),
+            "--tls-key-file", str(tls.key),
+            "--tls-ca-cert-file", str(tls.ca),
+            "--tls-auth-clients", "yes" if client_certs else "no",
+        ]  # fmt: skip
+    args += extra
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=where
     )
     try:
         drain = _wait_ready(process, port)
         try:
-            yield RedisServer(port, process.pid, where, password)
+            yield RedisServer(port, process.pid, where, password, tls)
         finally:
             stop(process)
             drain.join(timeout=10)

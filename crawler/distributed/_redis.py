@@ -11,6 +11,15 @@ that a waiting worker is woken rather than polling), and a clear error naming
 the server and the command when something fails. Replies are parsed by
 hiredis, the C parser Redis itself ships.
 
+Redis Cluster: the URL may name any node of a cluster. A command sent to a
+node that does not serve its key's slot is answered ``MOVED slot host:port``;
+the client then remembers which node serves that slot, connects to it and
+sends the command again (``ASK``, during a slot migration, is followed once,
+with ``ASKING``). Every key of a crawl shares one hash tag, so one crawl is
+one slot and the client settles on one node per crawl after its first call.
+Until a redirection shows a cluster, a call costs nothing more than on a
+single server: the slot of a command is computed only once one was seen.
+
 Cancellation: a call cancelled after its request was written may still run on
 the server, and its reply would be read by the next call. So a connection
 whose call was interrupted is closed, never reused; callers that must not
@@ -19,15 +28,19 @@ leave a half-known state (leases, commits) shield their calls.
 
 from __future__ import annotations
 
+import binascii
+import dataclasses
 import hashlib
 import logging
 import os
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from types import TracebackType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+import certifi
 import hiredis
 import trio
 
@@ -39,6 +52,8 @@ __all__ = [
     "RedisTarget",
     "Script",
     "Subscription",
+    "TlsOptions",
+    "key_slot",
 ]
 
 log = logging.getLogger("crawler.distributed")
@@ -50,6 +65,8 @@ _READ_SIZE = 65536
 _DEFAULT_POOL = 4
 _RESUBSCRIBE_FIRST = 0.1  # a lost subscription is made again after this, doubling up to
 _RESUBSCRIBE_MAX = 5.0
+_MAX_REDIRECTS = 5  # MOVED/ASK followed per call; more means the cluster is reconfiguring
+_CLUSTER_SLOTS = 16384
 
 
 class RedisError(Exception):
@@ -64,13 +81,73 @@ class RedisCommandError(RedisError):
     """The server answered a command with an error reply."""
 
 
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """How a ``rediss://`` connection checks the server and shows itself, from the URL's
+    query (the parameter names redis-py users know): ``ssl_ca_certs`` (a PEM file of
+    the CAs to trust) or ``ssl_ca_path`` (a directory of them), ``ssl_cert_reqs``
+    (``required``, the default; ``optional``; ``none`` turns the check off),
+    ``ssl_check_hostname`` (``true`` by default), and ``ssl_certfile`` with
+    ``ssl_keyfile`` for a server that asks for client certificates.
+
+    Without a CA given, the server's certificate is checked against the system's
+    CAs (``SSL_CERT_FILE``/``SSL_CERT_DIR`` replace them, as for OpenSSL) and
+    certifi's bundle.
+    """
+
+    ca_certs: str | None = None
+    ca_path: str | None = None
+    cert_reqs: str = "required"
+    check_hostname: bool = True
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    @classmethod
+    def from_query(cls, query: str, where: str) -> TlsOptions:
+        """The options in ``query``; ``where`` (the URL, redacted) names it in errors."""
+        values: dict[str, str] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if name not in _TLS_PARAMETERS:
+                known = ", ".join(sorted(_TLS_PARAMETERS))
+                raise RedisError(f"{where}: unknown URL parameter {name!r} (known: {known})")
+            if not value:
+                raise RedisError(f"{where}: URL parameter {name} has no value")
+            values[_TLS_PARAMETERS[name]] = value
+        reqs = values.get("cert_reqs", "required").lower()
+        if reqs not in _CERT_REQS:
+            raise RedisError(
+                f"{where}: ssl_cert_reqs={values['cert_reqs']!r}: use required, optional or none"
+            )
+        check = values.pop("check_hostname", "true").lower()
+        if check not in _BOOLEANS:
+            raise RedisError(f"{where}: ssl_check_hostname={check!r}: use true or false")
+        if "keyfile" in values and "certfile" not in values:
+            raise RedisError(f"{where}: ssl_keyfile needs ssl_certfile (the client certificate)")
+        values["cert_reqs"] = reqs
+        return cls(check_hostname=_BOOLEANS[check], **values)
+
+
+_TLS_PARAMETERS = {
+    "ssl_ca_certs": "ca_certs",
+    "ssl_ca_path": "ca_path",
+    "ssl_cert_reqs": "cert_reqs",
+    "ssl_check_hostname": "check_hostname",
+    "ssl_certfile": "certfile",
+    "ssl_keyfile": "keyfile",
+}
+
+
 @dataclass(frozen=True)
 class RedisTarget:
     """Where a Redis server is and how to log in, parsed from a ``redis://`` URL.
 
     The password may come from the URL or, so that it stays out of command
     lines and process listings, from the ``REDIS_PASSWORD`` environment
-    variable.
+    variable. ``rediss://`` is TLS, with its options in the URL's query.
     """
 
     host: str
@@ -78,7 +155,8 @@ class RedisTarget:
     db: int
     tls: bool
     username: str | None
-    password: str | None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    tls_options: TlsOptions = TlsOptions()
 
     @classmethod
     def from_url(cls, url: str) -> RedisTarget:
@@ -91,16 +169,25 @@ class RedisTarget:
             port = parts.port or 6379
         except ValueError as exc:
             raise RedisError(f"{_safe(url)}: bad port or database number ({exc})") from None
+        tls = parts.scheme == "rediss"
+        options = TlsOptions.from_query(parts.query, _safe(url)) if parts.query else TlsOptions()
+        if parts.query and not tls:
+            raise RedisError(f"{_safe(url)}: the ssl_* parameters need a rediss:// URL")
         password = unquote(parts.password) if parts.password else os.environ.get("REDIS_PASSWORD")
         username = unquote(parts.username) if parts.username else None
         return cls(
             host=parts.hostname or "127.0.0.1",
             port=port,
             db=db,
-            tls=parts.scheme == "rediss",
+            tls=tls,
             username=username or None,
             password=password or None,
+            tls_options=options,
         )
+
+    def at(self, host: str, port: int) -> RedisTarget:
+        """The same login and TLS options on another server (a cluster's node)."""
+        return dataclasses.replace(self, host=host, port=port)
 
     def __str__(self) -> str:
         scheme = "rediss" if self.tls else "redis"
@@ -115,6 +202,79 @@ def _safe(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return parts._replace(netloc=f"***@{host}{port}").geturl()
+
+
+def tls_context(options: TlsOptions) -> ssl.SSLContext:
+    """The context for ``options``, built once per process (loading CAs takes milliseconds)
+    and again only if ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` changed."""
+    env = os.environ
+    return _tls_context(options, env.get("SSL_CERT_FILE"), env.get("SSL_CERT_DIR"))
+
+
+@lru_cache(maxsize=8)
+def _tls_context(
+    options: TlsOptions, cert_file: str | None, cert_dir: str | None
+) -> ssl.SSLContext:
+    try:
+        if options.ca_certs or options.ca_path:
+            context = ssl.create_default_context(cafile=options.ca_certs, capath=options.ca_path)
+        else:
+            context = ssl.create_default_context()  # reads SSL_CERT_FILE and SSL_CERT_DIR
+            if not cert_file:
+                context.load_verify_locations(certifi.where())
+        if options.certfile:
+            context.load_cert_chain(options.certfile, options.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        what = _tls_files(options)
+        raise RedisError(f"cannot load the TLS files {what} ({exc})") from None
+    if options.cert_reqs == "none":
+        context.check_hostname = False
+    else:
+        context.check_hostname = options.check_hostname
+    context.verify_mode = _CERT_REQS[options.cert_reqs]
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _tls_files(options: TlsOptions) -> str:
+    given = [
+        f"{name}={getattr(options, field)}"
+        for name, field in _TLS_PARAMETERS.items()
+        if field in ("ca_certs", "ca_path", "certfile", "keyfile") and getattr(options, field)
+    ]
+    return " ".join(given) or "(the system's CAs and certifi's)"
+
+
+def key_slot(key: Arg) -> int:
+    """The Redis Cluster slot of ``key``: CRC16 of its hash tag (``{...}``) if it has one."""
+    data = key if isinstance(key, bytes) else str(key).encode()
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    return binascii.crc_hqx(data, 0) % _CLUSTER_SLOTS
+
+
+# Commands that name no key: sent to the URL's server, whatever the slot map says.
+_KEYLESS = frozenset(
+    b"ASKING AUTH CLIENT CLUSTER COMMAND CONFIG DBSIZE ECHO FLUSHALL FLUSHDB HELLO INFO "
+    b"PING SCAN SCRIPT SELECT TIME".split()
+)
+
+
+def _first_key(command: Sequence[Arg]) -> Arg | None:
+    """The first key ``command`` names (its slot routes it in a cluster), if any."""
+    name = command[0]
+    name = (name if isinstance(name, bytes) else str(name).encode()).upper()
+    if name in (b"EVALSHA", b"EVAL", b"FCALL"):
+        return command[3] if len(command) > 3 and int(command[2]) > 0 else None
+    if name in (b"XREAD", b"XREADGROUP"):
+        words = [a.upper() if isinstance(a, bytes) else str(a).upper().encode() for a in command]
+        return command[words.index(b"STREAMS") + 1] if b"STREAMS" in words else None
+    if name in _KEYLESS or len(command) < 2:
+        return None
+    return command[1]
 
 
 def encode_command(args: Sequence[Arg]) -> bytes:
@@ -150,9 +310,13 @@ class _Connection:
             done = True
             return replies
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise RedisConnectionError(f"{self._target}: connection lost ({exc})") from None
+            raise RedisConnectionError(
+                f"{self._target}: connection lost ({_describe(exc)}){self._plain_hint()}"
+            ) from None
         except hiredis.ProtocolError as exc:
-            raise RedisConnectionError(f"{self._target}: not a Redis reply ({exc})") from None
+            raise RedisConnectionError(
+                f"{self._target}: not a Redis reply ({exc}){self._plain_hint()}"
+            ) from None
         finally:
             if not done:
                 self.broken = True
@@ -179,6 +343,10 @@ class _Connection:
             if not done:
                 self.broken = True
 
+    def _plain_hint(self) -> str:
+        # A TLS port answers plain RESP by closing the connection (or with a TLS alert).
+        return "" if self._target.tls else "; if that port serves TLS, use a rediss:// URL"
+
     async def _read_reply(self) -> Reply:
         while True:
             reply = self._reader.gets()
@@ -186,13 +354,40 @@ class _Connection:
                 return reply
             data = await self._stream.receive_some(_READ_SIZE)
             if not data:
-                raise RedisConnectionError(f"{self._target}: the server closed the connection")
+                raise RedisConnectionError(
+                    f"{self._target}: the server closed the connection{self._plain_hint()}"
+                )
             self._reader.feed(data if isinstance(data, bytes) else bytes(data))
 
     async def aclose(self) -> None:
         self.broken = True
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, from the innermost cause trio wrapped (an SSL error, say)."""
+    cause: BaseException = exc
+    while isinstance(cause, trio.BrokenResourceError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {cause.verify_message or cause.reason}"
+    if isinstance(cause, ssl.SSLError):
+        reason = str(cause.reason or cause)
+        if "CERTIFICATE_REQUIRED" in reason:
+            return f"TLS: {reason}; the server wants a client certificate: ssl_certfile="
+        return f"TLS: {reason}"
+    return str(cause) or type(cause).__name__
+
+
+class _Node:
+    """One server (a cluster has several): where it is, and its idle connections."""
+
+    __slots__ = ("idle", "target")
+
+    def __init__(self, target: RedisTarget) -> None:
+        self.target = target
+        self.idle: list[_Connection] = []
 
 
 class Script:
@@ -208,12 +403,16 @@ class Script:
 
 
 class RedisClient:
-    """A pool of a few connections to one server; open once, share across tasks.
+    """A pool of a few connections to one server, or to the nodes of a cluster that
+    serve the slots it is used with; open once, share across tasks.
 
     ``pipeline`` is the one primitive: the crawl batches everything it sends,
     so a call is a list of commands and the answer is their replies. A reply
     that is an error raises ``RedisCommandError`` naming the command, after
-    the whole batch was read (the connection stays in step).
+    the whole batch was read (the connection stays in step). In a cluster, a
+    batch goes to the node serving the slot of its first key: keep a batch's
+    keys in one slot (a crawl's keys are), or each stray command costs a
+    redirection.
     """
 
     def __init__(
@@ -225,9 +424,18 @@ class RedisClient:
         connect_timeout: float = 10.0,
     ) -> None:
         self.target = RedisTarget.from_url(url)
+        self._tls: ssl.SSLContext | None = None
+        if self.target.tls:
+            try:
+                self._tls = tls_context(self.target.tls_options)
+            except RedisError as exc:
+                raise RedisError(f"{self.target}: {exc}") from None
         self._scripts = {script.sha: script for script in scripts}
         self._connect_timeout = connect_timeout
-        self._idle: list[_Connection] = []
+        self._primary = _Node(self.target)
+        self._nodes = {(self.target.host, self.target.port): self._primary}
+        #: slot -> the node serving it; None until a redirection showed a cluster.
+        self._slot_nodes: dict[int, _Node] | None = None
         self._slots = trio.Semaphore(pool_size)
         self._closed = False
 
@@ -249,9 +457,15 @@ class RedisClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.aclose()
+        for node in self._nodes.values():
+            idle, node.idle = node.idle, []
+            for connection in idle:
+                await connection.aclose()
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the server turned out to be a Redis Cluster (a redirection was seen)."""
+        return self._slot_nodes is not None
 
     async def execute(self, *args: Arg) -> Reply:
         """One command; its reply."""
@@ -274,23 +488,116 @@ class RedisClient:
         Scripts are loaded on every new connection, so ``EVALSHA`` finds them;
         when one is missing anyway (``SCRIPT FLUSH`` on a live connection),
         the scripts are loaded and just the refused commands are sent again.
-        A refused script did nothing, so nothing runs twice, but it then runs
-        after the rest of its batch: keep a script that must run in order in a
-        batch of its own.
+        Commands a cluster node redirects (``MOVED``, ``ASK``) are sent again
+        to the node named. A refused or redirected command did nothing, so
+        nothing runs twice, but it then runs after the rest of its batch: keep
+        a script that must run in order in a batch of its own.
         """
         if self._closed:
             raise RedisError(f"{self.target}: the client is closed")
-        replies = await self._call(commands)
-        missing = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
-        if missing:
-            load: list[list[Arg]] = [["SCRIPT", "LOAD", s.source] for s in self._scripts.values()]
-            again = await self._call([*load, *(commands[i] for i in missing)])
-            for i, reply in zip(missing, again[len(load) :], strict=True):
-                replies[i] = reply
-        for command, reply in zip(commands, replies, strict=True):
-            if isinstance(reply, hiredis.ReplyError):
-                raise RedisCommandError(f"{self.target}: {self._describe(command)} failed: {reply}")
+        node = self._primary if self._slot_nodes is None else self._route(commands)
+        replies = await self._call(commands, node)
+        failed = [i for i, reply in enumerate(replies) if isinstance(reply, hiredis.ReplyError)]
+        if failed:
+            await self._recover(commands, replies, failed)
         return replies
+
+    async def primaries(self) -> list[RedisTarget]:
+        """The servers holding the data: the URL's server, or every primary of a cluster
+        (``CLUSTER SLOTS``). What a ``SCAN`` over all keys must visit."""
+        (reply,) = await self._call([["CLUSTER", "SLOTS"]], self._primary)
+        if isinstance(reply, hiredis.ReplyError) or not isinstance(reply, list):
+            return [self.target]  # "cluster support disabled": one server
+        if self._slot_nodes is None:
+            self._slot_nodes = {}
+        found: dict[tuple[str, int], RedisTarget] = {}
+        for entry in reply:
+            host, port = entry[2][0].decode() or self.target.host, int(entry[2][1])
+            found.setdefault((host, port), self._node(host, port).target)
+        return list(found.values())
+
+    async def execute_on(self, target: RedisTarget, *args: Arg) -> Reply:
+        """One keyless command (``SCAN``, ``INFO``) on ``target``, one of ``primaries()``."""
+        (reply,) = await self._call([args], self._node(target.host, target.port))
+        if isinstance(reply, hiredis.ReplyError):
+            raise RedisCommandError(f"{target}: {self._describe(args)} failed: {reply}")
+        return reply
+
+    def _route(self, commands: Sequence[Sequence[Arg]]) -> _Node:
+        """The node serving the slot of the batch's first key, as far as redirections told."""
+        assert self._slot_nodes is not None
+        for command in commands:
+            key = _first_key(command)
+            if key is not None:
+                return self._slot_nodes.get(key_slot(key), self._primary)
+        return self._primary
+
+    def _node(self, host: str, port: int) -> _Node:
+        node = self._nodes.get((host, port))
+        if node is None:
+            node = self._nodes[host, port] = _Node(self.target.at(host, port))
+        return node
+
+    async def _recover(
+        self, commands: Sequence[Sequence[Arg]], replies: list[Reply], failed: list[int]
+    ) -> None:
+        """Send again what was redirected or refused for a missing script (bounded), then
+        raise the first error left."""
+        for _ in range(_MAX_REDIRECTS):
+            moved = [i for i in failed if str(replies[i]).startswith(("MOVED ", "ASK "))]
+            if moved:
+                await self._follow(commands, replies, moved)
+            else:
+                missing = [i for i in failed if str(replies[i]).startswith("NOSCRIPT")]
+                if not missing:
+                    break
+                await self._reload(commands, replies, missing)
+            failed = [i for i in failed if isinstance(replies[i], hiredis.ReplyError)]
+            if not failed:
+                return
+        for i in failed:
+            reply = replies[i]
+            command = self._describe(commands[i])
+            if str(reply).startswith(("MOVED ", "ASK ")):
+                raise RedisCommandError(
+                    f"{self.target}: {command} still redirected after {_MAX_REDIRECTS} tries "
+                    f"(last: {reply}); is the cluster being resharded?"
+                )
+            raise RedisCommandError(f"{self.target}: {command} failed: {reply}")
+
+    async def _follow(
+        self, commands: Sequence[Sequence[Arg]], replies: list[Reply], moved: list[int]
+    ) -> None:
+        """Send the redirected commands to the nodes named, in order, one batch per node."""
+        if self._slot_nodes is None:
+            self._slot_nodes = {}
+        batches: dict[tuple[bool, _Node], list[int]] = {}
+        for i in moved:
+            kind, slot, address = str(replies[i]).split(" ", 2)
+            host, _, port = address.rpartition(":")
+            node = self._node(host or self.target.host, int(port))
+            if kind == "MOVED":
+                self._slot_nodes[int(slot)] = node
+            batches.setdefault((kind == "ASK", node), []).append(i)
+        for (ask, node), indices in batches.items():
+            if ask:
+                # ASKING lets the next command in, for a slot the node is importing.
+                batch = [c for i in indices for c in (["ASKING"], commands[i])]
+                again = (await self._call(batch, node))[1::2]
+            else:
+                again = await self._call([commands[i] for i in indices], node)
+            for i, reply in zip(indices, again, strict=True):
+                replies[i] = reply
+
+    async def _reload(
+        self, commands: Sequence[Sequence[Arg]], replies: list[Reply], missing: list[int]
+    ) -> None:
+        load: list[list[Arg]] = [["SCRIPT", "LOAD", s.source] for s in self._scripts.values()]
+        refused = [commands[i] for i in missing]
+        node = self._primary if self._slot_nodes is None else self._route(refused)
+        again = await self._call([*load, *refused], node)
+        for i, reply in zip(missing, again[len(load) :], strict=True):
+            replies[i] = reply
 
     def _describe(self, command: Sequence[Arg]) -> str:
         """A command's name for an error message; a script by its name, never its arguments."""
@@ -301,39 +608,73 @@ class RedisClient:
                 return f"script {script.name}"
         return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
 
-    async def _call(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
+    async def _call(self, commands: Sequence[Sequence[Arg]], node: _Node) -> list[Reply]:
         async with self._slots:
-            connection = self._idle.pop() if self._idle else await self._connect()
+            connection = node.idle.pop() if node.idle else await self._connect(node)
             try:
                 replies = await connection.call(commands)
+            except RedisConnectionError:
+                self._forget(node)
+                raise
             finally:
                 if connection.broken or self._closed:
                     await connection.aclose()
                 else:
-                    self._idle.append(connection)
+                    node.idle.append(connection)
             return replies
 
-    async def _connect(self, *, scripts: bool = True) -> _Connection:
-        target = self.target
+    def _forget(self, node: _Node) -> None:
+        """A cluster node that failed is asked no more: its slots' next calls go to the
+        URL's node, which redirects them to whichever node serves them now."""
+        if self._slot_nodes is not None and node is not self._primary:
+            for slot in [s for s, n in self._slot_nodes.items() if n is node]:
+                del self._slot_nodes[slot]
+
+    async def _connect(self, node: _Node, *, scripts: bool = True) -> _Connection:
+        try:
+            stream = await self._open(node.target)
+        except BaseException:
+            self._forget(node)
+            raise
+        return await self._hello(_Connection(stream, node.target), node.target, scripts=scripts)
+
+    async def _open(self, target: RedisTarget) -> trio.abc.Stream:
+        where = f"{target.host}:{target.port}"
         try:
             with trio.fail_after(self._connect_timeout):
                 socket_stream = await trio.open_tcp_stream(target.host, target.port)
-                _refuse_self_connection(socket_stream, target)
-                stream: trio.abc.Stream = socket_stream
-                if target.tls:
-                    context = ssl.create_default_context()
-                    stream = trio.SSLStream(stream, context, server_hostname=target.host)
-                    await stream.do_handshake()
         except trio.TooSlowError:
             raise RedisConnectionError(
                 f"{target}: no connection within {self._connect_timeout:g} s"
             ) from None
-        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+        except OSError as exc:
             raise RedisConnectionError(f"{target}: cannot connect ({exc})") from None
+        try:
+            _refuse_self_connection(socket_stream, target)
         except RedisConnectionError:
             await socket_stream.aclose()
             raise
-        connection = _Connection(stream, target)
+        stream: trio.abc.Stream = socket_stream
+        if self._tls is None:
+            return stream
+        tls = trio.SSLStream(stream, self._tls, server_hostname=target.host)
+        try:
+            with trio.fail_after(self._connect_timeout):
+                await tls.do_handshake()
+        except trio.TooSlowError:
+            await stream.aclose()
+            raise RedisConnectionError(
+                f"{target}: no TLS handshake from {where} within {self._connect_timeout:g} s; "
+                "if that port is not TLS, use a redis:// URL"
+            ) from None
+        except (trio.BrokenResourceError, OSError, ssl.SSLError) as exc:
+            await stream.aclose()
+            raise RedisConnectionError(_handshake_error(target, where, exc)) from None
+        return tls
+
+    async def _hello(
+        self, connection: _Connection, target: RedisTarget, *, scripts: bool = True
+    ) -> _Connection:
         hello: list[list[Arg]] = []
         if target.password is not None:
             auth: list[Arg] = ["AUTH", target.password]
@@ -393,7 +734,7 @@ class Subscription:
         failed = False
         while True:
             try:
-                connection = await self._client._connect(scripts=False)
+                connection = await self._client._connect(self._client._primary, scripts=False)
                 try:
                     await self._subscribe(connection)
                     self.ready = True
@@ -454,5 +795,14 @@ def _refuse_self_connection(stream: trio.SocketStream, target: RedisTarget) -> N
         raise RedisConnectionError(f"{target}: cannot connect (connected to itself: no server)")
 
 
-def _is_noscript(reply: Reply) -> bool:
-    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
+def _handshake_error(target: RedisTarget, where: str, exc: BaseException) -> str:
+    """A failed TLS handshake in words that say what to do about it."""
+    reason = _describe(exc)
+    if reason.startswith("certificate verify failed"):
+        return (
+            f"{target}: the TLS certificate of {where} was refused ({reason}); give the CA "
+            "that signed it with ?ssl_ca_certs=/path/ca.pem (or SSL_CERT_FILE)"
+        )
+    if "WRONG_VERSION_NUMBER" in reason or "wrong version number" in reason:
+        return f"{target}: {where} does not speak TLS ({reason}); use a redis:// URL"
+    return f"{target}: TLS handshake with {where} failed ({reason})"
