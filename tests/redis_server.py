@@ -15,14 +15,15 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import trustme
 
 _READY = "Ready to accept connections"
+_CLUSTER_OK = "Cluster state changed: ok"
 _START_LINES = 400  # a starting server logs a few dozen lines before it is ready
 
 
@@ -62,6 +63,8 @@ class RedisServer:
     data_dir: Path
     password: str | None = None
     tls: TlsFiles | None = None
+    #: Set when the server logs that its cluster is up (``--cluster-enabled yes``).
+    cluster_ok: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -136,9 +139,10 @@ def run_redis(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=where
     )
     try:
-        drain = _wait_ready(process, port)
+        server = RedisServer(port, process.pid, where, password, tls)
+        drain = _wait_ready(process, port, server.cluster_ok)
         try:
-            yield RedisServer(port, process.pid, where, password, tls)
+            yield server
         finally:
             stop(process)
             drain.join(timeout=10)
@@ -148,7 +152,9 @@ def run_redis(
         process.stdout.close()
 
 
-def _wait_ready(process: subprocess.Popen[str], port: int) -> threading.Thread:
+def _wait_ready(
+    process: subprocess.Popen[str], port: int, cluster_ok: threading.Event
+) -> threading.Thread:
     """Read the server's log (bounded) until it says it is ready, or fail with the log."""
     assert process.stdout is not None
     seen: list[str] = []
@@ -158,15 +164,16 @@ def _wait_ready(process: subprocess.Popen[str], port: int) -> threading.Thread:
             break
         seen.append(line)
         if _READY in line:
-            return _drain(process)
+            return _drain(process, cluster_ok)
     process.kill()
     process.wait(timeout=10)
     log = "".join(seen[-20:])
     pytest.fail(f"redis-server on port {port} did not become ready:\n{log}")
 
 
-def _drain(process: subprocess.Popen[str]) -> threading.Thread:
-    """Keep reading the log in the background so a chatty server never blocks on a full pipe.
+def _drain(process: subprocess.Popen[str], cluster_ok: threading.Event) -> threading.Thread:
+    """Keep reading the log in the background so a chatty server never blocks on a full pipe,
+    watching for the line that says its cluster is up.
 
     The thread ends at end of file, when the server has exited.
     """
@@ -174,8 +181,9 @@ def _drain(process: subprocess.Popen[str]) -> threading.Thread:
     stream = process.stdout
 
     def read_to_end() -> None:
-        for _ in stream:
-            pass
+        for line in stream:
+            if _CLUSTER_OK in line:
+                cluster_ok.set()
 
     thread = threading.Thread(target=read_to_end, daemon=True)
     thread.start()
@@ -202,3 +210,87 @@ def kill(server: RedisServer) -> None:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     with run_redis(tmp_path / "redis") as server:
         yield server
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster of primaries on loopback ports (no replicas)."""
+
+    nodes: list[RedisServer]
+    #: port -> the slot ranges (first, last) that node serves
+    slots: dict[int, list[tuple[int, int]]]
+
+    def url(self, port: int) -> str:
+        return f"redis://127.0.0.1:{port}/0"
+
+    def owner(self, slot: int) -> int:
+        """The port of the node serving ``slot``."""
+        for port, ranges in self.slots.items():
+            if any(first <= slot <= last for first, last in ranges):
+                return port
+        raise AssertionError(f"no node serves slot {slot}")
+
+    def not_owner(self, slot: int) -> int:
+        """The port of a node that does not serve ``slot`` (it answers MOVED)."""
+        return next(node.port for node in self.nodes if node.port != self.owner(slot))
+
+
+def cli(port: int, *args: str) -> str:
+    """redis-cli's answer (raw) from the server on ``port``; a failure fails the test."""
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        pytest.fail("the Redis Cluster tests need redis-cli: apt-get install -y redis-tools")
+    done = subprocess.run(
+        [binary, "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"redis-cli {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+@contextmanager
+def run_redis_cluster(where: Path, count: int = 3) -> Iterator[RedisCluster]:
+    """Start ``count`` redis-servers with cluster mode on, make them one cluster with
+    ``redis-cli --cluster create``, and wait (bounded) until every node logs that the
+    cluster is ok. Each node has its own directory, pid file and nodes.conf; all are
+    stopped by PID."""
+    with ExitStack() as stack:
+        nodes = []
+        for i in range(count):
+            home = where / f"node{i}"
+            options: tuple[str, ...] = (
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "5000",
+            )
+            options += ("--cluster-config-file", str(home / "nodes.conf"))
+            # The bus port is the port + 10000 unless given: a free one of its own.
+            options += ("--cluster-port", str(free_port()))
+            nodes.append(stack.enter_context(run_redis(home, extra=options)))
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        cli(nodes[0].port, "--cluster", "create", *addresses, "--cluster-yes")
+        for node in nodes:
+            if not node.cluster_ok.wait(timeout=60):
+                pytest.fail(f"the cluster node on port {node.port} never logged its state ok")
+        slots = {node.port: _own_slots(cli(node.port, "CLUSTER", "NODES")) for node in nodes}
+        yield RedisCluster(nodes, slots)
+
+
+def _own_slots(listing: str) -> list[tuple[int, int]]:
+    """The slot ranges of the ``myself`` line of CLUSTER NODES."""
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) > 8 and "myself" in fields[2]:
+            ranges = []
+            for part in fields[8:]:
+                if part.startswith("["):
+                    continue  # a slot being migrated
+                first, _, last = part.partition("-")
+                ranges.append((int(first), int(last or first)))
+            return ranges
+    raise AssertionError(f"no myself line in CLUSTER NODES:\n{listing}")

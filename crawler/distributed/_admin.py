@@ -54,12 +54,12 @@ class CrawlCounts:
 
 
 async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
-    clock = await client.execute("TIME")
-    assert isinstance(clock, list)
-    now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
-    workers, queued, leased, stats, stream, stop, deadline = await client.pipeline(
+    # TIME in the same batch: the clock of the node that holds the crawl (in a cluster,
+    # the batch goes to the node serving its keys), which scored the heartbeats.
+    clock, workers, queued, leased, stats, stream, stop, deadline = await client.pipeline(
         [
-            ["ZRANGEBYSCORE", keys.workers, now_ms, "+inf", "WITHSCORES"],
+            ["TIME"],
+            ["ZRANGE", keys.workers, 0, -1, "WITHSCORES"],
             ["GET", keys.queued],
             ["HLEN", keys.owner],
             ["HGETALL", keys.stats],
@@ -68,10 +68,12 @@ async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
             ["GET", keys.deadline],
         ]
     )
-    assert isinstance(workers, list) and isinstance(stats, list)
+    assert isinstance(clock, list) and isinstance(workers, list) and isinstance(stats, list)
+    now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
     alive = [
         (workers[i].decode(), (float(workers[i + 1]) - now_ms) / 1000)
         for i in range(0, len(workers), 2)
+        if float(workers[i + 1]) >= now_ms
     ]
     counters = {stats[i].decode(): int(stats[i + 1]) for i in range(0, len(stats), 2)}
     return CrawlCounts(
@@ -125,17 +127,21 @@ async def _crawls(client: RedisClient, spider: str | None, crawl_id: str) -> lis
     if spider is not None:
         return [CrawlKeys(spider, crawl_id)]
     found: list[CrawlKeys] = []
-    cursor = b"0"
-    for _ in range(100_000):  # bounded: SCAN ends when the cursor comes back to 0
-        reply = await client.execute("SCAN", cursor, "MATCH", "crawl:{*}:meta", "COUNT", 1000)
-        assert isinstance(reply, list)
-        cursor, names = reply
-        for name in names:
-            tag = name.decode()[len("crawl:{") : -len("}:meta")]
-            spider_name, _, crawl = tag.rpartition("/")
-            found.append(CrawlKeys(spider_name, crawl))
-        if cursor == b"0":
-            break
+    # A cluster's keys are spread over its primaries, and SCAN sees one node's only.
+    for node in await client.primaries():
+        cursor = b"0"
+        for _ in range(100_000):  # bounded: SCAN ends when the cursor comes back to 0
+            reply = await client.execute_on(
+                node, "SCAN", cursor, "MATCH", "crawl:{*}:meta", "COUNT", 1000
+            )
+            assert isinstance(reply, list)
+            cursor, names = reply
+            for name in names:
+                tag = name.decode()[len("crawl:{") : -len("}:meta")]
+                spider_name, _, crawl = tag.rpartition("/")
+                found.append(CrawlKeys(spider_name, crawl))
+            if cursor == b"0":
+                break
     return sorted(found, key=lambda k: k.prefix)
 
 

@@ -299,6 +299,7 @@ class _Connection:
         self._target = target
         self._reader = hiredis.Reader()
         self.broken = False
+        self._fresh = True  # no reply read yet: a failure may be the wrong protocol
 
     async def call(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
         """Send every command in one write and read one reply each, in order."""
@@ -308,14 +309,15 @@ class _Connection:
             await self._stream.send_all(payload)
             replies = [await self._read_reply() for _ in commands]
             done = True
+            self._fresh = False
             return replies
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise RedisConnectionError(
-                f"{self._target}: connection lost ({_describe(exc)}){self._plain_hint()}"
+                f"{self._target}: connection lost ({_describe(exc)}){self._hint()}"
             ) from None
         except hiredis.ProtocolError as exc:
             raise RedisConnectionError(
-                f"{self._target}: not a Redis reply ({exc}){self._plain_hint()}"
+                f"{self._target}: not a Redis reply ({exc}){self._hint()}"
             ) from None
         finally:
             if not done:
@@ -343,9 +345,19 @@ class _Connection:
             if not done:
                 self.broken = True
 
-    def _plain_hint(self) -> str:
-        # A TLS port answers plain RESP by closing the connection (or with a TLS alert).
-        return "" if self._target.tls else "; if that port serves TLS, use a rediss:// URL"
+    def _hint(self) -> str:
+        """What to try when a new connection fails before its first reply."""
+        target = self._target
+        if not self._fresh:
+            return ""
+        if not target.tls:
+            # A TLS port answers plain RESP by closing the connection (or a TLS alert).
+            return "; if that port serves TLS, use a rediss:// URL"
+        if not target.tls_options.certfile:
+            # TLS 1.3 checks a client's certificate after the handshake: the server hangs
+            # up on the first command, with an alert that may be lost in the reset.
+            return "; if the server wants a client certificate, give ssl_certfile and ssl_keyfile"
+        return ""
 
     async def _read_reply(self) -> Reply:
         while True:
@@ -355,7 +367,7 @@ class _Connection:
             data = await self._stream.receive_some(_READ_SIZE)
             if not data:
                 raise RedisConnectionError(
-                    f"{self._target}: the server closed the connection{self._plain_hint()}"
+                    f"{self._target}: the server closed the connection{self._hint()}"
                 )
             self._reader.feed(data if isinstance(data, bytes) else bytes(data))
 
@@ -373,10 +385,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(cause, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {cause.verify_message or cause.reason}"
     if isinstance(cause, ssl.SSLError):
-        reason = str(cause.reason or cause)
-        if "CERTIFICATE_REQUIRED" in reason:
-            return f"TLS: {reason}; the server wants a client certificate: ssl_certfile="
-        return f"TLS: {reason}"
+        return f"TLS: {cause.reason or cause}"
     return str(cause) or type(cause).__name__
 
 
@@ -558,11 +567,15 @@ class RedisClient:
         for i in failed:
             reply = replies[i]
             command = self._describe(commands[i])
+            # A cluster between two states (resharding, a failover) refused the command
+            # without running it: for the caller, the server is out of reach for now.
             if str(reply).startswith(("MOVED ", "ASK ")):
-                raise RedisCommandError(
+                raise RedisConnectionError(
                     f"{self.target}: {command} still redirected after {_MAX_REDIRECTS} tries "
                     f"(last: {reply}); is the cluster being resharded?"
                 )
+            if str(reply).startswith(("CLUSTERDOWN", "TRYAGAIN")):
+                raise RedisConnectionError(f"{self.target}: {command} refused for now: {reply}")
             raise RedisCommandError(f"{self.target}: {command} failed: {reply}")
 
     async def _follow(

@@ -163,6 +163,7 @@ def test_urls_parse_and_errors_hide_credentials() -> None:
     assert (target.host, target.port, target.db, target.tls) == ("redis.example", 6380, 3, True)
     assert (target.username, target.password) == ("user", "p@ss")
     assert "p@ss" not in str(target)
+    assert "p@ss" not in repr(target)  # a log line or a traceback's locals may show it
     with pytest.raises(RedisError, match=r"\*\*\*@host:1/x: bad port or database") as err:
         RedisTarget.from_url("redis://u:hidden@host:1/x")
     assert "hidden" not in str(err.value)

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from crawler.distributed import RedisClient, RedisConnectionError, RedisError, RedisTarget
+from crawler.distributed._admin import crawl_status
 from crawler.engine._stats import Stats
 from tests.distributed.helpers import TwoHostSite, serve_two_hosts
 from tests.distributed.workers import collect, page_hits, shared_settings, stream_urls
@@ -41,6 +42,15 @@ async def test_commands_and_scripts_over_tls_with_the_ca_from_the_url(
         replies = await client.pipeline([["SET", "k", "v"], ["GET", "k"]])
         assert replies == [b"OK", b"v"]
         assert await client.execute("EVAL", "return redis.call('GET', KEYS[1])", 1, "k") == b"v"
+
+
+async def test_status_over_tls_never_shows_the_password(tls_server: RedisServer) -> None:
+    async with RedisClient(tls_server.url) as client:
+        await client.execute("HSET", "crawl:{books/run1}:meta", "spider", "books")
+    status = await trio.to_thread.run_sync(crawl_status, tls_server.url, None, "default")
+    assert "shared crawl:  spider books, crawl id run1" in status
+    empty = await trio.to_thread.run_sync(crawl_status, tls_server.url, "none", "x")
+    assert "s3cret-pw" not in status + empty
 
 
 async def test_two_workers_share_a_crawl_over_tls(tls_server: RedisServer) -> None:
@@ -100,7 +110,7 @@ async def test_client_certificates_for_a_server_that_asks_for_them(
         client = RedisClient(server.url)
         with pytest.raises(RedisConnectionError, match=f"127.0.0.1:{server.port}") as err:
             await client.execute("PING")
-        assert "client certificate: ssl_certfile=" in str(err.value)
+        assert "wants a client certificate, give ssl_certfile and ssl_keyfile" in str(err.value)
         await client.aclose()
         with_cert = f"{server.url}&ssl_certfile={cert}&ssl_keyfile={key}"
         async with RedisClient(with_cert) as client:
