@@ -21,6 +21,8 @@ from ._redis import RedisError as RedisError
 from ._redis import RedisTarget as RedisTarget
 from ._redis import Script as Script
 from ._redis import Subscription as Subscription
+from ._redis import TlsOptions as TlsOptions
+from ._redis import key_slot as key_slot
 from ._shared import SharedCrawl as SharedCrawl
 from ._shared import SharedCrawlError as SharedCrawlError
 
@@ -38,4 +40,6 @@ __all__ = [
     "SharedCrawlError",
     "SharedPoliteness",
     "Subscription",
+    "TlsOptions",
+    "key_slot",
 ]

@@ -10,7 +10,10 @@ Keys: every key of one crawl starts with the prefix ``crawl:{SPIDER/ID}:``
 given as ``ARGV[1]`` (and declared as ``KEYS[1]``, the crawl's ``meta``
 hash, so that a cluster routes the call). The hash tag puts all of them in
 one cluster slot; per-host queue keys are built inside the scripts from the
-prefix, which Redis Cluster serves because they share that slot.
+prefix, which Redis Cluster serves because they share that slot. (Redis 7 lets a
+script without a ``#!lua`` line touch any key its node serves, and one with it
+any key of its declared keys' slot; these have none, so that Redis 6.2 runs
+them, and the tests run them with one on a real cluster to keep them in the slot.)
 
     seq           request ids (INCR)
     req           hash id -> stored request ("host\\nscore\\ncallback\\nerrback\\njson")

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from crawler.distributed import RedisClient, RedisConnectionError, Script
+from crawler.distributed import RedisClient, RedisConnectionError, Script, key_slot
 from crawler.distributed._admin import crawl_status, export_items, stop_crawl
 from crawler.distributed._delays import PAUSE, RESERVE
 from crawler.distributed._frontier import CrawlKeys
 from crawler.distributed._permits import ACQUIRE, RENEW
-from crawler.distributed._redis import key_slot
 from crawler.distributed._scripts import COMMIT, LEASE, PUSH, RELEASE
 from crawler.engine._stats import Stats
 from tests.distributed.helpers import TwoHostSite, serve_two_hosts
