@@ -17,7 +17,16 @@ from crawler.distributed._admin import crawl_status, export_items, stop_crawl
 from crawler.distributed._delays import PAUSE, RESERVE
 from crawler.distributed._frontier import CrawlKeys
 from crawler.distributed._permits import ACQUIRE, RENEW
-from crawler.distributed._scripts import COMMIT, LEASE, PUSH, RELEASE
+from crawler.distributed._permits import RELEASE as PERMITS_RELEASE
+from crawler.distributed._scripts import (
+    COMMIT,
+    LEASE,
+    PUSH,
+    RELEASE,
+    ROBOTS_CLAIM,
+    ROBOTS_DONE,
+    TRIM,
+)
 from crawler.engine._stats import Stats
 from tests.distributed.helpers import TwoHostSite, serve_two_hosts
 from tests.distributed.workers import KEYS, collect, page_hits, shared_settings, stream_urls
@@ -106,7 +115,20 @@ async def test_redirections_are_bounded(cluster: RedisCluster) -> None:
 
 
 # Every script of the package: the test below must run each (a new one gets added there).
-_SCRIPTS = {PUSH, LEASE, COMMIT, RELEASE, ACQUIRE, RENEW, RESERVE, PAUSE}
+_SCRIPTS = {
+    PUSH,
+    LEASE,
+    COMMIT,
+    RELEASE,
+    ROBOTS_CLAIM,
+    ROBOTS_DONE,
+    TRIM,
+    ACQUIRE,
+    RENEW,
+    PERMITS_RELEASE,
+    RESERVE,
+    PAUSE,
+}
 
 
 def test_every_script_of_the_package_is_checked_below() -> None:
@@ -138,17 +160,29 @@ async def test_the_scripts_declare_a_key_of_their_crawl_and_touch_only_its_slot(
         committed = await client.run(strict["commit"], [meta], commit_args)
         assert isinstance(committed, list) and committed[:2] == [1, 1]
         assert await client.run(strict["release"], [meta], [prefix, "w1", "leave"]) == 0
-        assert (
-            await client.run(strict["acquire_connection_permit"], [host + "conns"], ["l1", 2, 5000])
-            == 1
-        )
-        assert (
-            await client.run(strict["renew_connection_permits"], [host + "conns"], [5000, "l1"])
-            == 0
-        )
+        conns, wanted = host + "conns", host + "wanted"
+        acquire = strict["acquire_connection_permit"]
+        assert await client.run(acquire, [conns, wanted], ["l1", 1, 5000]) == 1
+        assert await client.run(acquire, [conns, wanted], ["l2", 1, 5000]) == 0  # full: wanted
+        assert await client.run(strict["renew_connection_permits"], [conns], [5000, "l1"]) == 0
+        freed = [prefix + "freed", "example.org", 1, "l1"]
+        assert await client.run(strict["release_connection_permits"], [conns, wanted], freed) == 0
+        robots, lock = prefix + "robots:http://example.org/robots.txt", prefix + "robots-lock"
+        assert await client.run(strict["robots_claim"], [robots, lock], ["t1", 5000]) == [2]
+        assert await client.run(strict["robots_done"], [robots, lock], ["t1", "200\n", 60]) == 1
+        assert await client.run(strict["robots_claim"], [robots, lock], ["t2", 5000]) == [
+            1,
+            b"200\n",
+        ]
         assert await client.run(strict["reserve_request_slot"], [host + "next"], [1000]) == 0
         assert await client.run(strict["pause_host"], [host + "next"], [1000]) == 0
         assert await client.execute("XLEN", keys.items) == 1
+        [[item_id, _]] = await client.execute("XRANGE", keys.items, "-", "+")
+        ms, seq = item_id.decode().split("-")
+        trim = [keys.items, meta, keys.stats]
+        after = f"{ms}-{int(seq) + 1}"
+        assert await client.run(strict["trim"], trim, [item_id.decode(), after]) == 1
+        assert await client.execute("XLEN", keys.items) == 0
     owner = cluster.owner(key_slot(meta))
     assert int(cli(owner, "CLUSTER", "COUNTKEYSINSLOT", str(key_slot(meta)))) > 5
 
