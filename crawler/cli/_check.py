@@ -104,8 +104,9 @@ async def _check_all(
 
 def _settings_for(cls: type[Spider], settings: Settings, callbacks: list[Callback]) -> Settings:
     """Pointed at the site of the first absolute ``@url``, as ``crawl parse URL`` is;
-    without robots.txt and job directory, as ``crawl parse``."""
-    settings = dataclasses.replace(settings, obey_robots=False, job_dir="")
+    without robots.txt, job directory or shared crawl, as ``crawl parse``: a check
+    must not lease, commit or export anything of a crawl the project shares."""
+    settings = dataclasses.replace(settings, obey_robots=False, job_dir="", frontier_url="")
     for callback in callbacks:
         if urlsplit(callback.url).scheme:
             return _pointed_at(cls, settings, callback.url)

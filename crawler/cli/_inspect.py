@@ -112,7 +112,8 @@ async def spider_session(
     """The spider (its settings set) and its default session, logged in if it logs in."""
     from ..engine import Engine
 
-    settings = dataclasses.replace(settings, job_dir="")
+    # A look at one page is not part of the project's job, nor of its shared crawl.
+    settings = dataclasses.replace(settings, job_dir="", frontier_url="")
     async with Engine(settings) as engine:
         crawler = engine.crawler(cls, settings, pipelines=[])
         session = crawler.session()

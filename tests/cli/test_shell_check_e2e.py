@@ -20,8 +20,12 @@ import trio
 
 from crawler.demo import DemoApp
 from crawler.demo._content import PAGE_SIZE, QUOTES
+from crawler.distributed import RedisClient
 from tests.cli.helpers import CRAWL, FAST, TIME_LIMIT, crawl, crawl_with_input, ok
+from tests.redis_server import RedisServer, redis_server
 from tests.servers import serve_asgi
+
+__all__ = ["redis_server"]
 
 pytestmark = pytest.mark.e2e
 
@@ -190,6 +194,23 @@ async def test_check_passes_on_the_example_spider() -> None:
         "myspider.parse_favourites  /private/",
         "myspider.parse_author  /author/Adela-Brightwater",
     ]
+
+
+async def test_check_and_parse_stay_out_of_the_projects_shared_crawl(
+    redis_server: RedisServer,
+) -> None:
+    # A project whose settings share its crawl through Redis: looking at pages must not
+    # join that crawl (lease its pages, commit items to its stream) nor count towards
+    # its hosts' caps under some other name.
+    shared = ("-s", f"frontier_url={redis_server.url}")
+    text = out(await crawl(REPO, "check", "myspider", *shared))
+    assert text.splitlines()[-1] == "3 callbacks, 8 contracts: 8 passed, 0 failed"
+    async with serve_asgi(DemoApp()) as url:
+        parsed = out(await crawl(REPO, "parse", url + "/", "--spider", "myspider", *shared))
+    assert "/page/2/" in parsed
+    with trio.fail_after(30):
+        async with RedisClient(redis_server.url) as client:
+            assert await client.execute("DBSIZE") == 0
 
 
 WRONG = '''\
