@@ -96,6 +96,7 @@ from .selector import SelectorList as SelectorList
 from .sessions import FormError as FormError
 from .sessions import LoginFailed as LoginFailed
 from .sessions import Session as Session
+from .sessions import SharedSessionError as SharedSessionError
 from .settings import Settings as Settings
 from .settings import SettingsError as SettingsError
 from .sitemap import SitemapError as SitemapError
@@ -157,6 +158,7 @@ __all__ = [
     "Session",
     "Settings",
     "SettingsError",
+    "SharedSessionError",
     "SignalName",
     "Signals",
     "SitemapError",

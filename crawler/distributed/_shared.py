@@ -41,7 +41,9 @@ from ._redis import Arg, RedisClient, RedisConnectionError, RedisError, Subscrip
 from ._scripts import COMMIT, LEASE, PUSH, RELEASE, ROBOTS_CLAIM, ROBOTS_DONE, SCRIPTS
 
 if TYPE_CHECKING:
+    from ..sessions import Session
     from ..settings import Settings
+    from ._sessions import SharedSessions
 
 __all__ = ["SharedCrawl", "SharedCrawlError"]
 
@@ -120,6 +122,8 @@ class SharedCrawl:
         self._fail: Callable[[str], None] = _ignore
         self._errors: Callable[[], int] = _zero
         self._errors_sent = 0
+        #: With shared_sessions: the sessions kept in step with the other workers'.
+        self.sessions: SharedSessions | None = None
 
     def attach(
         self,
@@ -133,6 +137,16 @@ class SharedCrawl:
         self._stop = stop
         self._fail = fail
         self._errors = errors
+
+    def share_sessions(self, sessions: dict[str, Session], wait: float) -> SharedSessions:
+        """Keep ``sessions`` (the crawler's, by name) in the crawl's keys: their cookies
+        ride along the rounds, and one login serves every worker."""
+        from ._sessions import SharedSessions
+
+        self.sessions = SharedSessions(
+            self.client, self.keys.prefix, sessions, lock_ttl=self.ttl, wait=wait
+        )
+        return self.sessions
 
     def _nudge(self) -> None:
         self._wake.set()
@@ -364,6 +378,10 @@ class SharedCrawl:
             commands.append(
                 RELEASE.command([meta], [prefix, self.worker, "keep", *frontier.lease_ids()])
             )
+        sessions_at = len(commands)
+        if self.sessions is not None:
+            commands.extend(self.sessions.commands())
+        sessions_end = len(commands)
         errors = self._errors() - self._errors_sent
         if errors:
             commands.append(["HINCRBY", self.keys.stats, "errors", errors])
@@ -413,6 +431,8 @@ class SharedCrawl:
         if registering:
             self._deadline(replies[-2], replies[-1])
         self._leased(replies[lease_at], quiet)
+        if self.sessions is not None:
+            await self.sessions.replies(replies[sessions_at:sessions_end])
 
     def _deadline(self, deadline: Any, clock: Any) -> None:
         if not isinstance(deadline, bytes):

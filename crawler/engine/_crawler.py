@@ -236,6 +236,10 @@ class Crawler:
                 v for k, v in settings.options.items() if isinstance(v, str) and is_secret_key(k)
             ],
         )
+        if self.shared is not None and settings.shared_sessions:
+            self.logins.share = self.shared.share_sessions(
+                self.sessions, settings.shared_login_wait
+            )
         spider._session_factory = self.session
         self.callbacks = Callbacks(
             spider,

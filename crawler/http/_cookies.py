@@ -425,7 +425,7 @@ class Cookies(MutableMapping[str, str]):
     without waiting.
     """
 
-    __slots__ = ("_buckets", "_clock", "_order", "_seq", "_sites")
+    __slots__ = ("_buckets", "_clock", "_order", "_seq", "_sites", "changes")
 
     def __init__(
         self,
@@ -441,6 +441,9 @@ class Cookies(MutableMapping[str, str]):
         self._sites: dict[str, dict[str, None]] = {}
         self._seq = itertools.count()
         self._clock = clock
+        #: Bumped by every change to the stored cookies: whoever mirrors the jar
+        #: elsewhere (a shared crawl's Redis) compares it instead of the cookies.
+        self.changes = 0
         if cookies is not None:
             self.update(cookies)
 
@@ -467,6 +470,7 @@ class Cookies(MutableMapping[str, str]):
             if old is not None:
                 self._remove(old)
             return
+        self.changes += 1
         if old is not None:
             cookie.seq = old.seq
             cookie.created = old.created
@@ -645,6 +649,7 @@ class Cookies(MutableMapping[str, str]):
     def clear(self, domain: str | None = None, path: str | None = None) -> None:
         """Remove every cookie, or those of one domain (and path)."""
         if domain is None and path is None:
+            self.changes += 1
             self._buckets.clear()
             self._order.clear()
             self._sites.clear()
@@ -667,6 +672,7 @@ class Cookies(MutableMapping[str, str]):
             return
         del bucket[(cookie.path, cookie.name)]
         del self._order[cookie.seq]
+        self.changes += 1
         if not bucket:
             del self._buckets[domain]
             site = _site_of(domain)

@@ -7,5 +7,6 @@ hook signs a session in before the crawl and again when the site logs it out.
 from ._forms import FormError as FormError
 from ._session import LoginFailed as LoginFailed
 from ._session import Session as Session
+from ._session import SharedSessionError as SharedSessionError
 
-__all__ = ["FormError", "LoginFailed", "Session"]
+__all__ = ["FormError", "LoginFailed", "Session", "SharedSessionError"]

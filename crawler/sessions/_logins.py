@@ -11,23 +11,42 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._redact import redact_url, scrub
 from ..response import Response
 from ..spider import Spider
-from ._session import LoginFailed, Session
+from ._session import LoginFailed, Session, SharedSessionError
 
 if TYPE_CHECKING:
     from ..http import Response as HTTPResponse
     from ..request import Request
 
-__all__ = ["SESSION_GENERATION", "Logins", "has_login"]
+__all__ = ["SESSION_GENERATION", "LoginShare", "Logins", "has_login"]
 
 log = logging.getLogger("crawler.engine")
 
 #: HTTP request extension: the session generation a crawl request went out under.
 SESSION_GENERATION = "session_generation"
+
+
+class LoginShare(Protocol):
+    """Where the workers of a shared crawl keep one login per session (Redis): a worker
+    logs in only when no newer login than the one it saw is stored there."""
+
+    async def claim(self, session: Session, seen: int) -> int | None:
+        """The generation of a login newer than ``seen``, its cookies loaded into the
+        session's jar; or None once this worker holds the right to log in."""
+        ...
+
+    def holding(self, session: Session) -> AbstractAsyncContextManager[None]:
+        """Keeps the right to log in while the login runs, and gives it back after."""
+        ...
+
+    async def publish(self, session: Session) -> int:
+        """Stores the session's cookies after a login; the login's new generation."""
+        ...
 
 
 def has_login(spider: Spider) -> bool:
@@ -54,6 +73,8 @@ class Logins:
         self._secrets = [s for s in secrets if s]
         #: Why the crawl stopped, once a login failed.
         self.error: str | None = None
+        #: In a crawl shared through Redis: the login the workers share.
+        self.share: LoginShare | None = None
 
     def _fail(self, message: str) -> None:
         if self.error is None:
@@ -76,8 +97,10 @@ class Logins:
             await self.log_in(session)
         return self.error is None and session.logged_in
 
-    async def log_in(self, session: Session) -> bool:
-        """Run the spider's login for ``session``, or wait for the one already running."""
+    async def log_in(self, session: Session, stale: int | None = None) -> bool:
+        """Run the spider's login for ``session``, or wait for the one already running.
+        ``stale``: the generation a logged-out response was sent under (a shared crawl
+        then takes any newer login another worker made instead of logging in)."""
         if self.error is not None:
             return False
         if session.logging_in:
@@ -85,20 +108,45 @@ class Logins:
             return self.error is None and session.logged_in
         session.begin_login()
         ok = False
+        generation: int | None = None
         try:
-            log.info("spider %s: logging in (session %r)", self.name, session.name)
-            await self.spider.login(session)
+            if self.share is None:
+                await self._login(session)
+            else:
+                seen = session.generation if stale is None else stale
+                generation = await self._shared_login(self.share, session, seen)
             ok = True
         except LoginFailed as exc:
             self._fail(f"session {session.name!r} could not log in: {self._clean(str(exc))}")
+        except SharedSessionError as exc:
+            self._fail(self._clean(str(exc)))
         except Exception as exc:
             self._fail(
                 f"login() of session {session.name!r} raised {type(exc).__name__}: "
                 f"{self._clean(str(exc)) or '(no message)'}"
             )
         finally:
-            session.end_login(ok)
+            session.end_login(ok, generation)
         return ok
+
+    async def _login(self, session: Session) -> None:
+        log.info("spider %s: logging in (session %r)", self.name, session.name)
+        await self.spider.login(session)
+
+    async def _shared_login(self, share: LoginShare, session: Session, seen: int) -> int:
+        """Take the login another worker made after ``seen``, or make it for all."""
+        loaded = await share.claim(session, seen)
+        if loaded is not None:
+            log.info(
+                "spider %s: session %r: using the login another worker made (generation %d)",
+                self.name,
+                session.name,
+                loaded,
+            )
+            return loaded
+        async with share.holding(session):
+            await self._login(session)
+            return await share.publish(session)
 
     def _clean(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -147,4 +195,4 @@ class Logins:
             response.status_code,
             url,
         )
-        return await self.log_in(session)
+        return await self.log_in(session, sent_under)

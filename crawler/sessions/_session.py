@@ -38,7 +38,7 @@ from ..request import Request
 from ..response import Response
 from ._forms import FormError, fill_form
 
-__all__ = ["SESSION_OWN", "LoginFailed", "Session"]
+__all__ = ["SESSION_OWN", "LoginFailed", "Session", "SharedSessionError"]
 
 #: HTTP request extension set on the requests a session sends itself (``request``,
 #: ``get``, ``post``, ``submit_form``: a login, typically), redirect hops included,
@@ -59,6 +59,12 @@ class LoginFailed(Exception):
         self.missing = missing
         got = f"HTTP {status}" if status is not None else "no response"
         super().__init__(f"Login failed at {self.url} ({got}): {missing}")
+
+
+class SharedSessionError(Exception):
+    """A session shared by the workers of a crawl could not be shared: another worker's
+    login was not over in time, or Redis could not be reached. The message names the
+    session (never a cookie value)."""
 
 
 class Session:
@@ -155,11 +161,13 @@ class Session:
         """Whether a crawl request must wait before going out: a login is due or running."""
         return self._login_done is not None or (self.login_required and not self._logged_in)
 
-    def mark_logged_in(self) -> None:
+    def mark_logged_in(self, generation: int | None = None) -> None:
         """Count the session as logged in (after a login, or cookies restored from a
-        checkpoint): no login runs before its requests until one comes back logged out."""
+        checkpoint): no login runs before its requests until one comes back logged out.
+        ``generation``: the login's number when it comes from elsewhere (the login the
+        workers of a shared crawl share); otherwise the next one."""
         self._logged_in = True
-        self.generation += 1
+        self.generation = self.generation + 1 if generation is None else generation
 
     def begin_login(self) -> None:
         """A login starts: the session's other requests wait until ``end_login``."""
@@ -168,12 +176,12 @@ class Session:
         self._login_done = trio.Event()
         self._login_task = trio.lowlevel.current_task()
 
-    def end_login(self, ok: bool) -> None:
+    def end_login(self, ok: bool, generation: int | None = None) -> None:
         done = self._login_done
         self._login_done = None
         self._login_task = None
         if ok:
-            self.mark_logged_in()
+            self.mark_logged_in(generation)
         if done is not None:
             done.set()
 

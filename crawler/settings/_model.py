@@ -419,6 +419,21 @@ class Settings:
         "connections keeps counting against the cap for at most this long.",
         minimum=0.1,
     )
+    shared_sessions: bool = setting(
+        True,
+        "With frontier_url: the workers share each session's cookies and login through "
+        "Redis, as one crawl shares one cookie jar: the first worker that needs a login "
+        "makes it for all, a logged-out page makes one re-login whichever workers saw it, "
+        "and cookies set by pages reach the other workers at their next Redis round. The "
+        "Redis then holds the session cookies (never passwords): protect it. false: each "
+        "worker keeps its own jar and logs in itself.",
+    )
+    shared_login_wait: float = setting(
+        120.0,
+        "With frontier_url and shared_sessions: seconds a worker waits for another worker's "
+        "login of a session before it stops with an error naming the session.",
+        minimum=0.1,
+    )
     serve_demo_site: bool = setting(
         False,
         "With the crawl command: start the bundled demo site on a free loopback port "
