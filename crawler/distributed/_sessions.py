@@ -274,10 +274,13 @@ class SharedSessions:
             for (name, now, changes), reply in zip(self._pending, replies, strict=True):
                 applied, _generation, version = (int(x) for x in reply)
                 state = self._state(name)
-                if applied and version == state.version + 1:
-                    state.version, state.cookies, state.changes = version, now, changes
-                else:
-                    stale.append(name)
+                if applied:
+                    # In Redis now: the base for later changes, and for a load.
+                    state.cookies, state.changes = now, changes
+                    if version == state.version + 1:
+                        state.version = version
+                        continue
+                stale.append(name)  # others changed it too, or under a newer login
         self._pending = []
         for name in stale:
             session = self.sessions.get(name)

@@ -220,6 +220,14 @@ async def test_a_cookie_a_page_set_reaches_the_other_workers_at_their_next_round
             await _round(b)
             await _round(a)
             assert len(mine["default"].cookies) == 0
+            # Both change the jar between rounds: each ends up with both changes.
+            mine["default"].cookies.set("a", "1", "example.com")
+            theirs["default"].cookies.set("b", "2", "example.com")
+            await _round(a)
+            await _round(b)  # its change is stored, and a's loaded
+            await _round(a)
+            for jar in (mine["default"].cookies, theirs["default"].cookies):
+                assert sorted(c.name for c in jar.jar) == ["a", "b"]
 
 
 async def test_changes_made_under_an_older_login_are_refused(
