@@ -80,6 +80,7 @@ async def everything_in(url: str) -> bytes:
         assert isinstance(keys, list)
         for key in keys:
             kind = await client.execute("TYPE", key)
+            assert isinstance(kind, bytes)
             command = {
                 b"string": ["GET", key],
                 b"hash": ["HGETALL", key],
