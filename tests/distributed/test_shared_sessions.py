@@ -186,6 +186,23 @@ async def test_a_worker_joining_later_takes_the_login_instead_of_logging_in(
     assert await stream_items(redis_server.url) == every_item_once()
 
 
+async def test_with_shared_sessions_off_each_worker_logs_in_itself(
+    redis_server: RedisServer,
+) -> None:
+    app = HeldMembers()
+    results: list[Stats] = []
+    async with serve_asgi(app) as base:
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                for agent in ("w1", "w2"):
+                    s = worker_settings(base, redis_server.url, agent, shared_sessions=False)
+                    nursery.start_soon(run_worker, s, results)
+    assert app.logins == {"alice": 2}
+    assert await stream_items(redis_server.url) == every_item_once()
+    async with RedisClient(redis_server.url) as client:
+        assert await client.execute("KEYS", KEYS.prefix + "session*") == []
+
+
 # -- cookies between workers ------------------------------------------------------------
 
 
