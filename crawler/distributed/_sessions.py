@@ -7,6 +7,8 @@ Each named session of the spider has, under the crawl's prefix:
     session:NAME:cookies  hash: one field per cookie (its domain, path and name as
                           JSON), the cookie as JSON (flags and expiry included)
     session:NAME:lock     the right to log in: a random token, expiring unless renewed
+    session:NAME:failed   for ``lock_ttl`` after a login failed: the worker it failed on,
+                          so that the others stop too instead of trying it again
 
 A login takes the lock only when no login newer than the one the worker saw
 is stored (``CLAIM``, one atomic step), so the workers that see the same
@@ -44,14 +46,19 @@ _CALL_TIMEOUT = 10.0
 _WAIT_FIRST = 0.02  # a worker waiting for another's login looks again after this,
 _WAIT_MAX = 0.5  # doubling up to this
 
-#: KEYS: sessions, lock. ARGV: name, token, lock ms, seen generation.
+#: KEYS: sessions, lock, failed. ARGV: name, token, lock ms, seen generation.
 #: Returns {generation, 1} when the lock was taken, {generation, 0} when a login newer
-#: than ``seen`` is stored (load it), {generation, -1} when another worker logs in.
+#: than ``seen`` is stored (load it), {generation, -1} when another worker logs in,
+#: {generation, 2, worker} when the last login failed, on that worker.
 CLAIM = Script(
     r"""
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen:' .. ARGV[1]) or '0')
 if gen > tonumber(ARGV[4]) then
   return {gen, 0}
+end
+local failed = redis.call('GET', KEYS[3])
+if failed then
+  return {gen, 2, failed}
 end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {gen, 1}
@@ -72,13 +79,17 @@ return 0
     "session renew",
 )
 
-#: KEYS: lock. ARGV: token. Gives the lock back if it is still this worker's.
+#: KEYS: lock, failed. ARGV: token, worker ("" unless the login failed), ms. Gives the
+#: lock back if it is still this worker's, saying for ``ms`` that the login failed.
 UNLOCK = Script(
     r"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+return redis.call('DEL', KEYS[1])
 """,
     "session unlock",
 )
@@ -201,8 +212,11 @@ class SharedSessions:
         *,
         lock_ttl: float,
         wait: float,
+        worker: str = "",
     ) -> None:
         self.client = client
+        #: This worker's name, stored when its login fails so the others can say where.
+        self.worker = worker or "a worker"
         for script in SESSION_SCRIPTS:
             client.register(script)
         self.prefix = prefix
@@ -220,6 +234,9 @@ class SharedSessions:
     def _keys(self, name: str) -> tuple[str, str, str]:
         base = f"{self.prefix}session:{name}"
         return self.index, base + ":cookies", base + ":lock"
+
+    def _failed_key(self, name: str) -> str:
+        return f"{self.prefix}session:{name}:failed"
 
     def _state(self, name: str) -> _Synced:
         found = self._synced.get(name)
@@ -353,7 +370,10 @@ class SharedSessions:
         waited = False
         while True:
             reply = await self._call(
-                session, CLAIM, [index, lock], [name, token, int(self.lock_ttl * 1000), seen]
+                session,
+                CLAIM,
+                [index, lock, self._failed_key(name)],
+                [name, token, int(self.lock_ttl * 1000), seen],
             )
             status = int(reply[1])
             if status == 1:
@@ -362,6 +382,12 @@ class SharedSessions:
             if status == 0:
                 loaded: int = await self._guarded(session, self._load(session))
                 return loaded
+            if status == 2:
+                where = reply[2].decode(errors="replace")
+                raise SharedSessionError(
+                    f"session {name!r}: its login failed on worker {where} (see its log); "
+                    "not trying it again from here"
+                )
             if not waited:
                 waited = True
                 log.info("session %r: another worker is logging in; waiting for it", name)
@@ -381,13 +407,21 @@ class SharedSessions:
         name = session.name
         lock = self._keys(name)[2]
         token = self._tokens[name]
+        failed = ""
         try:
             yield
+        except Exception:
+            # The other workers stop too instead of failing the same way (a wrong
+            # password tried once per worker can lock the account).
+            failed = self.worker
+            raise
         finally:
             self._tokens.pop(name, None)
+            keys = [lock, self._failed_key(name)]
+            args: list[Arg] = [token, failed, int(self.lock_ttl * 1000)]
             with trio.CancelScope(shield=True), trio.move_on_after(_CALL_TIMEOUT):
                 try:
-                    await self.client.run(UNLOCK, [lock], [token])
+                    await self.client.run(UNLOCK, keys, args)
                 except RedisError as exc:
                     log.warning(
                         "session %r: could not give back the login lock (%s); it expires in %g s",

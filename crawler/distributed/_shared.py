@@ -144,7 +144,12 @@ class SharedCrawl:
         from ._sessions import SharedSessions
 
         self.sessions = SharedSessions(
-            self.client, self.keys.prefix, sessions, lock_ttl=self.ttl, wait=wait
+            self.client,
+            self.keys.prefix,
+            sessions,
+            lock_ttl=self.ttl,
+            wait=wait,
+            worker=self.worker,
         )
         return self.sessions
 

@@ -186,6 +186,27 @@ async def test_a_worker_joining_later_takes_the_login_instead_of_logging_in(
     assert await stream_items(redis_server.url) == every_item_once()
 
 
+async def test_a_login_that_fails_is_tried_once_not_once_per_worker(
+    redis_server: RedisServer,
+) -> None:
+    app = HeldMembers()
+    results: list[Stats] = []
+    async with serve_asgi(app) as base:
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                for agent in ("w1", "w2", "w3"):
+                    s = worker_settings(
+                        base,
+                        redis_server.url,
+                        agent,
+                        options={"base": base, "user": "alice", "password": "wrong"},
+                    )
+                    nursery.start_soon(run_worker, s, results)
+    assert login_posts(app) == 1  # a wrong password, tried once: no account lockout
+    assert [stats.finish_reason for stats in results] == ["login_failed"] * 3
+    assert app.logins == {}
+
+
 async def test_with_shared_sessions_off_each_worker_logs_in_itself(
     redis_server: RedisServer,
 ) -> None:
