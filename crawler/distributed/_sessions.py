@@ -14,8 +14,8 @@ A login takes the lock only when no login newer than the one the worker saw
 is stored (``CLAIM``, one atomic step), so the workers that see the same
 logged-out page make one login between them; the others wait for it and load
 its cookies. Cookies set by ordinary pages travel with the Redis rounds the
-shared crawl makes anyway: a changed jar adds its changes to the round, and an
-unchanged one a look at the versions (``HGETALL sessions``); a page costs no
+shared crawl makes anyway: a changed jar adds its changes to the round, and every
+round looks at every session's version (``HGETALL sessions``); a page costs no
 Redis call. Changes made under an older login are refused by Redis: they
 belong to a login that is over.
 
@@ -228,7 +228,6 @@ class SharedSessions:
         self._synced: dict[str, _Synced] = {}
         self._tokens: dict[str, str] = {}
         self._pending: list[tuple[str, dict[str, dict[str, Any]], int]] = []
-        self._look = False
         self._renewals = 0
 
     def _keys(self, name: str) -> tuple[str, str, str]:
@@ -248,8 +247,8 @@ class SharedSessions:
 
     def commands(self) -> list[list[Arg]]:
         """What this round sends for the sessions: the renewal of the login locks held,
-        the changes of the jars that changed, or else one look at every session's
-        version. Rounds come at least every third of lease_ttl, the locks' lifetime."""
+        the changes of the jars that changed, and one look at every session's version.
+        Rounds come at least every third of lease_ttl, the locks' lifetime."""
         self._pending = []
         commands: list[list[Arg]] = [
             RENEW.command([self._keys(name)[2]], [token, int(self.lock_ttl * 1000)])
@@ -276,28 +275,25 @@ class SharedSessions:
             args: list[Arg] = [name, session.generation, len(set_args) // 2, *set_args, *removed]
             commands.append(CHANGE.command([index, cookies], args))
             self._pending.append((name, now, jar.changes))
-        self._look = not self._pending
-        if self._look:
-            commands.append(["HGETALL", self.index])
+        commands.append(["HGETALL", self.index])
         return commands
 
     async def replies(self, replies: list[Any]) -> None:
         """Take in this round's replies: load the sessions others changed."""
         replies = replies[self._renewals :]
         stale: list[str] = []
-        if self._look:
-            stale = self._changed_elsewhere(replies[0])
-        else:
-            for (name, now, changes), reply in zip(self._pending, replies, strict=True):
-                applied, _generation, version = (int(x) for x in reply)
-                state = self._state(name)
-                if applied:
-                    # In Redis now: the base for later changes, and for a load.
-                    state.cookies, state.changes = now, changes
-                    if version == state.version + 1:
-                        state.version = version
-                        continue
-                stale.append(name)  # others changed it too, or under a newer login
+        for (name, now, changes), reply in zip(self._pending, replies, strict=False):
+            applied, _generation, version = (int(x) for x in reply)
+            state = self._state(name)
+            if applied:
+                # In Redis now: the base for later changes, and for a load.
+                state.cookies, state.changes = now, changes
+                if version == state.version + 1:
+                    state.version = version
+                    continue
+            stale.append(name)  # others changed it too, or under a newer login
+        sent = {name for name, _, _ in self._pending}
+        stale += self._changed_elsewhere(replies[-1], sent)
         self._pending = []
         for name in stale:
             session = self.sessions.get(name)
@@ -307,11 +303,14 @@ class SharedSessions:
                 except SharedSessionError as exc:
                     log.warning("%s; the worker keeps its own cookies", exc)
 
-    def _changed_elsewhere(self, reply: Any) -> list[str]:
+    def _changed_elsewhere(self, reply: Any, sent: set[str]) -> list[str]:
+        """The sessions not sent this round whose version or login moved in Redis."""
         flat = [x.decode() if isinstance(x, bytes) else str(x) for x in reply or ()]
         stored = dict(zip(flat[::2], flat[1::2], strict=True))
         stale = []
         for name, session in self.sessions.items():
+            if name in sent:
+                continue
             version = int(stored.get(f"ver:{name}", 0))
             generation = int(stored.get(f"gen:{name}", 0))
             if version != self._state(name).version or generation > session.generation:

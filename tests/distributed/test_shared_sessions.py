@@ -268,6 +268,22 @@ async def test_a_cookie_a_page_set_reaches_the_other_workers_at_their_next_round
                 assert sorted(c.name for c in jar.jar) == ["a", "b"]
 
 
+async def test_a_session_changing_every_round_does_not_hide_the_others_changes(
+    redis_server: RedisServer,
+) -> None:
+    async with RedisClient(redis_server.url) as one, RedisClient(redis_server.url) as two:
+        mine = {"alice": _session("alice"), "bob": _session("bob")}
+        theirs = {"bob": _session("bob")}
+        a = SharedSessions(one, KEYS.prefix, mine, lock_ttl=10, wait=10)
+        b = SharedSessions(two, KEYS.prefix, theirs, lock_ttl=10, wait=10)
+        with trio.fail_after(30):
+            theirs["bob"].cookies.set("token", "t1", "example.com")
+            await _round(b)
+            mine["alice"].cookies.set("seen", "1", "example.com")  # a page of alice's
+            await _round(a)
+            assert mine["bob"].cookies.get("token", domain="example.com") == "t1"
+
+
 async def test_changes_made_under_an_older_login_are_refused(
     redis_server: RedisServer,
 ) -> None:
