@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from crawler.distributed import RedisClient, RedisConnectionError, Script, key_slot
+from crawler import distributed
+from crawler.distributed import RedisClient, RedisConnectionError, Script, _sessions, key_slot
 from crawler.distributed._admin import crawl_status, export_items, stop_crawl
 from crawler.distributed._delays import PAUSE, RESERVE
 from crawler.distributed._frontier import CrawlKeys
@@ -128,13 +130,14 @@ _SCRIPTS = {
     PERMITS_RELEASE,
     RESERVE,
     PAUSE,
+    *_sessions.SESSION_SCRIPTS,
 }
 
 
 def test_every_script_of_the_package_is_checked_below() -> None:
     found = set()
-    for name in ("_scripts", "_permits", "_delays", "_frontier", "_shared", "_admin"):
-        module = importlib.import_module(f"crawler.distributed.{name}")
+    for module_info in pkgutil.iter_modules(distributed.__path__):
+        module = importlib.import_module(f"crawler.distributed.{module_info.name}")
         found |= {value for value in vars(module).values() if isinstance(value, Script)}
     assert found == _SCRIPTS
 
@@ -176,6 +179,19 @@ async def test_the_scripts_declare_a_key_of_their_crawl_and_touch_only_its_slot(
         ]
         assert await client.run(strict["reserve_request_slot"], [host + "next"], [1000]) == 0
         assert await client.run(strict["pause_host"], [host + "next"], [1000]) == 0
+        sessions, cookies = prefix + "sessions", prefix + "session:default:cookies"
+        login_lock, failed = prefix + "session:default:lock", prefix + "session:default:failed"
+        claim = [sessions, login_lock, failed]
+        assert await client.run(strict["session claim"], claim, ["default", "t", 5000, 0]) == [0, 1]
+        assert await client.run(strict["session renew"], [login_lock], ["t", 5000]) == 1
+        stored_jar = [sessions, cookies, login_lock]
+        jar = ["default", "t", "sid", '{"name": "sid"}']
+        assert await client.run(strict["session publish"], stored_jar, jar) == [1, 1]
+        change = ["default", 1, 1, "lang", '{"name": "lang"}', "sid"]
+        assert await client.run(strict["session change"], [sessions, cookies], change) == [1, 1, 2]
+        loaded = await client.run(strict["session load"], [sessions, cookies], ["default"])
+        assert loaded == [1, 2, b'{"name": "lang"}']
+        assert await client.run(strict["session unlock"], [login_lock, failed], ["t", "", 1]) == 0
         assert await client.execute("XLEN", keys.items) == 1
         [[item_id, _]] = await client.execute("XRANGE", keys.items, "-", "+")
         ms, seq = item_id.decode().split("-")
