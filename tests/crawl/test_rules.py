@@ -308,7 +308,7 @@ async def test_functions_of_the_class_body_are_bound_to_the_spider() -> None:
 class _Empty(_Books):
     name = "empty_books"
 
-    def parse_book(self, response: Response) -> None:
+    def parse_book(self, response: Response) -> Any:
         return None  # a selector that matched nothing, say
 
 

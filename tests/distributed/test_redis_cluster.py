@@ -20,6 +20,7 @@ from crawler.distributed._delays import PAUSE, RESERVE
 from crawler.distributed._frontier import CrawlKeys
 from crawler.distributed._permits import ACQUIRE, RENEW
 from crawler.distributed._permits import RELEASE as PERMITS_RELEASE
+from crawler.distributed._redis import Arg
 from crawler.distributed._scripts import (
     COMMIT,
     LEASE,
@@ -168,7 +169,7 @@ async def test_the_scripts_declare_a_key_of_their_crawl_and_touch_only_its_slot(
         assert await client.run(acquire, [conns, wanted], ["l1", 1, 5000]) == 1
         assert await client.run(acquire, [conns, wanted], ["l2", 1, 5000]) == 0  # full: wanted
         assert await client.run(strict["renew_connection_permits"], [conns], [5000, "l1"]) == 0
-        freed = [prefix + "freed", "example.org", 1, "l1"]
+        freed: list[Arg] = [prefix + "freed", "example.org", 1, "l1"]
         assert await client.run(strict["release_connection_permits"], [conns, wanted], freed) == 0
         robots, lock = prefix + "robots:http://example.org/robots.txt", prefix + "robots-lock"
         assert await client.run(strict["robots_claim"], [robots, lock], ["t1", 5000]) == [2]
@@ -187,13 +188,15 @@ async def test_the_scripts_declare_a_key_of_their_crawl_and_touch_only_its_slot(
         stored_jar = [sessions, cookies, login_lock]
         jar = ["default", "t", "sid", '{"name": "sid"}']
         assert await client.run(strict["session publish"], stored_jar, jar) == [1, 1]
-        change = ["default", 1, 1, "lang", '{"name": "lang"}', "sid"]
+        change: list[Arg] = ["default", 1, 1, "lang", '{"name": "lang"}', "sid"]
         assert await client.run(strict["session change"], [sessions, cookies], change) == [1, 1, 2]
         loaded = await client.run(strict["session load"], [sessions, cookies], ["default"])
         assert loaded == [1, 2, b'{"name": "lang"}']
         assert await client.run(strict["session unlock"], [login_lock, failed], ["t", "", 1]) == 0
         assert await client.execute("XLEN", keys.items) == 1
-        [[item_id, _]] = await client.execute("XRANGE", keys.items, "-", "+")
+        entries = await client.execute("XRANGE", keys.items, "-", "+")
+        assert isinstance(entries, list)
+        [[item_id, _]] = entries
         ms, seq = item_id.decode().split("-")
         trim = [keys.items, meta, keys.stats]
         after = f"{ms}-{int(seq) + 1}"
