@@ -205,7 +205,16 @@ def test_the_package_ships_its_type_hints() -> None:
 
 # Libraries only some crawls need: importing the package must not load them (each
 # costs megabytes of memory in every crawl, and memory is one of the engine's measures).
-LAZY_LIBRARIES = ("itemadapter", "pydantic", "python_socks", "lxml", "hiredis")
+# Standard modules too: importlib.metadata (with email and zipfile) costs about a
+# megabyte.
+LAZY_LIBRARIES = (
+    "itemadapter",
+    "pydantic",
+    "python_socks",
+    "lxml",
+    "hiredis",
+    "importlib.metadata",
+)
 
 
 @pytest.mark.e2e

@@ -17,8 +17,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _dist_version
 from types import TracebackType
 from typing import Any, TypedDict, Unpack
 from urllib.parse import unquote
@@ -39,20 +37,14 @@ from ._redirects import FOLLOW_REDIRECTS, RedirectMiddleware
 from ._tls import VerifyTypes
 from ._transports import Transport
 from ._urls import URL, QueryParams
+from ._version import __version__
 
 __all__ = ["DEFAULT_MAX_RESPONSE_SIZE", "USE_CLIENT_DEFAULT", "Client"]
 
 DEFAULT_MAX_RESPONSE_SIZE = 64 * 1024 * 1024
 
 
-def _version() -> str:
-    try:
-        return _dist_version("crawler")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0"
-
-
-USER_AGENT = f"crawler/{_version()}"
+USER_AGENT = f"crawler/{__version__}"
 DEFAULT_HEADERS = (
     ("User-Agent", USER_AGENT),
     ("Accept", "*/*"),

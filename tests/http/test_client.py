@@ -395,6 +395,14 @@ async def test_bodies_arrive_server_side(url: str) -> None:
     assert as_bytes["body"] == "\x00raw"
 
 
+def test_the_user_agent_names_the_installed_version() -> None:
+    """The version is a constant in the package, read by the build: it must be the one
+    the installed distribution's metadata gives."""
+    from importlib.metadata import version
+
+    assert f"crawler/{version('crawler')}" == USER_AGENT
+
+
 async def test_default_and_custom_headers(url: str) -> None:
     async with Client(headers={"X-Client": "1"}) as client:
         seen = echoed(await client.get(url + "/echo", headers={"Accept": "text/html"}))
