@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin
@@ -86,6 +85,8 @@ def bench(name: str, fn: Callable[[], object], n_pages: int, reps: int) -> float
 def seen_memory(entries: int) -> tuple[float, float, float]:
     """Bytes per entry: a plain set of fingerprints, SeenFilter's table, and the
     table plus a full default raw-string cache."""
+    import tracemalloc  # here: `crawl bench` loads this module with the spider's
+
     urls = [f"{BASE}/p/{i // 1000:03d}/{i}.html" for i in range(entries)]
     results = []
     for build in (

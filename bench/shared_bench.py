@@ -38,7 +38,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +66,10 @@ SPIDER_ARGS = spider_args(64, 64, 0)
 
 
 def _site_up() -> bool:
+    # Imported here: the spider loader of `crawl bench` imports this module too, and
+    # urllib.request would add most of a megabyte to the crawl being measured.
+    import urllib.request
+
     try:
         with urllib.request.urlopen("http://127.0.0.1:8081/robots.txt", timeout=2):
             return True

@@ -91,7 +91,7 @@ class ProxyChooser:
             env = ProxyRoutes.from_environment() if settings.trust_env else None
         except ValueError as exc:
             raise SettingsError(f"{exc} (or set trust_env = false)") from None
-        no_proxy = NoProxy(_no_proxy_env()) if settings.trust_env else None
+        no_proxy = NoProxy.from_environment() if settings.trust_env else None
         if (
             not settings.proxy
             and not settings.proxies
@@ -134,9 +134,3 @@ def _check(key: str, value: str) -> None:
         proxy_of(value)
     except (ValueError, InvalidURL) as exc:
         raise SettingsError(f"Setting {key!r}: {exc}") from None
-
-
-def _no_proxy_env() -> str:
-    import urllib.request
-
-    return urllib.request.getproxies_environment().get("no", "")

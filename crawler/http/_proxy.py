@@ -15,7 +15,7 @@ asks once per request and pays one dict lookup.
 from __future__ import annotations
 
 import ipaddress
-import urllib.request
+import os
 from base64 import b64encode
 from collections.abc import Mapping
 from urllib.parse import unquote
@@ -150,6 +150,12 @@ class NoProxy:
         for entry in spec.replace(",", " ").split():
             self._add(entry.strip().lower())
 
+    @classmethod
+    def from_environment(cls) -> NoProxy:
+        """The rules of ``NO_PROXY`` (or ``no_proxy``, which wins) in this process's
+        environment, read as ``urllib.request`` reads it."""
+        return cls(_environment_proxies(os.environ).get("no", ""))
+
     def _add(self, entry: str) -> None:
         if entry == "*":
             self._all = True
@@ -194,6 +200,28 @@ class NoProxy:
         )
 
 
+def _environment_proxies(environ: Mapping[str, str]) -> dict[str, str]:
+    """``urllib.request.getproxies_environment()``, rule for rule: that module (with
+    ``http.client`` and ``email``) would cost every crawl most of a megabyte of memory
+    for this one function. ``<scheme>_proxy`` in any case, the lower-case name winning
+    (an empty one unsets); a CGI script (``REQUEST_METHOD`` set) ignores ``HTTP_PROXY``,
+    which a client's ``Proxy:`` header could have set (CVE-2016-1000110)."""
+    found: dict[str, str] = {}
+    for name, value in environ.items():
+        lower = name.lower()
+        if value and lower[-6:] == "_proxy":
+            found[lower[:-6]] = value
+    if "REQUEST_METHOD" in environ:
+        found.pop("http", None)
+    for name, value in environ.items():
+        if name[-6:] == "_proxy":
+            if value:
+                found[name.lower()[:-6]] = value
+            else:
+                found.pop(name.lower()[:-6], None)
+    return found
+
+
 class ProxyRoutes:
     """Which proxy each origin goes through: per scheme, with ``NO_PROXY`` exceptions."""
 
@@ -222,7 +250,7 @@ class ProxyRoutes:
         """The routes ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``
         (or their lower-case forms, which win) describe; None if they name no proxy."""
         if environ is None:
-            found = urllib.request.getproxies_environment()
+            found = _environment_proxies(os.environ)
         else:
             found = {}
             for name, value in sorted(environ.items(), key=lambda kv: kv[0].islower()):

@@ -7,6 +7,7 @@ direct request has none) and tinyproxy logs each request it handled.
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from crawler.http import (
     ProxyRoutes,
     Request,
 )
+from crawler.http._proxy import _environment_proxies
 from tests.http.tls_sites import Certs, tls_site
 from tests.proxies import PASSWORD, USER, run_tinyproxy
 from tests.servers import Reply, Seen, serve_h11, serve_tcp
@@ -416,3 +418,29 @@ def test_max_connections_per_proxy_is_checked() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_connections_per_proxy must be an int >= 1"):
             Limits(max_connections_per_proxy=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"HTTP_PROXY": "http://up:1", "http_proxy": "http://low:2", "NO_PROXY": "a.test"},
+        {"HTTPS_PROXY": "http://up:1", "https_proxy": "", "no_proxy": "b.test"},
+        {"HTTP_PROXY": "http://cgi:1", "REQUEST_METHOD": "GET", "ALL_PROXY": "http://all:3"},
+        {"http_proxy": "http://cgi:1", "REQUEST_METHOD": "GET", "Ftp_Proxy": "http://f:4"},
+        {"PATH": "/bin"},
+    ],
+)
+def test_the_environment_is_read_as_urllib_reads_it(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``urllib.request`` (a megabyte of memory), by the same rules."""
+    import urllib.request
+
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    expected = urllib.request.getproxies_environment()
+    assert _environment_proxies(os.environ) == expected
+    assert NoProxy.from_environment().matches("a.test", 80) == ("a.test" in expected.get("no", ""))
