@@ -365,10 +365,6 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
             "(e.g. --job 'jobs/{spider}')"
         )
     from .. import engine  # heavy: only when crawling
-    from ..distributed import RedisError
-    from ..engine import ComponentError, HttpCacheError
-    from ..jobs._job import JobError
-    from ..pipelines._runner import PipelineConfigError
     from ._demo import start_demo_site
 
     try:
@@ -379,26 +375,8 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
             stats_json=args.stats_json,
             prepare=start_demo_site,
         )
-    except (
-        PipelineConfigError,
-        ComponentError,
-        SettingsError,
-        JobError,
-        HttpCacheError,
-        RedisError,
-        BaseExceptionGroup,
-    ) as exc:
-        cause = _config_error(
-            exc,
-            (
-                PipelineConfigError,
-                ComponentError,
-                SettingsError,
-                JobError,
-                HttpCacheError,
-                RedisError,
-            ),
-        )
+    except (Exception, BaseExceptionGroup) as exc:
+        cause = _config_error(exc, _config_errors())
         if cause is None:
             raise
         raise CommandError(str(cause)) from exc
@@ -407,6 +385,30 @@ def _crawl(args: argparse.Namespace, sources: SettingsSources, loader: SpiderLoa
     elif status != 0:
         print(f"crawl: error: the crawl ended with exit status {status}", file=sys.stderr)
     return status
+
+
+def _config_errors() -> tuple[type[Exception], ...]:
+    """The errors a crawl raises for its configuration, which the command prints as one
+    line. Those of jobs and of the Redis client count only if the crawl imported their
+    module, as it must have to raise them: importing them to name them here would load
+    sqlite3 and hiredis into every crawl, megabytes of memory most crawls never use."""
+    from ..engine import ComponentError, HttpCacheError
+    from ..pipelines._runner import PipelineConfigError
+
+    kinds: list[type[Exception]] = [
+        PipelineConfigError,
+        ComponentError,
+        SettingsError,
+        HttpCacheError,
+    ]
+    for module, name in (
+        ("crawler.jobs._job", "JobError"),
+        ("crawler.distributed._redis", "RedisError"),
+    ):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            kinds.append(getattr(loaded, name))
+    return tuple(kinds)
 
 
 def _config_error(exc: BaseException, kinds: tuple[type[Exception], ...]) -> BaseException | None:
