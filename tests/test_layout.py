@@ -205,8 +205,8 @@ def test_the_package_ships_its_type_hints() -> None:
 
 # Libraries only some crawls need: importing the package must not load them (each
 # costs megabytes of memory in every crawl, and memory is one of the engine's measures).
-# Standard modules too: importlib.metadata (with email and zipfile) and urllib.request
-# (with http.client) cost about a megabyte each.
+# Standard modules too: importlib.metadata (with email and zipfile), urllib.request
+# (with http.client) and sqlite3 cost about a megabyte each.
 LAZY_LIBRARIES = (
     "itemadapter",
     "pydantic",
@@ -215,6 +215,7 @@ LAZY_LIBRARIES = (
     "hiredis",
     "importlib.metadata",
     "urllib.request",
+    "sqlite3",
 )
 
 

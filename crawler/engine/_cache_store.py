@@ -19,12 +19,16 @@ no thread hop at all.
 from __future__ import annotations
 
 import json
-import sqlite3
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    # Imported where a cache is opened: crawls without one never load sqlite3.
+    import sqlite3
 
 __all__ = ["CACHE_FILE", "CacheEntry", "CacheStore", "HttpCacheError", "cache_size", "clear_cache"]
 
@@ -85,6 +89,8 @@ class CacheStore:
         await trio.to_thread.run_sync(self._open, limiter=self._limiter)
 
     def _open(self) -> None:
+        import sqlite3
+
         self.directory.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: the limiter lets one thread at a time use it.
         try:
@@ -179,6 +185,8 @@ class CacheStore:
 def cache_size(directory: Path) -> tuple[int, int] | None:
     """(responses stored, bytes on disk) of the cache in ``directory``, or None if there
     is none; read-only, so it may run while a crawl writes."""
+    import sqlite3
+
     path = directory / CACHE_FILE
     if not path.is_file():
         return None

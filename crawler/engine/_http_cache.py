@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -246,6 +245,8 @@ class HttpCache:
     async def discard(self, request: Request) -> None:
         """Forget the stored response to ``request`` (a logged-out page, say), so that
         the next time it is asked for it is fetched."""
+        import sqlite3  # loaded by the store already: a dictionary lookup
+
         self.abandon(request)
         key = _key(request)
         if key not in self.store.index:
@@ -378,6 +379,8 @@ class HttpCache:
         """A page came back logged out under the login this run replayed or stored: that
         login is stale (its cookie expired, say), so it is deleted, and the re-login that
         follows reaches the site (and is stored in its place)."""
+        import sqlite3  # loaded by the store already: a dictionary lookup
+
         keys, self._session_keys = self._session_keys, set()
         for key in keys:
             if key in self.store.index:
@@ -387,6 +390,8 @@ class HttpCache:
                     log.warning("HTTP cache %s: cannot delete a login: %s", self.store.path, exc)
 
     async def _get(self, key: bytes) -> CacheEntry | None:
+        import sqlite3  # loaded by the store already: a dictionary lookup
+
         try:
             return await self.store.get(key)
         except (sqlite3.Error, ValueError) as exc:  # a damaged row: fetched again
@@ -394,6 +399,8 @@ class HttpCache:
             return None
 
     async def _put(self, key: bytes, entry: CacheEntry) -> None:
+        import sqlite3  # loaded by the store already: a dictionary lookup
+
         try:
             await self.store.put(key, entry)
         except sqlite3.Error as exc:  # a full disk must not stop the crawl

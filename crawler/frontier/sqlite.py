@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from heapq import heappop, heappush
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..request import Request
 from ._fingerprint import request_fingerprint
+
+if TYPE_CHECKING:
+    # Imported where a store is opened: a crawl without a job never loads sqlite3.
+    import sqlite3
 
 __all__ = ["FORMAT_VERSION", "SqliteFrontier"]
 
@@ -312,6 +315,8 @@ class _Queue:
 
 def connect(path: Path) -> sqlite3.Connection:
     """A read-write connection in WAL mode; transactions are begun and committed explicitly."""
+    import sqlite3
+
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode=WAL")
@@ -412,6 +417,8 @@ class SqliteFrontier:
     def _save_bloom(self) -> None:
         """Keep the filter for the next run: it holds every committed fingerprint (and
         perhaps some rolled back, which only costs a lookup)."""
+        import sqlite3
+
         path = self._bloom_path()
         tmp = path.with_name(path.name + ".tmp")
         try:
@@ -570,6 +577,8 @@ class SqliteFrontier:
 
     def close(self) -> None:
         """Roll back what no checkpoint committed and close; a clean store is one file."""
+        import sqlite3
+
         with self._lock:
             db = self._db
             try:

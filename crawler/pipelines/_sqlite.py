@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,8 @@ from ._encode import ENCODE_ERRORS, encode_error, json_default, make_encoder, to
 from ._file import resolve_path
 
 if TYPE_CHECKING:
+    # Imported when the exporter opens: crawls exporting elsewhere never load sqlite3.
+    import sqlite3
     from pathlib import Path
 
     from ..spider import Spider
@@ -104,6 +105,8 @@ class SqliteExporter:
         self._insert_sql = f"INSERT INTO {self._table_sql} ({names}) VALUES ({marks})"
 
     def open(self, spider: Spider) -> None:
+        import sqlite3
+
         self.path = resolve_path(self.path_template, spider)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are begun and committed explicitly, one per batch.

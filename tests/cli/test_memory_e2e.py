@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 NOT_FOR_A_PLAIN_CRAWL = (
     "importlib.metadata",
     "urllib.request",
+    "sqlite3",
     "hiredis",
     "crawler.distributed",
     "crawler.jobs",
