@@ -206,7 +206,8 @@ def test_the_package_ships_its_type_hints() -> None:
 # Libraries only some crawls need: importing the package must not load them (each
 # costs megabytes of memory in every crawl, and memory is one of the engine's measures).
 # Standard modules too: importlib.metadata (with email and zipfile), urllib.request
-# (with http.client) and sqlite3 cost about a megabyte each.
+# (with http.client) and sqlite3 cost about a megabyte each. h2 and hpack (HTTP/2) and
+# certifi (https) wait for the first connection that needs them.
 LAZY_LIBRARIES = (
     "itemadapter",
     "pydantic",
@@ -216,6 +217,9 @@ LAZY_LIBRARIES = (
     "importlib.metadata",
     "urllib.request",
     "sqlite3",
+    "h2",
+    "hpack",
+    "certifi",
 )
 
 

@@ -59,12 +59,12 @@ from ._config import Timeout
 from ._exceptions import (
     HTTPError,
     LocalProtocolError,
-    ReadError,
     ReadTimeout,
     RemoteProtocolError,
     WriteTimeout,
     total_timeout,
 )
+from ._h2_errors import ConnectionLost, StreamUnprocessed
 from ._headers import Headers, is_token
 from ._http11 import MAX_INFORMATIONAL
 from ._models import Request, Response
@@ -127,21 +127,6 @@ class _GracefulH2Connection(h2.connection.H2Connection):
         result = super()._receive_goaway_frame(frame)
         self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
         return result
-
-
-class StreamUnprocessed(RemoteProtocolError):
-    """The server did not process this stream (GOAWAY above its last stream id,
-    REFUSED_STREAM, no room for a new stream): it may be sent again on another
-    connection whatever its method."""
-
-
-class ConnectionLost(ReadError):
-    """The connection died under a stream; ``before_response`` says whether any
-    of the response had arrived (only then is an idempotent request resent)."""
-
-    def __init__(self, message: str, *, request: Request, before_response: bool) -> None:
-        super().__init__(message, request=request)
-        self.before_response = before_response
 
 
 class _Stream:

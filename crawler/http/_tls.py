@@ -12,8 +12,6 @@ import os
 import ssl
 from functools import lru_cache
 
-import certifi
-
 __all__ = ["VerifyTypes", "create_ssl_context"]
 
 VerifyTypes = bool | str | ssl.SSLContext
@@ -50,8 +48,13 @@ def _cached_context(verify: bool, ca_path: str | None, alpn: tuple[str, ...]) ->
         context.verify_mode = ssl.CERT_NONE
     elif ca_path is not None and os.path.isdir(ca_path):
         context = ssl.create_default_context(capath=ca_path)
+    elif ca_path is not None:
+        context = ssl.create_default_context(cafile=ca_path)
     else:
-        context = ssl.create_default_context(cafile=ca_path or certifi.where())
+        # Imported here, by the first https connection: a plain http crawl needs no CA.
+        import certifi
+
+        context = ssl.create_default_context(cafile=certifi.where())
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if alpn:
         context.set_alpn_protocols(list(alpn))
