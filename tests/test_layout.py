@@ -207,7 +207,8 @@ def test_the_package_ships_its_type_hints() -> None:
 # costs megabytes of memory in every crawl, and memory is one of the engine's measures).
 # Standard modules too: importlib.metadata (with email and zipfile), urllib.request
 # (with http.client) and sqlite3 cost about a megabyte each. h2 and hpack (HTTP/2) and
-# certifi (https) wait for the first connection that needs them.
+# certifi (https) wait for the first connection that needs them, brotli and zstd for the
+# first response compressed with them.
 LAZY_LIBRARIES = (
     "itemadapter",
     "pydantic",
@@ -220,6 +221,8 @@ LAZY_LIBRARIES = (
     "h2",
     "hpack",
     "certifi",
+    "brotli",
+    "backports.zstd",
 )
 
 

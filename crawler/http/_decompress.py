@@ -25,18 +25,29 @@ from __future__ import annotations
 import sys
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Protocol
-
-import brotli
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 from ._exceptions import DecodingError
 from ._models import AsyncByteStream, Request, Response
 from ._transports import Transport
 
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+
+# brotli and zstd are imported by the first response that needs them: most crawls
+# never get one, and the two cost them about 0.7 MB of memory.
+_ZSTD_MODULE = "compression.zstd" if sys.version_info >= (3, 14) else "backports.zstd"
+
+
+def _zstd() -> ModuleType:
+    import importlib
+
+    return importlib.import_module(_ZSTD_MODULE)
+
 
 __all__ = ["MAX_CODINGS", "SUPPORTED_ENCODINGS", "DecodingStream", "DecompressMiddleware"]
 
@@ -123,6 +134,8 @@ class _BrotliDecoder:
     __slots__ = ("_obj", "_step")
 
     def __init__(self, step: int) -> None:
+        import brotli
+
         self._obj = brotli.Decompressor()
         self._step = step
 
@@ -173,7 +186,7 @@ class _ZstdDecoder:
                 return b""
         self._head = b""
         self._started = True
-        self._obj = zstd.ZstdDecompressor()
+        self._obj = _zstd().ZstdDecompressor()
         return data
 
     def decode(self, data: bytes) -> Iterator[bytes]:
@@ -202,6 +215,18 @@ class _ZstdDecoder:
         if self._obj is not None:
             raise _Truncated()
         return iter(())
+
+
+def _is_decoding_error(exc: Exception) -> bool:
+    """Whether ``exc`` is zlib's, brotli's or zstd's complaint about the data; the latter
+    two are looked for only if loaded, as a decoder of theirs must have been to raise."""
+    if isinstance(exc, zlib.error):
+        return True
+    brotli = sys.modules.get("brotli")
+    if brotli is not None and isinstance(exc, brotli.error):
+        return True
+    zstd = sys.modules.get(_ZSTD_MODULE)
+    return zstd is not None and isinstance(exc, zstd.ZstdError)
 
 
 SUPPORTED_ENCODINGS = ("gzip", "deflate", "br", "zstd")
@@ -318,7 +343,9 @@ class DecodingStream:
                 raise self._error(
                     "the body ends before its compressed stream (truncated)"
                 ) from None
-            except (zlib.error, brotli.error, zstd.ZstdError) as exc:
+            except Exception as exc:
+                if not _is_decoding_error(exc):
+                    raise
                 raise self._error(str(exc)) from None
             if piece is not None:
                 return piece

@@ -27,6 +27,8 @@ NOT_FOR_A_PLAIN_CRAWL = (
     "h2",
     "hpack",
     "certifi",
+    "brotli",
+    "backports.zstd",
     "hiredis",
     "crawler.distributed",
     "crawler.jobs",
