@@ -16,7 +16,6 @@ first calls ``xpath()``, and once per document.
 
 from __future__ import annotations
 
-import html as _html
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -754,5 +753,7 @@ def _entity(match: re.Match[str]) -> str:
             return chr(number) if number < 0x110000 else ""
         except ValueError:
             return ""
-    decoded = _html.unescape(f"&{name};")
+    import html  # here: most pages need no named entity decoded this way
+
+    decoded = html.unescape(f"&{name};")
     return match.group(0) if decoded == f"&{name};" else decoded

@@ -208,7 +208,8 @@ def test_the_package_ships_its_type_hints() -> None:
 # Standard modules too: importlib.metadata (with email and zipfile), urllib.request
 # (with http.client) and sqlite3 cost about a megabyte each. h2 and hpack (HTTP/2) and
 # certifi (https) wait for the first connection that needs them, brotli and zstd for the
-# first response compressed with them.
+# first response compressed with them; tenacity for the first failure to retry; difflib,
+# decimal, uuid, html and email for the rare value or message that needs them.
 LAZY_LIBRARIES = (
     "itemadapter",
     "pydantic",
@@ -223,6 +224,12 @@ LAZY_LIBRARIES = (
     "certifi",
     "brotli",
     "backports.zstd",
+    "tenacity",
+    "difflib",
+    "decimal",
+    "uuid",
+    "html",
+    "email",
 )
 
 

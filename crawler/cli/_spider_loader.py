@@ -7,7 +7,6 @@ the files and lines to fix, not discovered half-way through a crawl.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -55,6 +54,8 @@ class SpiderLoader:
                 f"{list(self.modules)} under {_display(self.project_dir)}"
             )
         message = f"Unknown spider {name!r}"
+        import difflib  # for this message only
+
         close = difflib.get_close_matches(name, list(self.spiders), n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"

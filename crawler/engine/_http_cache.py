@@ -35,7 +35,6 @@ See docs/http-cache.md.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections import Counter
@@ -494,6 +493,8 @@ def _directives(value: str | None) -> dict[str, str]:
 def _http_date(value: str | None) -> float | None:
     if not value:
         return None
+    import email.utils  # here: only a crawl with a cache reads these dates
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

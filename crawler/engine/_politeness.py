@@ -18,7 +18,6 @@ See docs/politeness.md for the reasoning and the settings.
 
 from __future__ import annotations
 
-import email.utils
 import random
 from collections.abc import Callable
 
@@ -44,6 +43,8 @@ def parse_retry_after(value: str | None, now_wall: float | None = None) -> float
     # isascii: "²".isdigit() is true, but float() cannot read it.
     if value.isascii() and value.isdigit():
         return float(value)
+    import email.utils  # here: a date in Retry-After is rare, email costs every crawl
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

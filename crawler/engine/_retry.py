@@ -9,12 +9,14 @@ never holds a worker the way ``tenacity.retry`` around a coroutine would.
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import tenacity
+from typing import TYPE_CHECKING
 
 from ..http import HTTPError, LocalProtocolError, TransportError, UnsupportedProtocol
 from ..request import Request
 from ._robots import RobotsUnavailable
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["IDEMPOTENT_METHODS", "RetryPolicy"]
 
@@ -57,13 +59,22 @@ class RetryPolicy:
     ) -> None:
         self.retry_http_codes = frozenset(retry_http_codes)
         self.backoff_max = backoff_max
+        self._retry_times = retry_times
+        self._backoff = backoff
+        # Made by the first failure: a crawl without one never imports tenacity.
+        self._retrying: tenacity.Retrying | None = None
+
+    def _strategies(self) -> tenacity.Retrying:
+        import tenacity
+
         self._retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(retry_times + 1),
+            stop=tenacity.stop_after_attempt(self._retry_times + 1),
             wait=tenacity.wait_exponential_jitter(
-                multiplier=backoff, max=backoff_max, jitter=backoff
+                multiplier=self._backoff, max=self.backoff_max, jitter=self._backoff
             ),
             retry=tenacity.retry_if_exception(_is_retryable),
         )
+        return self._retrying
 
     def should_retry_status(self, status: int) -> bool:
         return status in self.retry_http_codes
@@ -79,13 +90,16 @@ class RetryPolicy:
     ) -> float | None:
         if request.method not in IDEMPOTENT_METHODS and not request.retry_any_method:
             return None
-        state = tenacity.RetryCallState(self._retrying, None, (), {})
+        import tenacity
+
+        retrying = self._retrying or self._strategies()
+        state = tenacity.RetryCallState(retrying, None, (), {})
         state.attempt_number = attempt
         failure: BaseException = error if error is not None else _StatusFailure(status or 0)
         state.set_exception((type(failure), failure, None))
-        if not self._retrying.retry(state) or self._retrying.stop(state):
+        if not retrying.retry(state) or retrying.stop(state):
             return None
-        delay = float(self._retrying.wait(state))
+        delay = float(retrying.wait(state))
         if isinstance(error, RobotsUnavailable):
             return _after_robots_refetch(delay, error.retry_in, self.backoff_max)
         if retry_after is not None:

@@ -6,7 +6,6 @@ from ("in settings.toml [spiders.books]", "from -s").
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -215,6 +214,8 @@ class SettingsSources:
             if name not in names:
                 message = f"{self.display_path} has a [spiders.{format_key(name)}] table"
                 message += f" but no spider is named {name!r}"
+                import difflib  # for this message only
+
                 close = difflib.get_close_matches(name, list(names), n=1)
                 if close:
                     message += f" (did you mean {close[0]!r}?)"

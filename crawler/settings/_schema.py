@@ -12,7 +12,6 @@ attributes and never converts a string on a hot path.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import tomllib
@@ -391,6 +390,8 @@ def unknown_key_error(key: Key, where: str, known: Collection[str]) -> SettingsE
     hint = scrapy_hint(parts[-1])
     if hint is not None:
         return SettingsError(f"{message}: {hint}")
+    import difflib  # for this message only
+
     close = difflib.get_close_matches(parts[-1], list(known), n=1)
     if close:
         message += f" (did you mean {format_key([*parts[:-1], close[0]])!r}?)"
