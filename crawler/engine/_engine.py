@@ -97,8 +97,6 @@ class Engine:
             stack.callback(nursery.cancel_scope.cancel)
             try:
                 await self.shared.start(nursery)
-                if self._owns_pool:
-                    nursery.start_soon(_close_expired, self.pool, self.settings.keepalive_expiry)
             except BaseException:
                 await stack.aclose()
                 raise
@@ -161,15 +159,6 @@ class Engine:
         for crawler in self.crawlers:
             crawler.interrupted = True
             crawler.abort()
-
-
-async def _close_expired(pool: ConnectionPool, keepalive_expiry: float) -> None:
-    """In a shared crawl an idle connection holds a permit other processes may wait for:
-    close it when its keep-alive expires even if this process sends nothing meanwhile."""
-    period = max(0.05, keepalive_expiry / 2)
-    while True:
-        await trio.sleep(period)
-        pool.close_expired()
 
 
 async def crawl(

@@ -32,6 +32,7 @@ with.
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -57,6 +58,8 @@ from ._proxy import PROXY, Proxy, ProxyRoutes
 from ._tls import VerifyTypes, create_ssl_context
 
 __all__ = ["ConnectionPool"]
+
+log = logging.getLogger(__name__)
 
 _INF = float("inf")
 _TRUST_IDLE_FOR = 1.0  # seconds; see ConnectionPool._take_idle
@@ -119,6 +122,11 @@ class ConnectionPool:
         self._verify = verify
         self._ssl_context: ssl.SSLContext | None = None
         self._clock = clock or trio.current_time
+        # Whether the next connection to stay idle should start the keep-alive sweeper
+        # (see _sweep): never with an injected clock, whose time the sweeper cannot
+        # sleep on; false while one runs.
+        self._sweep_next = clock is None and self._expiry is not None
+        self._sweep_scope: trio.CancelScope | None = None
         self._host_limits: dict[str, int] = {}
         for name, cap in (host_limits or {}).items():
             check_cap(name, cap)
@@ -180,6 +188,9 @@ class ConnectionPool:
     async def aclose(self) -> None:
         """Close every connection; waiting and later requests fail with RuntimeError."""
         self._closed = self._h2.closed = True
+        self._sweep_next = False
+        if self._sweep_scope is not None:
+            self._sweep_scope.cancel()
         while self._idle_all:
             self._close_idle(next(iter(self._idle_all)))
         # Active connections are closed under their users, whose pending I/O
@@ -225,10 +236,10 @@ class ConnectionPool:
     def close_expired(self) -> None:
         """Close the idle connections past keep-alive expiry now.
 
-        The pool looks for them whenever a connection is checked in, which is
-        enough on its own. With ``permits`` it is not: an idle connection holds
-        a permit another process may be waiting for while this pool is idle or
-        itself waiting, so whoever runs the pool calls this on a timer too.
+        The pool does so by itself, without traffic, when their keep-alive
+        expires; this is for a pool made with an injected ``clock``, which it
+        cannot sleep on (tests), and checks expiry only when a connection is
+        checked in or out.
         """
         if self._expiry is not None and self._idle_all:
             self._expire(self._clock())
@@ -538,14 +549,54 @@ class ConnectionPool:
         self._unreserve(conn.pool_origin)
 
     def _expire(self, now: float) -> None:
-        """Close idle connections past keep-alive expiry, oldest first."""
+        """Close idle connections past keep-alive expiry, oldest first; start the sweeper
+        if some stay idle and none runs (one flag test per check-in)."""
         expiry = self._expiry
         idle_all = self._idle_all
         while idle_all:
             conn = next(iter(idle_all))
             if not conn.has_expired(now, expiry):
+                if self._sweep_next:
+                    self._sweep_next = False
+                    trio.lowlevel.spawn_system_task(self._sweep, name="keep-alive sweeper")
                 return
             self._close_idle(conn)
+
+    async def _sweep(self) -> None:
+        """Close idle connections as their keep-alive expires, without traffic: a server
+        sees them closed on time, and a permit an idle connection holds goes back.
+
+        One task per pool, started by the first connection to stay idle and ended when
+        none is (the next one starts it again): it sleeps until the oldest idle
+        connection expires, so a busy pool wakes it about once per expiry period and
+        requests pay nothing for it. A system task, because the pool has no nursery:
+        it is used without ``async with`` (the engine, ``Client`` created outside one),
+        and the task must not outlive the trio run; ``aclose`` cancels it.
+        """
+        idle_all = self._idle_all
+        expiry = self._expiry
+        assert expiry is not None
+        failed = False
+        try:
+            with trio.CancelScope() as self._sweep_scope:
+                now = trio.current_time()
+                while True:
+                    self._expire(now)
+                    if not idle_all or self._closed:
+                        break
+                    deadline = next(iter(idle_all)).idle_since + expiry
+                    if deadline <= now:  # not expired though past it (an HTTP/2 stream)
+                        deadline = now + expiry
+                    await trio.sleep_until(deadline)
+                    now = trio.current_time()
+        except Exception:
+            # A bug must not crash the trio run (a system task's error would): it is
+            # logged, and expiry goes back to being checked at check-in only.
+            failed = True
+            log.exception("keep-alive sweeper of %r failed", self)
+        finally:
+            self._sweep_scope = None
+            self._sweep_next = not (self._closed or failed)
 
     def _close_idle(self, conn: PooledConnection) -> None:
         """Close an idle connection of either protocol; its slot is the caller's to give."""

@@ -289,6 +289,24 @@ async def test_keepalive_expiry_closes_idle_connections() -> None:
             assert b.connections_total == 2
 
 
+async def test_an_idle_connection_is_closed_when_it_expires_without_traffic() -> None:
+    """The pool closes an expired idle connection by itself: no request has to come
+    and look, so the server sees it closed and no socket outlives keepalive_expiry."""
+    with trio.fail_after(GUARD):
+        async with serve_h11() as server, pool_for(limits=limits(keepalive_expiry=0.05)) as pool:
+            closed = server.closed  # set when the server sees the connection closed
+            await fetch(pool, server.url + "/")
+            await closed.wait()
+            assert (server.open_now, server.connections_total, len(server.requests)) == (0, 1, 1)
+            assert (pool.num_idle, pool.num_active) == (0, 0)
+            assert_consistent(pool)
+            # It comes back with the next idle connection.
+            closed = server.closed
+            await fetch(pool, server.url + "/again")
+            await closed.wait()
+            assert (server.open_now, server.connections_total) == (0, 2)
+
+
 async def test_keepalive_expiry_with_trio_clock(autojump_clock: trio.testing.MockClock) -> None:
     with trio.fail_after(GUARD * 100):  # virtual time: the clock jumps
         async with serve_h11() as server, pool_for(limits=limits(keepalive_expiry=30.0)) as pool:
