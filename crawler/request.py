@@ -208,10 +208,11 @@ class Request:
     """
 
     __slots__ = (
+        "_cb_kwargs",
+        "_meta",
         "accept_statuses",
         "body",
         "callback",
-        "cb_kwargs",
         "cookies",
         "cross_origin_redirect",
         "depth",
@@ -220,7 +221,6 @@ class Request:
         "dont_retry",
         "errback",
         "headers",
-        "meta",
         "method",
         "priority",
         "proxy",
@@ -281,10 +281,10 @@ class Request:
             self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.priority = priority
         # A copy: requests made from one dict (follow_all(meta=...)) must not
-        # see each other's changes.
-        self.meta: dict[str, Any] = dict(meta) if meta else {}
+        # see each other's changes. None until used (see the meta property).
+        self._meta: dict[str, Any] | None = dict(meta) if meta else None
         # Keyword arguments of the callback (not the errback); JSON-like, like meta.
-        self.cb_kwargs: dict[str, Any] = dict(cb_kwargs) if cb_kwargs else {}
+        self._cb_kwargs: dict[str, Any] | None = dict(cb_kwargs) if cb_kwargs else None
         self.dont_filter = dont_filter
         self.session = session
         self.depth = depth
@@ -305,6 +305,33 @@ class Request:
         self.retries = 0
         self.redirects = 0
         self.cross_origin_redirect = False
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The spider's data for this request (JSON-like), a dict of its own made the
+        first time it is asked for: most requests never have any, and an empty dict
+        each would cost a crawl 64 bytes per queued request. The engine reads
+        ``_meta`` (None: empty) so as not to make one."""
+        meta = self._meta
+        if meta is None:
+            meta = self._meta = {}
+        return meta
+
+    @meta.setter
+    def meta(self, value: dict[str, Any]) -> None:
+        self._meta = value
+
+    @property
+    def cb_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the callback; made on first use, as ``meta`` is."""
+        kwargs = self._cb_kwargs
+        if kwargs is None:
+            kwargs = self._cb_kwargs = {}
+        return kwargs
+
+    @cb_kwargs.setter
+    def cb_kwargs(self, value: dict[str, Any]) -> None:
+        self._cb_kwargs = value
 
     def _set_default_header(self, name: str, value: str) -> None:
         headers = self.headers if self.headers is not None else {}

@@ -148,7 +148,7 @@ class OutcomePolicy:
             request.callback or "parse",
             (Response.from_http(response, request, self._unseen),),
             PageReferrer(policy, request.url) if policy is not None else None,
-            request.cb_kwargs,
+            request._cb_kwargs or _NO_KWARGS,
         )
         return False
 

@@ -193,7 +193,7 @@ class Scheduler:
                 errback is not None and type(errback) is not str
             ):
                 raise _unstorable_callback(request)
-        meta = request.meta
+        meta = request._meta  # None when empty: reading it makes no dict
         unwarned = self._unwarned_meta
         if meta and unwarned and not unwarned.isdisjoint(meta):
             self._moved_meta.report(meta, request.url)
@@ -201,7 +201,7 @@ class Scheduler:
             if self.depth_limit and request.depth > self.depth_limit:
                 self.stats.dropped["depth"] += 1
                 return False
-            if self._check_storable is not None and (meta or request.headers or request.cb_kwargs):
+            if self._check_storable is not None and (meta or request.headers or request._cb_kwargs):
                 # Refused before its URL counts as seen, so that a storable request
                 # for the same URL is not dropped as a duplicate later.
                 self._check_storable(request)

@@ -98,12 +98,13 @@ def encode_request(request: Request) -> str:
     # Optional fields go last, in this order, and only as far as one is set: records
     # without them keep format 2's shape, and older records decode unchanged.
     tail: tuple[Any, ...] = ()
+    cb_kwargs = request._cb_kwargs  # None when empty: reading it makes no dict
     if request.cookies is not None:
-        tail = (request.cb_kwargs or {}, request.proxy, request.cookies)
+        tail = (cb_kwargs or {}, request.proxy, request.cookies)
     elif request.proxy is not None:
-        tail = (request.cb_kwargs or {}, request.proxy)
-    elif request.cb_kwargs:
-        tail = (request.cb_kwargs,)
+        tail = (cb_kwargs or {}, request.proxy)
+    elif cb_kwargs:
+        tail = (cb_kwargs,)
     try:
         return _encode_json(
             [
@@ -112,7 +113,7 @@ def encode_request(request: Request) -> str:
                 request.headers,
                 request.body.decode("latin-1") if request.body else "",
                 request.priority,
-                request.meta,
+                request._meta or {},
                 request.dont_filter,
                 request.session,
                 request.depth,

@@ -176,3 +176,22 @@ def test_from_form_says_which_form_is_missing() -> None:
         Request.from_form(response, formid="search", clickdata={"nr": 4})
     with pytest.raises(FormError, match=r"No element matches 'form\[name=\"nope\"\]'"):
         Request.from_form(response, formname="nope")
+
+
+def test_meta_and_cb_kwargs_are_made_on_first_use_and_kept() -> None:
+    """A queued request without meta or cb_kwargs holds no dict for them (64 bytes
+    each, times every request a crawl queues); asked for, each is a dict of its own
+    that stays, and what the spider puts in it is stored like any other meta."""
+    first, second = Request("http://t.test/a"), Request("http://t.test/b")
+    assert (first._meta, first._cb_kwargs) == (None, None)
+    first.meta["k"] = 1
+    first.cb_kwargs["page"] = 2
+    assert (first.meta, first.cb_kwargs) == ({"k": 1}, {"page": 2})
+    assert second.meta == {} and second.meta is not first.meta
+    assert second.cb_kwargs == {} and second.cb_kwargs is not first.cb_kwargs
+    back = decode_request("parse", None, encode_request(first))
+    assert (back.meta, back.cb_kwargs) == ({"k": 1}, {"page": 2})
+    plain = decode_request("parse", None, encode_request(Request("http://t.test/c")))
+    assert (plain._meta, plain._cb_kwargs) == (None, None)
+    replaced = first.replace(meta={"other": True})
+    assert replaced.meta == {"other": True} and replaced.cb_kwargs == {"page": 2}
