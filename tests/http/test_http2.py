@@ -714,6 +714,23 @@ async def test_idle_http2_connection_expires_when_another_one_goes_idle() -> Non
     assert (a.connections, b.connections) == (1, 1)
 
 
+async def test_idle_http2_connection_is_closed_when_it_expires_without_traffic() -> None:
+    """As for HTTP/1.1: the pool closes it once idle for keepalive_expiry, though no
+    request comes and looks, so the server sees it closed."""
+    limits = Limits(keepalive_expiry=0.05)
+    with trio.fail_after(GUARD):
+        async with (
+            raw_server(answer) as (url, server),
+            pool_for(http2_prior_knowledge=True, limits=limits) as pool,
+        ):
+            assert await fetch_text(pool, f"{url}/a") == "ok /a"
+            assert server.connections == 1
+            await server.all_closed()
+            assert (pool.num_idle, pool.num_active) == (0, 0)
+            assert_consistent(pool)
+    assert server.connections == 1
+
+
 async def test_http2_connection_with_an_open_stream_is_never_closed_to_make_room() -> None:
     def behaviour(server: RawServer, conn_no: int, stream_id: int, path: str) -> str:
         return "gate" if path == "/held" else "answer"
