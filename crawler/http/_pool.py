@@ -244,6 +244,35 @@ class ConnectionPool:
         if self._expiry is not None and self._idle_all:
             self._expire(self._clock())
 
+    def close_idle(self, host: str, idle_for: float = 0.0) -> int:
+        """Close ``host``'s connections that have been idle for ``idle_for`` seconds or
+        more (every port and proxy, both protocols); return how many. One in use is
+        never touched.
+
+        With ``permits`` shared by several processes, an idle connection holds a
+        permit that another process may be refused: closing it gives the permit
+        back now instead of at keep-alive expiry. ``idle_for`` spares the
+        connections of a burst of requests, idle only between two of them.
+        """
+        state = self._hosts.get(host.lower())
+        if state is None or not self._idle_all:
+            return 0
+        cutoff = self._clock() - idle_for
+        closed = 0
+        for origin in state.origins:
+            idle = origin.idle  # oldest first
+            while idle and idle[0].idle_since <= cutoff:
+                self._close_idle(idle[0])
+                closed += 1
+            if origin.h2 is not None:
+                for conn in [c for c in origin.h2.conns if c in self._idle_all]:
+                    if conn.idle_since <= cutoff:
+                        self._close_idle(conn)
+                        closed += 1
+        if closed:
+            self._slot_freed(state)
+        return closed
+
     def connection_counts(self) -> dict[str, tuple[int, int]]:
         """``"scheme://host:port"`` -> (active, idle) connections, for progress displays.
 

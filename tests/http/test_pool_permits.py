@@ -267,6 +267,56 @@ async def test_close_expired_gives_back_the_permits_of_idle_connections_without_
             assert server.open_now == 0
 
 
+async def test_close_idle_closes_a_hosts_idle_connections_and_never_one_in_use() -> None:
+    """What another process's refused permit asks of this pool: the idle connection and
+    its permit go now, the one carrying a request stays; ``idle_for`` spares the young."""
+    permits = SharedPermits()
+    now = [0.0]
+    release = trio.Event()
+
+    async def hold_one(seen: Seen) -> Reply:
+        if seen.target == "/held":
+            await release.wait()
+        return Reply(200, [], b"ok")
+
+    async def held() -> None:
+        assert await fetch(pool, f"{server.url}/held") == 200
+
+    with trio.fail_after(GUARD):
+        async with (
+            serve_h11(hold_one) as server,
+            serve_h11(host="127.0.0.2") as other,
+            pool_for(
+                limits=Limits(max_connections_per_host=2, keepalive_expiry=60.0),
+                permits=permits,
+                clock=lambda: now[0],
+            ) as pool,
+        ):
+            assert pool.close_idle("127.0.0.1") == 0  # a host never seen
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(held)
+                await trio.testing.wait_all_tasks_blocked()
+                assert await fetch(pool, f"{server.url}/quick") == 200
+                assert await fetch(pool, other.url) == 200
+                assert server.open_now == 2 and permits.held["127.0.0.1"] == 2
+                now[0] = 1.0
+                assert pool.close_idle("127.0.0.1", idle_for=2.0) == 0  # idle for 1 s only
+                assert pool.num_idle == 2
+                assert pool.close_idle("127.0.0.1", idle_for=0.5) == 1
+                assert permits.held == {"127.0.0.1": 1, "127.0.0.2": 1}  # the other host's stays
+                assert pool.num_idle == 1 and pool.num_active == 1
+                assert_consistent(pool)
+                for _ in range(100):
+                    if server.open_now == 1:
+                        break
+                    await server.closed.wait()
+                assert server.open_now == 1  # the server saw the idle one closed
+                release.set()  # the one in use was never touched: its request completes
+            assert server.connections_total == 2 and permits.held["127.0.0.1"] == 1
+            assert pool.close_idle("127.0.0.1") == 1  # idle now: closed at once
+            assert permits.held["127.0.0.1"] == 0
+
+
 # -- HTTP/2, and its fallback to HTTP/1.1 -----------------------------------------------
 
 
@@ -293,6 +343,9 @@ async def test_an_http2_connection_holds_one_permit_for_all_its_streams(certs: C
                 for i in range(20):
                     nursery.start_soon(one, i)
             assert permits.acquired == 1 and permits.held == {"127.0.0.1": 1}
+            assert pool.close_idle("127.0.0.1") == 1  # its streams are over: it is idle
+            assert permits.held == {"127.0.0.1": 0} and pool.num_idle == 0
+            assert_consistent(pool)
     assert permits.tokens == set()
     assert len(seen.client_ports) == 1
 
