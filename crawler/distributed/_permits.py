@@ -20,6 +20,15 @@ lease that merely expired) costs a delay: a waiter looks again every
 the worker has no subscription. The pool bounds the whole wait by its pool
 timeout.
 
+An idle connection keeps its lease, so a worker done with a host would keep the
+others out of it until keep-alive expiry. So the refusal that marks a host
+wanted (only the one that finds no mark: once per wait, not per refusal) also
+publishes the host on the ``wanted`` channel, and every worker that holds leases
+of it closes its connections to it that have been idle for ``HANDOVER_GRACE``
+(through ``hand_over_idle``), looking again at that pace while the host stays
+wanted: their releases publish ``freed`` and wake the waiter. A connection in
+use is never closed; the grace spares those idle only between two requests.
+
 A worker that dies keeps its leases until they expire: for at most the TTL,
 the cap counts connections that no longer exist (the safe side: the servers
 see fewer). While Redis cannot be reached, no new connection is opened (the
@@ -34,17 +43,27 @@ import os
 import random
 import secrets
 import socket
+from collections.abc import Callable
 
 import trio
 
 from ._redis import Arg, RedisClient, RedisError, Script, Subscription
 
-__all__ = ["ACQUIRE", "RELEASE", "RENEW", "RedisPermits", "key_prefix", "worker_id"]
+__all__ = [
+    "ACQUIRE",
+    "HANDOVER_GRACE",
+    "RELEASE",
+    "RENEW",
+    "RedisPermits",
+    "key_prefix",
+    "worker_id",
+]
 
 log = logging.getLogger("crawler.distributed")
 
-#: KEYS[1] the host's lease set, KEYS[2] its wanted mark; ARGV lease id, cap, TTL in ms.
-#: 1 if taken, 0 if full (and the host is then marked wanted, for RELEASE to tell).
+#: KEYS[1] the host's lease set, KEYS[2] its wanted mark; ARGV lease id, cap, TTL in ms,
+#: the ``wanted`` channel, the host. 1 if taken, 0 if full: the host is then marked wanted,
+#: for RELEASE to tell, and a mark that is new is published, for the holders to hand over.
 ACQUIRE = Script(
     """
 local t = redis.call('TIME')
@@ -52,7 +71,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local new = redis.call('EXISTS', KEYS[2]) == 0
   redis.call('SET', KEYS[2], '1', 'PX', ttl)
+  if new then
+    redis.call('PUBLISH', ARGV[4], ARGV[5])
+  end
   return 0
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
@@ -108,6 +131,9 @@ return 0
 _FIRST_BACKOFF = 0.002
 _MAX_BACKOFF = 0.1
 _SLOW_POLL = 1.0
+# A connection idle for less than this is between two requests of a burst: it is not
+# handed over, and the idle ones of a wanted host are looked at again this often.
+HANDOVER_GRACE = 0.1
 
 
 def key_prefix(spider: str, crawl_id: str) -> str:
@@ -175,14 +201,23 @@ class RedisPermits:
         self._uniform = (rng or random.Random()).uniform
         self._next_id = 0
         self.held: dict[str, _Lease] = {}  # lease id -> lease, while its connection is open
+        self._held_per_host: dict[str, int] = {}
         self._to_release: list[_Lease] = []
         self._wake = trio.Event()
         self._unreachable = False
         self._waiters: dict[str, _Waiters] = {}
         self._freed = trio.Event()  # set, and replaced, at each message
         self.channel = f"{prefix}freed"
+        self.wanted_channel = f"{prefix}wanted"
+        self._wanted_bytes = self.wanted_channel.encode()
+        self._close_idle: Callable[[str, float], int] | None = None
+        self._wanted: set[str] = set()  # hosts others were refused, of which we hold leases
+        self._wanted_now = trio.Event()
         self.subscription = Subscription(
-            client, [self.channel], self._on_freed, on_ready=self._on_subscribed
+            client,
+            [self.channel, self.wanted_channel],
+            self._on_message,
+            on_ready=self._on_subscribed,
         )
         client.register(ACQUIRE)
         client.register(RELEASE)
@@ -190,6 +225,16 @@ class RedisPermits:
 
     def __repr__(self) -> str:
         return f"<RedisPermits {self._prefix}host:*:conns at {self._client.target}>"
+
+    def hand_over_idle(self, close_idle: Callable[[str, float], int]) -> None:
+        """Close this worker's idle connections to a host when another worker is refused
+        a permit for it, instead of keeping them (and their permits) until keep-alive
+        expiry. ``close_idle(host, idle_for)`` is the pool's ``close_idle``: only
+        connections idle for ``HANDOVER_GRACE`` or more go, so a burst of requests to
+        the host keeps its connections; those in use are looked at again every
+        ``HANDOVER_GRACE`` while the host stays wanted and this worker holds its leases.
+        """
+        self._close_idle = close_idle
 
     def host_key(self, host: str) -> str:
         return f"{self._prefix}host:{host}:conns"
@@ -234,7 +279,9 @@ class RedisPermits:
         lease = _Lease(host, key, f"{self.worker}:{self._next_id}")
         try:
             taken = await self._client.run(
-                ACQUIRE, [key, self._wanted_key(host)], [lease.lease, cap, self._ttl_ms]
+                ACQUIRE,
+                [key, self._wanted_key(host)],
+                [lease.lease, cap, self._ttl_ms, self.wanted_channel, host],
             )
         except BaseException as exc:
             self._give_back(lease)
@@ -245,6 +292,7 @@ class RedisPermits:
         self._report_reachable()
         if taken == 1:
             self.held[lease.lease] = lease
+            self._held_per_host[host] = self._held_per_host.get(host, 0) + 1
             return lease, False
         return None, True
 
@@ -259,8 +307,16 @@ class RedisPermits:
         await trio.sleep(backoff * self._uniform(0.5, 1.5))
         return min(_MAX_BACKOFF, backoff * 2)
 
-    def _on_freed(self, _channel: bytes, data: bytes) -> None:
-        waiters = self._waiters.get(data.decode(errors="replace"))
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        host = data.decode(errors="replace")
+        if channel == self._wanted_bytes:
+            if self._close_idle is not None and host in self._held_per_host:
+                self._wanted.add(host)
+                self._wanted_now.set()
+            return
+        # The mark is gone: a permit went back. A new refusal publishes it again.
+        self._wanted.discard(host)
+        waiters = self._waiters.get(host)
         if waiters is not None:
             waiters.freed += 1
             self._freed.set()
@@ -280,15 +336,22 @@ class RedisPermits:
         """Forget the lease now (no more renewals) and delete it in the next batch."""
         assert isinstance(permit, _Lease)
         if self.held.pop(permit.lease, None) is not None:
+            host = permit.host
+            left = self._held_per_host[host] - 1
+            if left:
+                self._held_per_host[host] = left
+            else:
+                del self._held_per_host[host]
             self._give_back(permit)
 
     # -- the background task ---------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Renew the held leases every TTL/3 and delete given-back ones as they come,
-        listening meanwhile for permits the other workers give back."""
+        listening meanwhile for permits the other workers give back or want."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.subscription.run)
+            nursery.start_soon(self._hand_over)
             task_status.started()
             await self._maintain()
 
@@ -303,6 +366,28 @@ class RedisPermits:
             if trio.current_time() >= renew_at:
                 await self._renew()
                 renew_at = trio.current_time() + period
+
+    async def _hand_over(self) -> None:
+        """Close the idle connections of the hosts others want, until this worker holds
+        none of their leases or the host is no longer wanted (a ``freed`` message)."""
+        while True:
+            await self._wanted_now.wait()
+            self._wanted_now = trio.Event()
+            while self._wanted:
+                self._hand_over_once()
+                if self._wanted:
+                    # Connections in use, or idle for less than the grace: look again.
+                    await trio.sleep(HANDOVER_GRACE)
+
+    def _hand_over_once(self) -> None:
+        close_idle = self._close_idle
+        assert close_idle is not None
+        for host in list(self._wanted):
+            if host not in self._held_per_host:
+                self._wanted.discard(host)
+                continue
+            if close_idle(host, HANDOVER_GRACE):
+                log.debug("%s: idle connections to %s handed over", self, host)
 
     async def aclose(self) -> None:
         """Give back every lease still held or queued (the pool is closed by now)."""

@@ -85,6 +85,9 @@ class Engine:
                 raise SettingsError(f"frontier_url: {exc}") from None
         permits = self.shared.permits if self.shared is not None else None
         self.pool = pool if pool is not None else build_pool(settings, permits)
+        if permits is not None and self._owns_pool:
+            # Another worker refused a permit gets this one's idle connections to the host.
+            permits.hand_over_idle(self.pool.close_idle)
         self.crawlers: list[Crawler] = []
         self._services: AsyncExitStack | None = None
 
