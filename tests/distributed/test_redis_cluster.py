@@ -166,8 +166,9 @@ async def test_the_scripts_declare_a_key_of_their_crawl_and_touch_only_its_slot(
         assert await client.run(strict["release"], [meta], [prefix, "w1", "leave"]) == 0
         conns, wanted = host + "conns", host + "wanted"
         acquire = strict["acquire_connection_permit"]
-        assert await client.run(acquire, [conns, wanted], ["l1", 1, 5000]) == 1
-        assert await client.run(acquire, [conns, wanted], ["l2", 1, 5000]) == 0  # full: wanted
+        tell: list[Arg] = [prefix + "wanted", "example.org"]
+        assert await client.run(acquire, [conns, wanted], ["l1", 1, 5000, *tell]) == 1
+        assert await client.run(acquire, [conns, wanted], ["l2", 1, 5000, *tell]) == 0  # full
         assert await client.run(strict["renew_connection_permits"], [conns], [5000, "l1"]) == 0
         freed: list[Arg] = [prefix + "freed", "example.org", 1, "l1"]
         assert await client.run(strict["release_connection_permits"], [conns, wanted], freed) == 0
