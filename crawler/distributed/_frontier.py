@@ -113,10 +113,15 @@ class RedisFrontier:
     # -- the Frontier protocol ---------------------------------------------------
 
     def push(self, request: Request, host: str) -> None:
+        self.push_here(request, host)
+
+    def push_here(self, request: Request, host: str) -> bool:
+        """``push``, saying whether the request stayed in this worker's buffer (a retry
+        of a page it holds leased) rather than going to Redis with its page's commit."""
         rid = self._delayed.pop(request, None)
         if rid is not None:  # a retry whose backoff is over: still leased to us
             self._buffer(host, rid, request)
-            return
+            return True
         last = self._last
         if (
             last is not None
@@ -134,7 +139,7 @@ class RedisFrontier:
         page = PAGE.get()
         if page is not None:
             page.children.append((fingerprint, stored))
-            return
+            return False
         # Outside a page (start requests): pushed on its own, deduplicated even when
         # dont_filter, since every worker feeds the same start requests.
         if not fingerprint:
@@ -142,6 +147,7 @@ class RedisFrontier:
         self.loose.append((fingerprint, stored))
         self.finished = False
         self.nudge()
+        return False
 
     def add_item(self, line: str) -> None:
         """An item (as a JSON line) for the page being handled, exported with its commit."""

@@ -172,6 +172,12 @@ class Scheduler:
         #: Called when the crawl would end for want of work (spider_idle); may queue more.
         self.on_idle: Callable[[], Awaitable[None]] | None = None
         self.closed = False
+        # A shared frontier sends new requests to Redis and hands back leases later
+        # (``refilled``): a push makes its host ready only if it stayed here (a retry).
+        push_here: Callable[[Request, str], bool] | None = getattr(frontier, "push_here", None)
+        if push_here is not None:
+            self._push_here = push_here
+            self._push = self._push_shared  # type: ignore[method-assign]
         for host in frontier.hosts():
             self._place(self._slot(host), clock())
 
@@ -264,6 +270,16 @@ class Scheduler:
                 self._place(slot, self._clock())
         elif state == _READY and -request.priority < slot.key:
             # A new head of higher priority: re-key the host (the old entry goes stale).
+            self._ready_entry(slot, -request.priority)
+        self._lot.unpark()
+
+    def _push_shared(self, request: Request, host: str) -> None:
+        if not self._push_here(request, host):
+            return  # gone to Redis: no worker is woken for a request it cannot take
+        slot = self._slots.get(host) or self._slot(host)
+        if slot.state == _IDLE and slot.in_flight < slot.cap:
+            self._place(slot, self._clock())
+        elif slot.state == _READY and -request.priority < slot.key:
             self._ready_entry(slot, -request.priority)
         self._lot.unpark()
 

@@ -322,3 +322,50 @@ async def test_a_high_priority_request_waits_for_its_hosts_cap() -> None:
     assert first is not None
     s.release_slot(host_of(first.url))
     assert paths([await s.get()]) == ["busy.test/1"]
+
+
+class _SharedLike(MemoryFrontier):
+    """A frontier like a shared crawl's: new requests go elsewhere (Redis), only those
+    under /here/ stay to be taken. Never empty (the crawl goes on elsewhere); counts
+    how often a worker looked at it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked = 0
+
+    def push(self, request: Request, host: str) -> None:
+        self.push_here(request, host)
+
+    def push_here(self, request: Request, host: str) -> bool:
+        if "/here/" not in request.url:
+            return False
+        super().push(request, host)
+        return True
+
+    def __len__(self) -> int:
+        self.looked += 1
+        return 1
+
+
+async def test_a_request_pushed_away_wakes_no_worker() -> None:
+    frontier = _SharedLike()
+    s = Scheduler(
+        frontier, Politeness(delay_for=lambda host: 0.0), host_cap=lambda host: 8, stats=Stats("t")
+    )
+    got: list[Request | None] = []
+
+    async def worker() -> None:
+        got.append(await s.get())
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker)
+            await trio.testing.wait_all_tasks_blocked()
+            looked = frontier.looked  # the worker looked once, then parked
+            for name in "abcdefghij":
+                assert s.enqueue(Request(f"http://{name}.test/away"))
+                await trio.testing.wait_all_tasks_blocked()
+            # Requests that left this process woke nobody to look for them.
+            assert frontier.looked == looked
+            assert s.enqueue(Request("http://k.test/here/1"))
+    assert [r.url if r else None for r in got] == ["http://k.test/here/1"]
