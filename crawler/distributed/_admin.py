@@ -51,12 +51,13 @@ class CrawlCounts:
     stream: int
     stop: str  # '' if unset; else a limit reached ("max_pages"...) or a stop time
     left: float | None  # seconds until the run's max_seconds deadline (None: no deadline)
+    sessions: dict[str, tuple[int, int]]  # shared session -> (logins, cookie changes)
 
 
 async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
     # TIME in the same batch: the clock of the node that holds the crawl (in a cluster,
     # the batch goes to the node serving its keys), which scored the heartbeats.
-    clock, workers, queued, leased, stats, stream, stop, deadline = await client.pipeline(
+    clock, workers, queued, leased, stats, stream, stop, deadline, sessions = await client.pipeline(
         [
             ["TIME"],
             ["ZRANGE", keys.workers, 0, -1, "WITHSCORES"],
@@ -66,6 +67,7 @@ async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
             ["XLEN", keys.items],
             ["GET", keys.stop],
             ["GET", keys.deadline],
+            ["HGETALL", keys.prefix + "sessions"],
         ]
     )
     assert isinstance(clock, list) and isinstance(workers, list) and isinstance(stats, list)
@@ -85,7 +87,16 @@ async def _counts(client: RedisClient, keys: CrawlKeys) -> CrawlCounts:
         int(stream),  # type: ignore[call-overload]
         stop.decode() if isinstance(stop, bytes) else "",
         (int(deadline) - now_ms) / 1000 if isinstance(deadline, bytes) else None,
+        _sessions(sessions),
     )
+
+
+def _sessions(reply: object) -> dict[str, tuple[int, int]]:
+    """The shared sessions' hash (``gen:NAME``, ``ver:NAME``) by session name."""
+    assert isinstance(reply, list)
+    fields = {reply[i].decode(): int(reply[i + 1]) for i in range(0, len(reply), 2)}
+    names = sorted({field.partition(":")[2] for field in fields})
+    return {name: (fields.get(f"gen:{name}", 0), fields.get(f"ver:{name}", 0)) for name in names}
 
 
 def _format(counts: CrawlCounts) -> str:
@@ -104,6 +115,11 @@ def _format(counts: CrawlCounts) -> str:
         f"refetches:     {stats.get('refetches', 0)} (commits refused after a lease expired; "
         f"{stats.get('reaped', 0)} leases taken back from dead workers)",
     ]
+    for name, (logins, changes) in counts.sessions.items():
+        lines.append(
+            f"session {name}:  {logins} login{'' if logins == 1 else 's'} shared by the "
+            f"workers, cookies changed {changes} times"
+        )
     if counts.left is not None and counts.workers and not counts.stop:
         lines.append(f"time left:     {max(0.0, counts.left):.1f} s (max_seconds of this run)")
     for worker, left in counts.workers:

@@ -16,6 +16,7 @@ import trio
 
 from crawler import Settings
 from crawler.distributed import RedisClient
+from crawler.distributed._admin import crawl_status
 from crawler.distributed._frontier import CrawlKeys
 from crawler.distributed._sessions import (
     SharedSessions,
@@ -138,6 +139,10 @@ async def test_three_workers_log_in_once_and_scrape_every_item_once(
     assert [row for row in app.log if row[1].startswith("/items/") and row[2] is None] == []
     assert await stream_items(redis_server.url) == every_item_once()
     assert all(stats.finish_reason == "finished" for stats in results)
+    status = await trio.to_thread.run_sync(
+        crawl_status, redis_server.url, KEYS.spider, KEYS.crawl_id
+    )
+    assert "session default:  1 login shared by the workers, cookies changed" in status
 
 
 async def test_a_logout_seen_by_every_worker_at_once_makes_one_relogin(
