@@ -20,10 +20,11 @@ check that everything runs, on the full site).
 
 Prints, per run: pages, wall seconds, pages/s, the workers' CPU seconds, and for
 shared runs the Redis commands per page (``INFO commandstats``: commands sent by
-the workers plus those run inside the Lua scripts, and ``EVALSHA`` calls alone)
-and the bytes per page to and from Redis (``INFO stats``). Nothing is pinned: on
-a small machine the workers, nginx and Redis share the cores, so read the
-figures as what this machine can show, not as scaling.
+the workers plus those run inside the Lua scripts, and ``EVALSHA`` calls alone),
+the bytes per page to and from Redis (``INFO stats``), and Redis's own CPU time
+per page (``INFO cpu``), which bounds what any number of workers can do on one
+Redis. Nothing is pinned: on a small machine the workers, nginx and Redis share
+the cores, so read the figures as what this machine can show, not as scaling.
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ def _commands(port: int) -> tuple[int, int]:
     return total, evalsha
 
 
+def _redis_cpu(port: int) -> float:
+    """Seconds of CPU the Redis server has used (its main thread and the others)."""
+    info = _redis_info(port, "cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def _net_bytes(port: int) -> int:
     info = _redis_info(port, "stats")
     return int(info["total_net_input_bytes"]) + int(info["total_net_output_bytes"])
@@ -144,6 +151,7 @@ def shared(workers: int, port: int, work: Path, timeout: float) -> dict[str, obj
     crawl_id = f"bench-{workers}"
     commands_before, evalsha_before = _commands(port)
     bytes_before = _net_bytes(port)
+    redis_cpu_before = _redis_cpu(port)
     cpu, started = _children_cpu(), time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -166,6 +174,7 @@ def shared(workers: int, port: int, work: Path, timeout: float) -> dict[str, obj
     worker_cpu = _children_cpu() - cpu
     commands, evalsha = _commands(port)
     moved = _net_bytes(port) - bytes_before
+    redis_cpu = _redis_cpu(port) - redis_cpu_before
     out = work / f"shared-{workers}.jsonl"
     subprocess.run(
         [CRAWL, "export", url, "--spider", "bench", "--crawl-id", crawl_id, "-O", str(out)],
@@ -184,6 +193,9 @@ def shared(workers: int, port: int, work: Path, timeout: float) -> dict[str, obj
         "redis_commands_per_page": round((commands - commands_before) / unique, 2),
         "redis_calls_per_page": round((evalsha - evalsha_before) / unique, 3),
         "redis_bytes_per_page": round(moved / unique),
+        # Redis serves every worker from one core: 1e6 / this is the crawl's ceiling in
+        # pages/s, however many workers and machines share it.
+        "redis_cpu_us_per_page": round(redis_cpu * 1e6 / unique, 1),
     }
 
 
