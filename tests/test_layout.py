@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.helpers import LAZY_LIBRARIES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "crawler"
 # Code that must use only the HTTP layer's public door. The HTTP layer's own tests
@@ -201,36 +203,6 @@ def test_the_package_ships_its_type_hints() -> None:
     assert (PACKAGE / "py.typed").is_file()
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'crawler = ["py.typed"]' in pyproject
-
-
-# Libraries only some crawls need: importing the package must not load them (each
-# costs megabytes of memory in every crawl, and memory is one of the engine's measures).
-# Standard modules too: importlib.metadata (with email and zipfile), urllib.request
-# (with http.client) and sqlite3 cost about a megabyte each. h2 and hpack (HTTP/2) and
-# certifi (https) wait for the first connection that needs them, brotli and zstd for the
-# first response compressed with them; tenacity for the first failure to retry; difflib,
-# decimal, uuid, html and email for the rare value or message that needs them.
-LAZY_LIBRARIES = (
-    "itemadapter",
-    "pydantic",
-    "python_socks",
-    "lxml",
-    "hiredis",
-    "importlib.metadata",
-    "urllib.request",
-    "sqlite3",
-    "h2",
-    "hpack",
-    "certifi",
-    "brotli",
-    "backports.zstd",
-    "tenacity",
-    "difflib",
-    "decimal",
-    "uuid",
-    "html",
-    "email",
-)
 
 
 @pytest.mark.e2e

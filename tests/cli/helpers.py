@@ -100,3 +100,33 @@ async def type_check(root: Path, target: str, cache: Path, limit: float = TIME_L
             check=False,
         )
     assert checked.returncode == 0, checked.stdout.decode()
+
+
+# Libraries only some crawls need: importing the package must not load them (each
+# costs megabytes of memory in every crawl, and memory is one of the engine's measures).
+# Standard modules too: importlib.metadata (with email and zipfile), urllib.request
+# (with http.client) and sqlite3 cost about a megabyte each. h2 and hpack (HTTP/2) and
+# certifi (https) wait for the first connection that needs them, brotli and zstd for the
+# first response compressed with them; tenacity for the first failure to retry; difflib,
+# decimal, uuid, html and email for the rare value or message that needs them.
+LAZY_LIBRARIES = (
+    "itemadapter",
+    "pydantic",
+    "python_socks",
+    "lxml",
+    "hiredis",
+    "importlib.metadata",
+    "urllib.request",
+    "sqlite3",
+    "h2",
+    "hpack",
+    "certifi",
+    "brotli",
+    "backports.zstd",
+    "tenacity",
+    "difflib",
+    "decimal",
+    "uuid",
+    "html",
+    "email",
+)

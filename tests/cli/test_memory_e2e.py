@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import FAST, crawl, ok, read_jsonl
+from tests.cli.helpers import FAST, LAZY_LIBRARIES, crawl, ok, read_jsonl
 from tests.crawl import helpers
 from tests.servers import Reply, Seen, serve_h11
 
@@ -20,25 +20,7 @@ pytestmark = pytest.mark.e2e
 
 # Loaded only by the crawls that use them (a job, a shared crawl, an https or HTTP/2
 # site, a compressed page...).
-NOT_FOR_A_PLAIN_CRAWL = (
-    "importlib.metadata",
-    "urllib.request",
-    "sqlite3",
-    "h2",
-    "hpack",
-    "certifi",
-    "brotli",
-    "backports.zstd",
-    "tenacity",
-    "difflib",
-    "decimal",
-    "uuid",
-    "html",
-    "email",
-    "hiredis",
-    "crawler.distributed",
-    "crawler.jobs",
-)
+NOT_FOR_A_PLAIN_CRAWL = (*LAZY_LIBRARIES, "crawler.distributed", "crawler.jobs")
 
 SPIDER = f"""\
 import sys
