@@ -11,6 +11,8 @@ call on loopback.
 """
 
 from ._delays import RedisDelays as RedisDelays
+from ._delays import ThrottledHosts as ThrottledHosts
+from ._delays import ThrottleRule as ThrottleRule
 from ._frontier import RedisFrontier as RedisFrontier
 from ._permits import RedisPermits as RedisPermits
 from ._politeness import SharedPoliteness as SharedPoliteness
@@ -40,6 +42,8 @@ __all__ = [
     "SharedCrawlError",
     "SharedPoliteness",
     "Subscription",
+    "ThrottleRule",
+    "ThrottledHosts",
     "TlsOptions",
     "key_slot",
 ]

@@ -43,6 +43,7 @@ from ._scripts import COMMIT, LEASE, PUSH, RELEASE, ROBOTS_CLAIM, ROBOTS_DONE, S
 if TYPE_CHECKING:
     from ..sessions import Session
     from ..settings import Settings
+    from ._delays import ThrottledHosts
     from ._sessions import SharedSessions
 
 __all__ = ["SharedCrawl", "SharedCrawlError"]
@@ -124,6 +125,8 @@ class SharedCrawl:
         self._errors_sent = 0
         #: With shared_sessions: the sessions kept in step with the other workers'.
         self.sessions: SharedSessions | None = None
+        #: With shared delays: the hosts other workers throttle, read with each round.
+        self.throttled: ThrottledHosts | None = None
 
     def attach(
         self,
@@ -152,6 +155,13 @@ class SharedCrawl:
             worker=self.worker,
         )
         return self.sessions
+
+    def watch_throttles(self, throttled: ThrottledHosts) -> None:
+        """Read the crawl's throttled hosts with each round (see ``ThrottledHosts``)."""
+        from ._delays import THROTTLED
+
+        self.client.register(THROTTLED)
+        self.throttled = throttled
 
     def _nudge(self) -> None:
         self._wake.set()
@@ -387,6 +397,9 @@ class SharedCrawl:
         if self.sessions is not None:
             commands.extend(self.sessions.commands())
         sessions_end = len(commands)
+        throttled_at = len(commands)
+        if self.throttled is not None:
+            commands.append(self.throttled.command())
         errors = self._errors() - self._errors_sent
         if errors:
             commands.append(["HINCRBY", self.keys.stats, "errors", errors])
@@ -435,6 +448,8 @@ class SharedCrawl:
             self._committed(replies[commit_at])
         if registering:
             self._deadline(replies[-2], replies[-1])
+        if self.throttled is not None:
+            self.throttled.update(replies[throttled_at])
         self._leased(replies[lease_at], quiet)
         if self.sessions is not None:
             await self.sessions.replies(replies[sessions_at:sessions_end])

@@ -200,7 +200,10 @@ class Crawler:
             delay_for=lambda host: settings.for_domain(host).download_delay,
             jitter=settings.download_delay_jitter,
             on_pause=shared_delays.pause if shared_delays is not None else None,
+            on_throttle=self._share_throttle if shared_delays is not None else None,
         )
+        if shared_delays is not None:
+            self._share_throttles(shared_delays)
         self.scheduler = Scheduler(
             self.frontier,
             self.politeness,
@@ -738,11 +741,28 @@ class Crawler:
 
     async def _book_shared_slot(self, shared: RedisDelays, request: Request) -> None:
         """Wait for ``request``'s slot among every process of the crawl, if its host has
-        a delay (this process's own spacing was kept by the scheduler already)."""
+        a delay or a throttle change to tell (this process's own spacing was kept by the
+        scheduler already). The booking answers with the crawl's throttle of the host."""
         host = host_of(request.url)
         gap = self.politeness.shared_gap(host)
-        if gap > 0:
-            await shared.wait(host, gap)
+        if gap > 0 or shared.pending(host):
+            self.politeness.share_throttle(host, await shared.wait(host, gap))
+
+    def _share_throttles(self, delays: RedisDelays) -> None:
+        """Keep the AIMD throttle of each host in Redis, for every process of the crawl:
+        this one's 429s and recoveries go there, and it learns the hosts others throttle
+        with each round of its shared crawl (when the round reaches the same keys)."""
+        from ..distributed import ThrottledHosts, ThrottleRule
+
+        p = self.politeness
+        self._throttle_rule = ThrottleRule(p.min_backoff, p.backoff, p.recovery_step, p.max_delay)
+        if self.shared is not None and self.shared.keys.prefix == delays.prefix:
+            self.shared.watch_throttles(ThrottledHosts(delays.index_key, p.learn_throttle))
+
+    def _share_throttle(self, host: str, raised: bool) -> None:
+        assert self.shared_delays is not None
+        base = self.politeness.base_delay(host)
+        self.shared_delays.throttle(host, raised, base, self._throttle_rule)
 
     async def _dropped(self, request: Request, dropped: Dropped) -> None:
         if dropped.broken:

@@ -77,7 +77,10 @@ class Politeness:
     requests do not arrive on a fixed beat.  ``backoff`` multiplies the delay
     on 429/503, starting from at least ``min_backoff`` seconds, capped at
     ``max_delay``; each successful response takes ``recovery_step`` seconds
-    off again. ``on_pause(host, seconds)`` hears of each ``Retry-After``.
+    off again. ``on_pause(host, seconds)`` hears of each ``Retry-After``, and
+    ``on_throttle(host, raised)`` of each response that raised (a 429/503) or
+    lowered a host's throttle: a crawl shared by several processes keeps the
+    throttle in Redis, and ``share_throttle``/``learn_throttle`` bring it back.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Politeness:
         now: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         on_pause: Callable[[str, float], None] | None = None,
+        on_throttle: Callable[[str, bool], None] | None = None,
     ) -> None:
         if download_delay < 0:
             raise ValueError(f"download_delay must be >= 0, got {download_delay}")
@@ -114,6 +118,8 @@ class Politeness:
         self._hosts: dict[str, _Host] = {}
         # Told of every Retry-After pause, so other processes of the crawl pause too.
         self._on_pause = on_pause
+        # Told of every change of a throttle, so other processes of the crawl follow it.
+        self._on_throttle = on_throttle
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
@@ -186,10 +192,33 @@ class Politeness:
                 state.next_time = max(state.next_time, self._now() + wait)
                 if self._on_pause is not None:
                     self._on_pause(host, wait)
+            if self._on_throttle is not None:
+                self._on_throttle(host, True)
         elif status < 500 and state.throttle:
             state.throttle = max(0.0, state.throttle - self.recovery_step)
             if state.throttle <= max(state.base, state.crawl_delay):
                 state.throttle = 0.0
+            if self._on_throttle is not None:
+                self._on_throttle(host, False)
+
+    def base_delay(self, host: str) -> float:
+        """The delay of ``host`` without its throttle (configured, or robots.txt's)."""
+        state = self._host(host)
+        return max(state.base, state.crawl_delay)
+
+    def share_throttle(self, host: str, seconds: float) -> None:
+        """Take the throttle of ``host`` that the crawl's processes share (from a booking):
+        it replaces this process's own view, which the booking brought to Redis."""
+        state = self._host(host)
+        throttle = min(max(0.0, seconds), self.max_delay)
+        state.throttle = 0.0 if throttle <= max(state.base, state.crawl_delay) else throttle
+
+    def learn_throttle(self, host: str, seconds: float) -> None:
+        """Another process throttles ``host``: from now on this one books its slots too
+        (the bookings then tell the throttle as it moves)."""
+        state = self._host(host)
+        if not state.throttle:
+            self.share_throttle(host, seconds)
 
     def set_crawl_delay(self, host: str, seconds: float | None) -> None:
         """Apply a robots.txt ``Crawl-delay`` (capped at ``max_delay``)."""

@@ -207,13 +207,13 @@ async def test_reserve_books_slots_a_gap_apart_on_redis_time(redis_server: Redis
         async with RedisClient(redis_server.url) as client:
             a = RedisDelays(client, PREFIX)
             b = RedisDelays(client, PREFIX)
-            assert await a.reserve("example.com", 0.5) == 0
-            second = await b.reserve("example.com", 0.5)
-            third = await a.reserve("example.com", 0.5)
+            assert await a.reserve("example.com", 0.5) == (0, 0)  # no throttle
+            second, _ = await b.reserve("example.com", 0.5)
+            third, _ = await a.reserve("example.com", 0.5)
             # each is booked 0.5 s after the previous one, whoever booked it
             assert 0 < second <= 0.5
             assert second + 0.4 < third <= 1.0
-            assert await a.reserve("other.example", 0.5) == 0  # hosts are apart
+            assert await a.reserve("other.example", 0.5) == (0, 0)  # hosts are apart
             ttl = await client.execute("PTTL", PREFIX + "host:example.com:next")
             assert isinstance(ttl, int) and 0 < ttl <= 62_000
 
@@ -226,7 +226,8 @@ async def test_a_pause_holds_every_worker_back(redis_server: RedisServer) -> Non
             a.pause("example.com", 30.0)
             a.pause("example.com", 10.0)  # the longer one stands
             await a.flush()
-            assert 29 < await b.reserve("example.com", 0.1) <= 30
+            wait, _ = await b.reserve("example.com", 0.1)
+            assert 29 < wait <= 30
 
 
 async def test_the_engine_shares_nothing_without_a_redis_url() -> None:

@@ -16,7 +16,7 @@ import trio
 from crawler import distributed
 from crawler.distributed import RedisClient, RedisConnectionError, Script, _sessions, key_slot
 from crawler.distributed._admin import crawl_status, export_items, stop_crawl
-from crawler.distributed._delays import PAUSE, RESERVE
+from crawler.distributed._delays import PAUSE, RESERVE, THROTTLE, THROTTLED
 from crawler.distributed._frontier import CrawlKeys
 from crawler.distributed._permits import ACQUIRE, RENEW
 from crawler.distributed._permits import RELEASE as PERMITS_RELEASE
@@ -131,6 +131,8 @@ _SCRIPTS = {
     PERMITS_RELEASE,
     RESERVE,
     PAUSE,
+    THROTTLE,
+    THROTTLED,
     *_sessions.SESSION_SCRIPTS,
 }
 
@@ -179,7 +181,15 @@ async def test_the_scripts_declare_a_key_of_their_crawl_and_touch_only_its_slot(
             1,
             b"200\n",
         ]
-        assert await client.run(strict["reserve_request_slot"], [host + "next"], [1000]) == 0
+        slot = [host + "next", host + "throttle", prefix + "throttled"]
+        raise_once: list[Arg] = ["example.org", 1, 0, 0, 1000, "2.0", 5000, 60000]
+        assert await client.run(strict["throttle_host"], slot[1:], raise_once) == 1000
+        assert await client.run(strict["reserve_request_slot"], slot, [0, *raise_once]) == [
+            0,
+            2000,
+        ]
+        throttled = await client.run(strict["throttled_hosts"], [prefix + "throttled"], [""])
+        assert isinstance(throttled, list) and b"example.org" in throttled[1]
         assert await client.run(strict["pause_host"], [host + "next"], [1000]) == 0
         sessions, cookies = prefix + "sessions", prefix + "session:default:cookies"
         login_lock, failed = prefix + "session:default:lock", prefix + "session:default:failed"

@@ -346,3 +346,31 @@ async def test_robots_against_loopback_server() -> None:
         assert not await robots.allowed(f"{server.url}/private/secret")
         assert robots.crawl_delay(server.url) == 4.0
     assert [seen.target for seen in server.requests] == ["/robots.txt"]
+
+
+def test_throttle_changes_are_told_to_on_throttle_and_a_shared_throttle_is_taken() -> None:
+    """What a crawl shared through Redis relies on: each raise and each recovery of a
+    throttle reaches on_throttle (a good answer of an unthrottled host does not), a
+    booking's answer replaces the local throttle, and a learnt one only starts it."""
+    clock = FakeClock()
+    told: list[tuple[str, bool]] = []
+    polite = Politeness(0.0, now=clock, on_throttle=lambda h, r: told.append((h, r)))
+    polite.record_response("a.test", 200)  # not throttled: nothing to tell
+    polite.record_response("a.test", 429)
+    polite.record_response("a.test", 200)
+    polite.record_response("a.test", 500)  # neither
+    assert told == [("a.test", True), ("a.test", False)]
+    assert polite.base_delay("a.test") == 0.0
+    polite.share_throttle("a.test", 4.0)  # the crawl's, from a booking
+    assert polite.delay("a.test") == 4.0
+    polite.learn_throttle("a.test", 8.0)  # already booking: the bookings tell it
+    assert polite.delay("a.test") == 4.0
+    polite.share_throttle("a.test", 0.0)  # recovered by the other workers
+    assert polite.shared_gap("a.test") == 0.0
+    polite.learn_throttle("b.test", 2.0)  # throttled by another worker: book it too
+    assert polite.shared_gap("b.test") == 2.0
+    slow = Politeness(3.0, now=clock, max_delay=10.0)
+    slow.share_throttle("c.test", 2.0)  # below the configured delay: no throttle
+    assert slow.throttles() == {}
+    slow.share_throttle("c.test", 99.0)
+    assert slow.delay("c.test") == 10.0  # capped like a local one
