@@ -746,7 +746,11 @@ class Crawler:
         host = host_of(request.url)
         gap = self.politeness.shared_gap(host)
         if gap > 0 or shared.pending(host):
-            self.politeness.share_throttle(host, await shared.wait(host, gap))
+            wait, throttle = await shared.reserve(host, gap)
+            # Taken before the sleep: answers that come meanwhile change it from there.
+            self.politeness.share_throttle(host, throttle)
+            if wait > 0:
+                await trio.sleep(wait)
 
     def _share_throttles(self, delays: RedisDelays) -> None:
         """Keep the AIMD throttle of each host in Redis, for every process of the crawl:
