@@ -15,8 +15,9 @@ from crawler.distributed._delays import THROTTLED
 from crawler.engine._engine import Engine
 from crawler.engine._stats import Stats
 from tests.crawl.helpers import settings
+from tests.distributed.helpers import CuttableRelay
 from tests.redis_server import RedisServer
-from tests.servers import serve_asgi
+from tests.servers import serve_asgi, serve_tcp
 
 GUARD = 60
 PREFIX = "crawl:{throttle/one}:"
@@ -132,6 +133,28 @@ async def test_a_booking_is_spaced_by_the_shared_throttle_and_carries_the_change
             b.throttle(HOST, False, 0.0, RULE)
             _, throttle = await b.reserve(HOST, 0.0)
             assert throttle == 1.75 and not b.pending(HOST)
+
+
+async def test_changes_not_sent_while_redis_is_away_are_sent_when_it_answers(
+    redis_server: RedisServer,
+) -> None:
+    relay = CuttableRelay(redis_server.port)
+    with trio.fail_after(GUARD):
+        async with (
+            serve_tcp(relay.handle) as port,
+            RedisClient(f"redis://127.0.0.1:{port}/0") as away,
+            RedisClient(redis_server.url) as client,
+        ):
+            a = RedisDelays(away, PREFIX)
+            a.throttle(HOST, True, 0.0, RULE)
+            relay.cut()
+            await a.flush()  # refused: kept
+            assert a.pending(HOST)
+            a.throttle(HOST, True, 0.0, RULE)
+            relay.restore()
+            await a.flush()
+            assert not a.pending(HOST)
+            assert await client.execute("GET", THROTTLE) == b"2000000"  # both raises
 
 
 async def test_the_index_is_read_in_full_only_when_a_host_comes_or_goes(
