@@ -65,12 +65,17 @@ async def test_concurrent_acquirers_of_two_workers_never_exceed_the_cap(
     holding = 0
     peak = 0
     done = 0
+    full = trio.Event()  # the cap reached once: the first holders wait for it
 
     async def use(permits: RedisPermits) -> None:
         nonlocal holding, peak, done
         lease = await permits.acquire("example.com", 3)
         holding += 1
         peak = max(peak, holding)
+        if peak == 3:
+            full.set()
+        if not full.is_set():
+            await full.wait()  # hold on, with the others trying meanwhile
         for _ in range(3):
             await trio.lowlevel.checkpoint()  # let the others try meanwhile
         holding -= 1
