@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._heap import keep_heap_top
 from .._paths import SPIDER_FIELD, for_spider
 from ..pipelines._runner import Feed
 from ._crawler import Crawler, SharedTransport, build_pool
@@ -304,6 +305,7 @@ def run_crawl(
     of its start requests could be crawled, or items were lost to pipeline
     errors while ``fail_on_item_errors`` is on).
     """
+    keep_heap_top()
     try:
         return trio.run(_main, spider_classes, settings_for, feeds, stats_json, prepare)
     except KeyboardInterrupt:
