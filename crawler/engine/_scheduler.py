@@ -263,6 +263,16 @@ class Scheduler:
 
     def _push(self, request: Request, host: str) -> None:
         self.frontier.push(request, host)
+        self._queued_here(request, host)
+
+    def _push_shared(self, request: Request, host: str) -> None:
+        if self._push_here(request, host):
+            self._queued_here(request, host)
+        # else gone to Redis: no worker is woken for a request it cannot take
+
+    def _queued_here(self, request: Request, host: str) -> None:
+        """``request`` waits in this process's queue of ``host``: make the host ready (or
+        re-key it, for a new head of higher priority) and wake a worker."""
         slot = self._slots.get(host) or self._slot(host)
         state = slot.state
         if state == _IDLE:
@@ -270,16 +280,6 @@ class Scheduler:
                 self._place(slot, self._clock())
         elif state == _READY and -request.priority < slot.key:
             # A new head of higher priority: re-key the host (the old entry goes stale).
-            self._ready_entry(slot, -request.priority)
-        self._lot.unpark()
-
-    def _push_shared(self, request: Request, host: str) -> None:
-        if not self._push_here(request, host):
-            return  # gone to Redis: no worker is woken for a request it cannot take
-        slot = self._slots.get(host) or self._slot(host)
-        if slot.state == _IDLE and slot.in_flight < slot.cap:
-            self._place(slot, self._clock())
-        elif slot.state == _READY and -request.priority < slot.key:
             self._ready_entry(slot, -request.priority)
         self._lot.unpark()
 
