@@ -53,7 +53,11 @@ def callback_label(callback: Callback) -> str:
 
 def _is_many(value: Any) -> bool:
     # A mapping (UserDict, a Mapping class of one's own) is one item, not its keys; so is
-    # a pydantic model, though iterating it gives its fields.
+    # a pydantic model, though iterating it gives its fields. A list or tuple is never an
+    # item: it is many without asking itemadapter (whose import costs megabytes).
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return True
     return (
         isinstance(value, Iterable)
         and not isinstance(value, str | bytes | Mapping)

@@ -37,9 +37,11 @@ class Plain(Spider):
         return [self.settings["start"]]
 
     def parse(self, response):
+        # A list, as a plain function may return: it is many results without asking
+        # itemadapter, whose import would show in the next page's item.
         loaded = [m for m in {NOT_FOR_A_PLAIN_CRAWL!r} if m in sys.modules]
-        yield {{"url": str(response.url), "loaded": loaded}}
-        yield from response.follow_all(callback=self.parse)
+        item = {{"url": str(response.url), "loaded": loaded}}
+        return [item, *response.follow_all(callback=self.parse)]
 """
 
 
