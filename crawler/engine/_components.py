@@ -10,9 +10,10 @@ an error that says which component and what went wrong.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Self
+
+from .._imports import ImportPathError, import_object
 
 if TYPE_CHECKING:
     from ._crawler import Crawler
@@ -39,25 +40,10 @@ class Extension(Protocol):
 def _import(kind: str, spec: str) -> Any:
     if not isinstance(spec, str):
         raise ComponentError(f"{kind} {spec!r}: must be a name like 'module:ClassName'")
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise ComponentError(
-            f"{kind} {spec!r}: name it by import path, 'module:ClassName' or 'module.ClassName'"
-        )
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ComponentError(
-            f"{kind} {spec!r}: cannot import module {module_name!r}: {exc}"
-        ) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ComponentError(
-            f"{kind} {spec!r}: module {module_name!r} has no attribute {attr!r}"
-        ) from None
+        return import_object(spec)
+    except ImportPathError as exc:
+        raise ComponentError(f"{kind} {spec!r}: {exc}") from exc.__cause__
 
 
 def build_component(kind: str, spec: str, crawler: object) -> Any:

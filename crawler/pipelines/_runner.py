@@ -10,7 +10,6 @@ per-item cost of the chain is one call per stage.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._imports import ImportPathError, import_object
 from .._paths import for_spider
 from ._encode import ItemEncodeError
 
@@ -299,23 +299,12 @@ class PipelineRunner:
 
 
 def _import_object(name: str, spec: str) -> Any:
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise PipelineConfigError(_unknown_message(name))
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PipelineConfigError(
-            f"pipeline {name!r}: cannot import module {module_name!r}: {exc}"
-        ) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise PipelineConfigError(
-            f"pipeline {name!r}: module {module_name!r} has no attribute {attr!r}"
-        ) from None
+        return import_object(spec)
+    except ImportPathError as exc:
+        if exc.not_a_path:
+            raise PipelineConfigError(_unknown_message(name)) from None
+        raise PipelineConfigError(f"pipeline {name!r}: {exc}") from exc.__cause__
 
 
 def _unknown_message(name: str) -> str:
