@@ -65,6 +65,11 @@ _READ_SIZE = 65536
 _DEFAULT_POOL = 4
 _RESUBSCRIBE_FIRST = 0.1  # a lost subscription is made again after this, doubling up to
 _RESUBSCRIBE_MAX = 5.0
+# Errors of a server that did not run the command and may later: a cluster between two
+# states, a replica promoted or demoted (READONLY, MASTERDOWN), a restart reading its
+# data (LOADING), a long script (BUSY), memory full (OOM). For the caller the server is
+# out of reach for now: it backs off and tries again, as after a lost connection.
+_REFUSED_FOR_NOW = ("CLUSTERDOWN", "TRYAGAIN", "READONLY", "MASTERDOWN", "LOADING", "BUSY ", "OOM ")
 _MAX_REDIRECTS = 5  # MOVED/ASK followed per call; more means the cluster is reconfiguring
 _CLUSTER_SLOTS = 16384
 
@@ -574,7 +579,7 @@ class RedisClient:
                     f"{self.target}: {command} still redirected after {_MAX_REDIRECTS} tries "
                     f"(last: {reply}); is the cluster being resharded?"
                 )
-            if str(reply).startswith(("CLUSTERDOWN", "TRYAGAIN")):
+            if str(reply).startswith(_REFUSED_FOR_NOW):
                 raise RedisConnectionError(f"{self.target}: {command} refused for now: {reply}")
             raise RedisCommandError(f"{self.target}: {command} failed: {reply}")
 

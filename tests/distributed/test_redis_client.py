@@ -212,3 +212,18 @@ async def test_a_connection_to_itself_is_refused_not_taken_for_a_server() -> Non
     with pytest.raises(RedisConnectionError, match="connected to itself"):
         _refuse_self_connection(stream, target)
     await stream.aclose()
+
+
+async def test_a_write_refused_by_a_replica_is_an_outage_not_a_command_error(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # A server demoted to a replica (a failover) refuses writes with READONLY without
+    # running them: a worker must back off and retry, as after a lost connection, not
+    # stop the crawl on a command error.
+    with run_redis(tmp_path / "replica") as replica:
+        async with RedisClient(f"redis://127.0.0.1:{replica.port}/0") as client:
+            assert await client.execute("REPLICAOF", "127.0.0.1", redis_server.port) == b"OK"
+            with trio.fail_after(30), pytest.raises(RedisConnectionError, match="READONLY"):
+                await client.execute("SET", "k", "v")
+            with pytest.raises(RedisCommandError):  # a real command error stays one
+                await client.execute("GET", "k", "one argument too many")
