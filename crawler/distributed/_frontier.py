@@ -123,15 +123,15 @@ class RedisFrontier:
             self._buffer(host, rid, request)
             return True
         last = self._last
-        if (
+        if request.dont_filter:
+            fingerprint = b""  # whatever add_seen saw last (a request a filter dropped)
+        elif (
             last is not None
             and last[0] == request.url
             and last[1] == request.method
             and last[2] == request.body
         ):
             fingerprint = last[3]
-        elif request.dont_filter:
-            fingerprint = b""
         else:
             fingerprint = request_fingerprint(request.method, request.url, request.body)
         self._last = None

@@ -27,6 +27,7 @@ them, and the tests run them with one on a real cluster to keep them in the slot
     wl:WORKER     ids leased to WORKER
     wc:WORKER     ids its commits applied since it last saw a reply, so that a
                   commit sent again after a lost reply is known as already applied
+                  (expires a day after its last commit: a killed worker leaves it)
     workers       sorted set worker -> time (ms, server clock) its leases expire
     items         the stream of exported items; ``crawl export --trim`` deletes those
                   it has written, and records the last one in meta's ``trimmed``
@@ -315,6 +316,8 @@ while i <= #ARGV do
 end
 local stats = P .. 'stats'
 if pages > 0 then
+  -- kept a day: a worker that died with it (SIGKILL) never comes to delete it
+  redis.call('PEXPIRE', wc, 86400000)
   redis.call('HINCRBY', stats, 'pages', pages)
   redis.call('HINCRBY', stats, 'w:' .. me .. ':pages', pages)
 end

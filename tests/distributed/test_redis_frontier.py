@@ -50,6 +50,20 @@ def test_a_dont_filter_request_does_not_take_the_fingerprint_of_another_body() -
     ]
 
 
+def test_a_dont_filter_request_of_the_same_url_as_one_dropped_is_not_deduplicated() -> None:
+    frontier = RedisFrontier()
+    outcome = PageOutcome()
+    token = PAGE.set(outcome)
+    try:
+        # seen, then dropped by a later filter (offsite, say): never pushed...
+        assert frontier.add_seen("GET", "http://b.test/page")
+        # ...then the spider asks for that very URL with dont_filter
+        frontier.push(Request("http://b.test/page", dont_filter=True), "b.test")
+    finally:
+        PAGE.reset(token)
+    assert [fp for fp, _ in outcome.children] == [b""]
+
+
 def test_start_requests_are_pushed_loose_and_always_deduplicated() -> None:
     frontier = RedisFrontier()
     frontier.push(Request("http://a.test/", dont_filter=True), "a.test")

@@ -117,6 +117,9 @@ async def test_commit_applies_children_items_and_done_mark(redis_server: RedisSe
             client, "w1", rid, ["http://a.test/x", "http://a.test/"], ['{"n":1}', '{"n":2}']
         )
         assert reply == [1, 2, 0]  # one page, two items, nothing refused
+        # what it keeps to know a resent commit expires, should the worker die holding it
+        kept_for = await client.execute("PTTL", KEYS.prefix + "wc:w1")
+        assert isinstance(kept_for, int) and 0 < kept_for <= 86_400_000
         # sent again (its reply lost): found done, not applied twice, not a refetch
         resent = await commit(client, "w1", rid, ["http://a.test/y"], ['{"n":3}'], again=True)
         assert resent == [0, 0, 1]
