@@ -49,12 +49,23 @@ def _find_form(tree: LexborHTMLParser, selector: str | None, page_url: str) -> L
     node = tree.css_first(selector)
     if node is None:
         raise FormError(f"No element matches {selector!r} on {page_url}")
-    if node.tag != "form":
-        inner = node.css_first("form")
-        if inner is None:
-            raise FormError(f"{selector!r} on {page_url} is a <{node.tag}>, not a <form>")
-        node = inner
-    return node
+    form = _enclosing_form(node) or node.css_first("form")
+    if form is None:
+        raise FormError(
+            f"{selector!r} on {page_url} is a <{node.tag}> neither inside a <form> nor holding one"
+        )
+    return form
+
+
+def _enclosing_form(node: LexborNode) -> LexborNode | None:
+    """The form a control belongs to, so a selector may name a button or field of it
+    (as Scrapy's ``formcss`` does) rather than the form itself."""
+    current: LexborNode | None = node
+    while current is not None:
+        if current.tag == "form":
+            return current
+        current = current.parent
+    return None
 
 
 def _default_values(form: LexborNode) -> list[tuple[str, str]]:

@@ -178,6 +178,49 @@ def test_from_form_says_which_form_is_missing() -> None:
         Request.from_form(response, formname="nope")
 
 
+EDIT = b"""<html><body>
+<form action="/other"><input name="x"></form>
+<form action="/edit" method="post">
+  <input type="hidden" name="csrf" value="t0k">
+  <button name="preview" value="1">Preview</button>
+  <button name="action" value="save">Save</button>
+  <button name="action" value="publish">Publish</button>
+  <p><input type="submit" name="cancel" value="Cancel" id="cancel"></p>
+</form>
+</body></html>"""
+
+
+async def submit_edit_form(**from_form: Any) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Crawl the EDIT page and submit a form of it with ``from_form``'s keywords; the
+    targets and fields the server then received."""
+
+    def site(seen: Seen) -> Reply:
+        return Reply(200, HTML, EDIT if seen.target == "/page" else b"<p>done</p>")
+
+    async with serve_h11(site) as server:
+        url = server.url
+
+        class Edit(Spider):
+            name = "edit"
+
+            def start_requests(self) -> Iterator[Request]:
+                yield Request(url + "/page", callback=self.submit)
+
+            def submit(self, response: Response) -> Iterator[Request]:
+                yield Request.from_form(response, callback=self.done, **from_form)
+
+            def done(self, response: Response) -> None:
+                return None
+
+        await run(Edit, settings("", obey_robots=False, retry_times=0))
+    return [(s.target, parse_qsl(s.body.decode())) for s in server.requests if s.target != "/page"]
+
+
+async def test_formcss_on_a_button_submits_the_form_holding_it() -> None:
+    sent = await submit_edit_form(formcss="#cancel", formdata={"via": "css"})
+    assert sent == [("/edit", [("csrf", "t0k"), ("via", "css"), ("preview", "1")])]
+
+
 def test_meta_and_cb_kwargs_are_made_on_first_use_and_kept() -> None:
     """A queued request without meta or cb_kwargs holds no dict for them (64 bytes
     each, times every request a crawl queues); asked for, each is a dict of its own

@@ -3,8 +3,9 @@
 from urllib.parse import parse_qsl
 
 import pytest
+from selectolax.lexbor import LexborHTMLParser
 
-from crawler.sessions._forms import FormError, fill_form
+from crawler.sessions._forms import FormError, fill_form, find_form
 
 LOGIN = """
 <html><head><base href="/app/"></head><body>
@@ -63,3 +64,27 @@ def test_missing_form_is_a_clear_error() -> None:
         fill_form(LOGIN, "http://h/p", {}, selector="#nope")
     with pytest.raises(FormError, match="No <form> on http://h/empty"):
         fill_form("<p>nothing</p>", "http://h/empty", {})
+
+
+PAGE = LexborHTMLParser(
+    """<div id="top"><form id="a"><input name="q"></form></div>
+    <form id="b"><fieldset><button id="go">Go</button></fieldset></form>
+    <p id="loose"><button>Lost</button></p>"""
+)
+
+
+def test_css_picks_the_form_holding_the_element_or_held_by_it() -> None:
+    def chosen(css: str) -> str | None:
+        return find_form(PAGE, "http://h/p", css=css).attributes.get("id")
+
+    assert chosen("#go") == "b"
+    assert chosen("#b") == "b"
+    assert chosen("form input") == "a"
+    assert chosen("#top") == "a"
+
+
+def test_css_matching_no_form_is_a_clear_error() -> None:
+    with pytest.raises(FormError, match=r"'#loose' on http://h/p is a <p> neither inside a"):
+        find_form(PAGE, "http://h/p", css="#loose")
+    with pytest.raises(FormError, match=r"No element matches '#none' on http://h/p"):
+        find_form(PAGE, "http://h/p", css="#none")
