@@ -418,10 +418,10 @@ class Request:
         values are kept (CSRF tokens included) and ``formdata`` goes on top (``None``
         leaves a field out). The first submit button is clicked, or the one
         ``clickdata`` picks (its name or value, or a dict of its attributes, ``nr``
-        being its position); ``dont_click`` clicks none. ``method`` overrides the
-        form's. Other keywords go to ``Request``; it is sent in the session the page
-        was fetched in unless ``session=`` says otherwise. A form that is not there
-        raises ``FormError`` naming the page.
+        being its position among the buttons the other keys match); ``dont_click``
+        clicks none. ``method`` overrides the form's. Other keywords go to ``Request``;
+        it is sent in the session the page was fetched in unless ``session=`` says
+        otherwise. A form that is not there raises ``FormError`` naming the page.
         """
         from .sessions._forms import FormError, find_form, form_submission
 

@@ -105,8 +105,8 @@ def _option_value(option: LexborNode) -> str:
 _CLICKABLES = "input[type=submit], input[type=image], button[type=submit], button:not([type])"
 
 #: How a caller picks the button a browser would click: its name or value (a string),
-#: attributes it must have plus ``nr`` for its position among the buttons (a mapping),
-#: or ``None`` for the first button.
+#: attributes it must have plus ``nr`` for its position among the buttons that have
+#: them (a mapping), or ``None`` for the first button.
 Click = str | Mapping[str, Any] | None
 
 
@@ -131,19 +131,21 @@ def _submit_pair(form: LexborNode, click: Click, page_url: str) -> list[tuple[st
 def _clicked(
     buttons: list[LexborNode], click: Mapping[str, Any], page_url: str
 ) -> list[LexborNode]:
-    """The buttons matching every attribute of ``click``, ``nr`` being a position."""
+    """The buttons matching every attribute of ``click``; ``nr`` then picks one of those
+    by position, as in Scrapy, so ``{"name": "go", "nr": 1}`` is the second "go" button."""
     wanted = {k: str(v) for k, v in click.items() if k != "nr"}
-    nr = click.get("nr")
-    if nr is not None:
-        if type(nr) is not int or not 0 <= nr < len(buttons):
-            raise FormError(
-                f"clickdata nr={nr!r}: the form on {page_url} has {len(buttons)} submit buttons"
-            )
-        buttons = [buttons[nr]]
     matched = [b for b in buttons if all(b.attributes.get(k) == v for k, v in wanted.items())]
     if not matched:
         raise FormError(f"No submit button matches clickdata {dict(click)!r} on {page_url}")
-    return matched
+    nr = click.get("nr")
+    if nr is None:
+        return matched
+    if type(nr) is not int or not 0 <= nr < len(matched):
+        among = f" matching {wanted!r}" if wanted else ""
+        raise FormError(
+            f"clickdata nr={nr!r}: the form on {page_url} has {len(matched)} submit buttons{among}"
+        )
+    return [matched[nr]]
 
 
 def _merge(defaults: list[tuple[str, str]], fields: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -221,6 +221,25 @@ async def test_formcss_on_a_button_submits_the_form_holding_it() -> None:
     assert sent == [("/edit", [("csrf", "t0k"), ("via", "css"), ("preview", "1")])]
 
 
+async def test_clickdata_nr_counts_only_the_buttons_matching_the_other_keys() -> None:
+    sent = await submit_edit_form(formnumber=1, clickdata={"name": "action", "nr": 1})
+    assert sent == [("/edit", [("csrf", "t0k"), ("action", "publish")])]
+
+
+def test_clickdata_nr_out_of_range_among_matching_buttons_names_the_page() -> None:
+    response = Response.from_body("http://h/edit", EDIT)
+    with pytest.raises(
+        FormError,
+        match=r"clickdata nr=2: the form on http://h/edit has 2 submit buttons matching "
+        r"\{'name': 'action'\}",
+    ):
+        Request.from_form(response, formnumber=1, clickdata={"name": "action", "nr": 2})
+    with pytest.raises(
+        FormError, match=r"No submit button matches clickdata \{'name': 'delete', 'nr': 0\}"
+    ):
+        Request.from_form(response, formnumber=1, clickdata={"name": "delete", "nr": 0})
+
+
 def test_meta_and_cb_kwargs_are_made_on_first_use_and_kept() -> None:
     """A queued request without meta or cb_kwargs holds no dict for them (64 bytes
     each, times every request a crawl queues); asked for, each is a dict of its own
