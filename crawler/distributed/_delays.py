@@ -294,13 +294,6 @@ class RedisDelays:
         wait, throttle = reply
         return int(wait) / 1e6, int(throttle) / 1e6
 
-    async def wait(self, host: str, gap: float) -> float:
-        """Book a slot of ``host`` and sleep until it starts; the host's throttle."""
-        seconds, throttle = await self.reserve(host, gap)
-        if seconds > 0:
-            await trio.sleep(seconds)
-        return throttle
-
     def pause(self, host: str, seconds: float) -> None:
         """No worker starts a request to ``host`` for ``seconds`` (a Retry-After); sent soon."""
         self._pauses[host] = max(seconds, self._pauses.get(host, 0.0))

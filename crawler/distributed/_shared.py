@@ -115,8 +115,6 @@ class SharedCrawl:
         self.stopping = False
         self.queued = 0  # the last counts Redis gave: requests waiting, leases held
         self.leased = 0
-        self.refused = 0
-        self.committed = 0
         # Set by attach(): the scheduler's wake-up and the crawler's stop.
         self._refilled: Callable[[Iterable[str]], None] = _ignore
         self._stop: Callable[[str], None] = _ignore
@@ -396,8 +394,7 @@ class SharedCrawl:
         sessions_at = len(commands)
         if self.sessions is not None:
             commands.extend(self.sessions.commands())
-        sessions_end = len(commands)
-        throttled_at = len(commands)
+        sessions_end = throttled_at = len(commands)
         if self.throttled is not None:
             commands.append(self.throttled.command())
         errors = self._errors() - self._errors_sent
@@ -462,8 +459,7 @@ class SharedCrawl:
         self._deadline_at = trio.current_time() + max(0, int(deadline) - now_ms) / 1000
 
     def _committed(self, reply: Any) -> None:
-        pages, _items, late, *refused = reply
-        self.committed += int(pages)
+        _pages, _items, late, *refused = reply
         if late:
             log.info(
                 "worker %s: %d page(s) sent again were committed already (the first "
@@ -472,7 +468,6 @@ class SharedCrawl:
                 late,
             )
         if refused:
-            self.refused += len(refused)
             log.warning(
                 "worker %s: %d page(s) not committed: their leases had expired and went to "
                 "another worker, which fetches them again",
