@@ -36,7 +36,15 @@ from ._demo import SITE_URL_OPTION
 from ._main import CommandError, configure_logging, resolve_all
 from ._spider_loader import load_spiders
 
-__all__ = ["ToolFailed", "get", "run_fetch", "run_parse", "spider_session", "spider_settings"]
+__all__ = [
+    "ToolFailed",
+    "checked_url",
+    "get",
+    "run_fetch",
+    "run_parse",
+    "spider_session",
+    "spider_settings",
+]
 
 EXIT_FAILED = 1
 
@@ -51,9 +59,11 @@ class _Fetch(Spider):
     name = "fetch"
 
 
-def _checked_url(url: str) -> str:
+def checked_url(url: str) -> str:
     """``url`` if it is an absolute http(s) URL: anything else is a usage error (exit 2),
-    said before any spider is imported or any login sent."""
+    said before any spider is imported or any login sent. ``urlsplit`` raises on some
+    malformed URLs (an unclosed IPv6 bracket) and says so without naming the URL; those
+    are the same usage error."""
     try:
         parts = urlsplit(url)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -65,7 +75,7 @@ def _checked_url(url: str) -> str:
 
 
 def _spider_settings(args: argparse.Namespace, name: str | None) -> tuple[type[Spider], Settings]:
-    return spider_settings(args, name, _checked_url(args.url))
+    return spider_settings(args, name, checked_url(args.url))
 
 
 def spider_settings(

@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
-from urllib.parse import urlsplit
 
 import trio
 
@@ -41,7 +40,14 @@ from ..sessions import Session
 from ..settings import Settings
 from ..spider import Spider
 from ._demo import start_demo_site, wants_demo_site
-from ._inspect import EXIT_FAILED, ToolFailed, get, spider_session, spider_settings
+from ._inspect import (
+    EXIT_FAILED,
+    ToolFailed,
+    checked_url,
+    get,
+    spider_session,
+    spider_settings,
+)
 from ._main import CommandError
 
 __all__ = ["Shell", "run_shell"]
@@ -65,10 +71,7 @@ def _target(text: str | None) -> tuple[str | None, Path | None]:
         if path.is_file():
             return None, path
         raise CommandError(f"{text!r} is neither an existing file nor an http:// or https:// URL")
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CommandError(f"URL {text!r} is not an absolute http:// or https:// URL")
-    return text, None
+    return checked_url(text), None
 
 
 def response_from_file(path: Path) -> Response:
@@ -241,8 +244,10 @@ class Shell:
         url = target
         if "://" not in target and current is not None:
             url = current.urljoin(target) or target
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"fetch: {target!r} is not an http:// or https:// URL")
+        try:
+            checked_url(url)
+        except CommandError as exc:
+            raise ValueError(f"fetch: {exc}") from None
         return Request(url, accept_statuses="all")
 
     def view(self, response: Response | None = None) -> Path:

@@ -76,3 +76,18 @@ def test_the_help_lists_what_the_prompt_offers(capsys: pytest.CaptureFixture[str
         assert name in text
     assert text.endswith("response is <Response [200] http://quotes.test/>\n")
     assert set(shell.namespace) >= {"response", "request", "spider", "settings", "fetch"}
+
+
+@pytest.mark.parametrize("target", ["http://[::1", "ftp://quotes.test/", "/page/2/"])
+def test_fetch_refuses_what_is_not_an_http_url_naming_it(target: str) -> None:
+    # Without a page to resolve it against, a path is no URL either.
+    with pytest.raises(ValueError) as caught:
+        shell_on(None)._request(target)
+    assert str(caught.value) == (
+        f"fetch: URL {target!r} is not an absolute http:// or https:// URL"
+    )
+
+
+def test_fetch_resolves_a_path_against_the_page() -> None:
+    shell = shell_on(Response.from_body("http://quotes.test/page/1/", PAGE))
+    assert shell._request("/page/2/").url == "http://quotes.test/page/2/"

@@ -99,6 +99,15 @@ async def test_shell_refuses_a_target_that_is_neither_file_nor_url(tmp_path: Pat
     )
 
 
+async def test_shell_refuses_a_malformed_url_in_one_line(tmp_path: Path) -> None:
+    # urlsplit raises on an unclosed IPv6 bracket: a usage error, not a traceback.
+    result = await crawl_with_input(tmp_path, "", "shell", "http://[::1")
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        "crawl: error: URL 'http://[::1' is not an absolute http:// or https:// URL"
+    ]
+
+
 async def test_shell_on_an_unreachable_url_exits_1_naming_it(tmp_path: Path) -> None:
     async with serve_asgi(DemoApp()) as url:
         pass  # closed: its port now refuses connections
