@@ -27,12 +27,12 @@ import trio
 
 from ..http import HTTPStatusError
 from ..request import Request
-from ..settings import Settings, load_sources
+from ..settings import Settings
 from ..spider import Spider
 from ._contracts import Callback, ContractError, contracted_callbacks
 from ._demo import SITE_URL_OPTION, start_demo_site, wants_demo_site
-from ._inspect import EXIT_FAILED, _pointed_at, _status_line
-from ._main import CommandError, configure_logging, resolve_all
+from ._inspect import EXIT_FAILED, _pointed_at, _status_line, project_settings
+from ._main import CommandError, resolve_all
 from ._spider_loader import load_spiders
 
 __all__ = ["run_check"]
@@ -55,25 +55,22 @@ class _Tally:
 
 def run_check(args: argparse.Namespace) -> int:
     """Check the contracts of the spiders named (all, without names); 1 if any broke."""
-    extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
-    sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
-    project = sources.resolve(lenient=True)
-    configure_logging(project.log_level)
+    sources, project = project_settings(args)
     loader = load_spiders(project.spider_modules, project.project_dir)
     names = args.names or loader.names()
     resolved = resolve_all(sources, loader, names) if names else {}
     try:
-        plan = {cls: contracted_callbacks(cls) for cls in resolved}
+        found = {cls: contracted_callbacks(cls) for cls in resolved}
     except ContractError as exc:
         raise CommandError(str(exc)) from None
-    plan = {cls: callbacks for cls, callbacks in plan.items() if callbacks}
+    plan = {cls: callbacks for cls, callbacks in found.items() if callbacks}
     if args.list:
         for callbacks in plan.values():
             for callback in callbacks:
                 print(f"{callback.title}  {callback.url}")
         return 0
     for name in args.names:
-        if not contracted_callbacks(loader.get(name)):
+        if loader.get(name) not in plan:
             print(
                 f"spider {name} has no contracts (no callback docstring has @url)", file=sys.stderr
             )

@@ -30,7 +30,7 @@ from ..http import HTTPError
 from ..request import Request
 from ..response import Response
 from ..sessions import Session
-from ..settings import Settings, load_sources
+from ..settings import Settings, SettingsSources, load_sources
 from ..spider import Spider
 from ._demo import SITE_URL_OPTION
 from ._main import CommandError, configure_logging, resolve_all
@@ -40,6 +40,7 @@ __all__ = [
     "ToolFailed",
     "checked_url",
     "get",
+    "project_settings",
     "run_fetch",
     "run_parse",
     "spider_session",
@@ -78,16 +79,25 @@ def _spider_settings(args: argparse.Namespace, name: str | None) -> tuple[type[S
     return spider_settings(args, name, checked_url(args.url))
 
 
+def project_settings(args: argparse.Namespace) -> tuple[SettingsSources, Settings]:
+    """The project's settings sources and their lenient reading, logging set up from it
+    as the crawl sets it up (level, file and format), so that the tools log where the
+    project's crawls log. Lenient: ``spider_modules`` and the log settings are needed
+    before the spiders, and so their options, are known; the caller checks the rest."""
+    extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
+    sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
+    project = sources.resolve(lenient=True)
+    configure_logging(project.log_level, project.log_file, project.log_format, project.project_dir)
+    return sources, project
+
+
 def spider_settings(
     args: argparse.Namespace, name: str | None, url: str | None
 ) -> tuple[type[Spider], Settings]:
     """The spider to use and its settings, pointed at ``url``'s site if one is given;
     without a name, the project's settings (and no spider module is imported, so the
     tools work outside a project too)."""
-    extra = [("--log-level", {"log_level": args.log_level})] if args.log_level else []
-    sources = load_sources(args.settings, args.overrides, extra_overrides=extra)
-    project = sources.resolve(lenient=True)
-    configure_logging(project.log_level, project.log_file, project.log_format, project.project_dir)
+    sources, project = project_settings(args)
     if name is None:
         return _Fetch, sources.resolve()
     loader = load_spiders(project.spider_modules, project.project_dir)

@@ -291,6 +291,32 @@ async def test_a_contract_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -
     )
 
 
+async def test_check_logs_to_the_projects_log_file_in_its_log_format(tmp_path: Path) -> None:
+    log_format = 'log_format = "CHECKLOG %(levelname)s %(name)s: %(message)s"\n'
+    async with serve_asgi(DemoApp()) as url:
+        root = project(tmp_path, WRONG.format(url=url))
+        with (root / "settings.toml").open("a", encoding="utf-8") as settings:
+            settings.write(log_format)
+        result = await crawl(root, "check", "wrong", "-s", "log_file=check.log")
+    assert result.returncode == 1, result.stderr.decode()
+    assert result.stdout.decode().splitlines()[-1] == "3 callbacks, 5 contracts: 0 passed, 5 failed"
+    # The callback's traceback went where the project's crawls log, as they log it.
+    log = (root / "check.log").read_text(encoding="utf-8")
+    assert "ValueError: no such element" in log
+    assert log.startswith("CHECKLOG ")
+    assert "no such element" not in result.stderr.decode()
+
+
+async def test_check_says_a_spider_named_has_no_contracts(tmp_path: Path) -> None:
+    plain = "from crawler import Spider\n\n\nclass Plain(Spider):\n    name = 'plain'\n"
+    result = await crawl(project(tmp_path, plain), "check", "plain")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode() == "0 callbacks, 0 contracts: 0 passed, 0 failed\n"
+    assert result.stderr.decode().splitlines() == [
+        "spider plain has no contracts (no callback docstring has @url)"
+    ]
+
+
 class Flaky:
     """An ASGI site whose page answers 503 the first time: a crawl retries it."""
 
