@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..request import Request
 from ..spider import Spider
+from ._json import json_object
 
 __all__ = ["Callback", "Check", "ContractError", "contracted_callbacks"]
 
@@ -155,12 +155,9 @@ def _argument(where: str, line: str, key: str, text: str) -> Any:
             raise ContractError(f"{where}: {line!r}: one URL (or path) expected")
         return text
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ContractError(f"{where}: {line!r} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ContractError(f"{where}: {line!r} must be a JSON object")
-    return value
+        return json_object(text, f"{where}: {line!r}")
+    except ValueError as exc:
+        raise ContractError(str(exc)) from None
 
 
 def _check(where: str, line: str, key: str, text: str) -> Check:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import http
-import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +32,7 @@ from ..sessions import Session
 from ..settings import Settings, SettingsSources, load_sources
 from ..spider import Spider
 from ._demo import SITE_URL_OPTION
+from ._json import json_object
 from ._main import CommandError, configure_logging, resolve_all
 from ._spider_loader import load_spiders
 
@@ -225,12 +225,9 @@ def _meta(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"--meta is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict):
-        raise CommandError(f"--meta must be a JSON object, got {type(meta).__name__}")
-    return meta
+        return json_object(text, "--meta")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def run_parse(args: argparse.Namespace) -> int:

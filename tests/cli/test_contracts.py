@@ -116,7 +116,7 @@ def _spider_with(doc: str) -> type[Spider]:
         ("@url", "'@url' needs a value"),
         ("@url / /x", "one URL (or path) expected"),
         ('@url /\n@meta {"a": ', "'@meta {\"a\":' is not valid JSON"),
-        ("@url /\n@cb_kwargs [1]", "'@cb_kwargs [1]' must be a JSON object"),
+        ("@url /\n@cb_kwargs [1]", "'@cb_kwargs [1]' must be a JSON object, got list"),
         ("@returns items 1", "contracts without @url"),
     ],
 )
